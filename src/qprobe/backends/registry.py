@@ -1,0 +1,71 @@
+"""The one place where backend names are mapped to implementations.
+
+A spec is ``NAME`` or ``NAME:ARGUMENT`` (the argument is everything after the first
+colon, so paths and command templates may contain colons). Factories import their
+module lazily so that ``import qprobe`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from qprobe.backends.base import Backend
+from qprobe.errors import BackendError
+
+
+def _ort(arg: str | None) -> Backend:
+    from qprobe.backends.onnxruntime import OrtBackend
+
+    return OrtBackend(fused=False, options=arg)
+
+
+def _ort_fused(arg: str | None) -> Backend:
+    from qprobe.backends.onnxruntime import OrtBackend
+
+    return OrtBackend(fused=True, options=arg)
+
+
+def _engine(arg: str | None) -> Backend:
+    from qprobe.backends.engine.backend import EngineBackend
+
+    return EngineBackend.from_spec(arg)
+
+
+def _recorded(arg: str | None) -> Backend:
+    from qprobe.backends.recorded import RecordedBackend
+
+    return RecordedBackend.from_spec(arg)
+
+
+def _command(arg: str | None) -> Backend:
+    from qprobe.backends.command import CommandBackend
+
+    return CommandBackend.from_spec(arg)
+
+
+# name -> (factory, argument required?, one-line help)
+BACKENDS: dict[str, tuple[Callable[[str | None], Backend], bool, str]] = {
+    "ort": (_ort, False, "onnxruntime, graph optimizations off: float DQ -> op -> Q"),
+    "ort-fused": (_ort_fused, False, "onnxruntime, optimizations on, QDQ fused to integer kernels"),
+    "engine": (_engine, True, "qprobe's integer engine with a numerics profile: engine:PROFILE"),
+    "recorded": (_recorded, True, "tensors recorded elsewhere: recorded:PATH (.npz or ST val_io.npz)"),
+    "command": (_command, True, "an external command that runs the target: command:TEMPLATE"),
+}
+
+
+def known_backends() -> list[str]:
+    return [f"{n}:..." if req else n for n, (_, req, _h) in BACKENDS.items()]
+
+
+def create_backend(spec: str) -> Backend:
+    """Build a backend from its spec string; unknown names list the known ones."""
+    name, sep, arg = spec.partition(":")
+    entry = BACKENDS.get(name.strip())
+    if entry is None:
+        raise BackendError(
+            f"unknown backend {spec!r}; known backends: {', '.join(known_backends())}"
+        )
+    factory, required, _help = entry
+    if required and not arg:
+        raise BackendError(f"backend {name!r} needs an argument, e.g. {name}:... ; see --help")
+    return factory(arg if sep else None)

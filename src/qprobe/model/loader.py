@@ -1,0 +1,60 @@
+"""Loading, copying and serializing models (onnx_ir is the in-memory graph format)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import onnx
+import onnx_ir as ir
+
+from qprobe.errors import ModelError
+
+
+def load_model(path: str | Path) -> ir.Model:
+    """Load an ONNX file (external data allowed) into onnx_ir, with a clear error if it is not one."""
+    p = Path(path)
+    if not p.exists():
+        raise ModelError(f"model file {str(p)!r} does not exist; check the path")
+    if p.is_dir():
+        raise ModelError(f"{str(p)!r} is a directory; pass the .onnx file inside it")
+    try:
+        proto = onnx.load(str(p))
+    except Exception as e:  # protobuf raises several unrelated types
+        raise ModelError(
+            f"{str(p)!r} is not a readable ONNX model ({type(e).__name__}: {e}); "
+            "pass an .onnx file written by onnx.save or an exporter"
+        ) from e
+    if not proto.graph.node and not proto.graph.output:
+        raise ModelError(f"{str(p)!r} holds no ONNX graph; pass an .onnx model file")
+    try:
+        return ir.from_proto(proto)
+    except Exception as e:
+        raise ModelError(f"{str(p)!r} could not be read as an ONNX graph: {e}") from e
+
+
+def model_from_proto(proto: onnx.ModelProto) -> ir.Model:
+    return ir.from_proto(proto)
+
+
+def to_proto(model: ir.Model) -> onnx.ModelProto:
+    return ir.to_proto(model)
+
+
+def model_bytes(model: ir.Model) -> bytes:
+    return to_proto(model).SerializeToString()
+
+
+def clone_model(model: ir.Model) -> ir.Model:
+    """A deep, independent copy (through the protobuf form, which is exact)."""
+    return ir.from_proto(to_proto(model))
+
+
+def model_hash(model: ir.Model) -> str:
+    return hashlib.sha256(model_bytes(model)).hexdigest()
+
+
+def save_model(model: ir.Model, path: str | Path) -> None:
+    from qprobe.fileio import atomic_write_bytes
+
+    atomic_write_bytes(Path(path), model_bytes(model))
