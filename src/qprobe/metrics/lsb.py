@@ -1,0 +1,93 @@
+"""Errors in units of the quantization step (LSB) of the reference tensor.
+
+``delta = (ref - target) / scale`` with the same sign convention as ST's ``mean``: a
+target biased low gives a positive mean delta. For integer codes the delta is exact
+(``ref_code - target_code``). Counts are kept so that batches merge exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from qprobe.tensors import QuantParams
+
+HIST_LIMIT = 8  # histogram bins -8..8; larger deltas land in the end bins
+
+
+@dataclass(frozen=True)
+class LsbMetrics:
+    n: int
+    exact_share: float  # |delta| < 0.5 LSB (== 0 for codes)
+    max_abs_lsb: float
+    mean_delta_lsb: float  # mean(ref - target) in LSB; > 0 means the target is low
+    one_lsb_share: float  # 0.5 <= |delta| < 1.5: rounding-tie noise
+    big_share: float  # |delta| >= 1.5 LSB
+    target_saturated_share: float  # target codes at qmin/qmax where the reference is not
+    histogram: tuple[int, ...]  # counts of round(delta) clipped to [-HIST_LIMIT, HIST_LIMIT]
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["histogram"] = list(self.histogram)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> LsbMetrics:
+        return cls(**{**d, "histogram": tuple(int(v) for v in d["histogram"])})
+
+
+class LsbAccumulator:
+    """Streaming LSB metrics for one tensor with known quantization parameters."""
+
+    def __init__(self, quant: QuantParams) -> None:
+        self.quant = quant
+        self._n = 0
+        self._exact = 0
+        self._one = 0
+        self._big = 0
+        self._sum = 0.0
+        self._max = 0.0
+        self._sat = 0
+        self._hist = np.zeros(2 * HIST_LIMIT + 1, dtype=np.int64)
+
+    def add(self, ref: np.ndarray, target: np.ndarray) -> None:
+        """``ref``/``target`` are codes (integer arrays) or real values (floats)."""
+        r, t = np.asarray(ref), np.asarray(target)
+        if t.shape != r.shape:
+            t = t.reshape(r.shape)
+        if np.issubdtype(r.dtype, np.integer) and np.issubdtype(t.dtype, np.integer):
+            delta = (r.astype(np.int64) - t.astype(np.int64)).astype(np.float64)
+            q = self.quant
+            at_rail = (t == q.qmin) | (t == q.qmax)
+            self._sat += int(np.sum(at_rail & (r != t)))
+        else:
+            scale = self.quant.scale_array(r.ndim).astype(np.float64)
+            delta = (r.astype(np.float64) - t.astype(np.float64)) / scale
+        a = np.abs(delta)
+        self._n += int(a.size)
+        self._exact += int(np.sum(a < 0.5))
+        self._one += int(np.sum((a >= 0.5) & (a < 1.5)))
+        self._big += int(np.sum(a >= 1.5))
+        self._sum += float(np.sum(delta))
+        if a.size:
+            self._max = max(self._max, float(np.max(a)))
+        bins = np.clip(np.rint(delta), -HIST_LIMIT, HIST_LIMIT).astype(np.int64) + HIST_LIMIT
+        self._hist += np.bincount(bins.reshape(-1), minlength=2 * HIST_LIMIT + 1)
+
+    def result(self) -> LsbMetrics:
+        n = self._n
+        if n == 0:
+            return LsbMetrics(0, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, ())
+        return LsbMetrics(
+            n=n,
+            exact_share=self._exact / n,
+            max_abs_lsb=self._max,
+            mean_delta_lsb=self._sum / n,
+            one_lsb_share=self._one / n,
+            big_share=self._big / n,
+            target_saturated_share=self._sat / n,
+            histogram=tuple(int(v) for v in self._hist),
+        )

@@ -1,0 +1,157 @@
+"""ST Edge AI's validation metrics, exactly as ``stedgeai validate`` defines them.
+
+Definitions (ST Edge AI Core docs, evaluation_metrics): every metric is computed on the
+flattened arrays of all samples of one tensor, in float64, with ``ref`` the reference and
+``pred`` the prediction (the target):
+
+    rmse = sqrt(mean((ref - pred)^2))      mae = mean(|ref - pred|)
+    l2r  = ||ref - pred|| / (||pred|| + eps_f32)     (denominator: the *prediction*)
+    mean = mean(ref - pred)                (sign: a target biased low gives mean > 0)
+    std  = std(ref - pred), ddof=0         nse = 1 - mse / (var(ref) + eps_f32)
+    cos  = <ref, pred> / (||ref|| ||pred||)
+    acc  = share of samples whose argmax over axis 1 agrees (classifier outputs only)
+
+``StAccumulator`` computes them in one pass over batches (sums and Chan's pairwise
+variance merge), so that no more than one batch needs to be in memory; ``st_metrics``
+is the one-shot form.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+EPS_F32 = float(np.finfo(np.float32).eps)
+
+
+@dataclass(frozen=True)
+class StMetrics:
+    n: int
+    rmse: float
+    mae: float
+    l2r: float
+    mean: float
+    std: float
+    nse: float
+    cos: float
+    acc: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: _json_float(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> StMetrics:
+        acc = d.get("acc")
+        f = {k: float(d[k]) for k in ("rmse", "mae", "l2r", "mean", "std", "nse", "cos")}
+        return cls(n=int(d["n"]), acc=None if acc is None else float(acc), **f)
+
+
+def _json_float(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return repr(v)  # "nan"/"inf": JSON has no literal for them
+    return v
+
+
+@dataclass
+class _Moments:
+    """Count, mean and sum of squared deviations, mergeable (Chan et al.)."""
+
+    n: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+
+    def add(self, x: np.ndarray) -> None:
+        nb = int(x.size)
+        if nb == 0:
+            return
+        mb = float(np.mean(x))
+        m2b = float(np.sum((x - mb) ** 2))
+        n = self.n + nb
+        delta = mb - self.mean
+        self.mean += delta * nb / n
+        self.m2 += m2b + delta * delta * self.n * nb / n
+        self.n = n
+
+    @property
+    def var(self) -> float:
+        return self.m2 / self.n if self.n else math.nan
+
+
+class StAccumulator:
+    """Streaming ST metrics over batches of (reference, prediction) real values."""
+
+    def __init__(self, classifier: bool = False) -> None:
+        self.classifier = classifier
+        self._d = _Moments()
+        self._r = _Moments()
+        self._sum_abs = 0.0
+        self._sum_d2 = 0.0
+        self._sum_p2 = 0.0
+        self._sum_r2 = 0.0
+        self._sum_rp = 0.0
+        self._acc_hits = 0
+        self._acc_n = 0
+
+    def add(self, ref: np.ndarray, pred: np.ndarray) -> None:
+        r = np.asarray(ref, dtype=np.float64)
+        p = np.asarray(pred, dtype=np.float64)
+        if r.shape != p.shape:
+            p = p.reshape(r.shape)
+        if self.classifier and r.ndim >= 2 and r.shape[1] > 1:
+            self._acc_hits += int(np.sum(np.argmax(r, axis=1) == np.argmax(p, axis=1)))
+            self._acc_n += int(np.prod(np.delete(r.shape, 1)))
+        r, p = r.reshape(-1), p.reshape(-1)
+        d = r - p
+        self._d.add(d)
+        self._r.add(r)
+        self._sum_abs += float(np.sum(np.abs(d)))
+        self._sum_d2 += float(np.dot(d, d))
+        self._sum_p2 += float(np.dot(p, p))
+        self._sum_r2 += float(np.dot(r, r))
+        self._sum_rp += float(np.dot(r, p))
+
+    def result(self) -> StMetrics:
+        n = self._d.n
+        if n == 0:
+            nan = math.nan
+            return StMetrics(0, nan, nan, nan, nan, nan, nan, nan, None)
+        mse = self._sum_d2 / n
+        norm_r, norm_p = math.sqrt(self._sum_r2), math.sqrt(self._sum_p2)
+        if norm_r == 0.0 and norm_p == 0.0:
+            cos = 1.0  # both all-zero: identical
+        elif norm_r == 0.0 or norm_p == 0.0:
+            cos = 0.0
+        else:
+            cos = self._sum_rp / (norm_r * norm_p)
+        acc = self._acc_hits / self._acc_n if self.classifier and self._acc_n else None
+        return StMetrics(
+            n=n,
+            rmse=math.sqrt(mse),
+            mae=self._sum_abs / n,
+            l2r=math.sqrt(self._sum_d2) / (norm_p + EPS_F32),
+            mean=self._d.mean,
+            std=math.sqrt(max(self._d.var, 0.0)),
+            nse=1.0 - mse / (self._r.var + EPS_F32),
+            cos=cos,
+            acc=acc,
+        )
+
+
+def st_metrics(ref: np.ndarray, pred: np.ndarray, classifier: bool = False) -> StMetrics:
+    """One-shot ST metrics of two real-valued arrays (flattened)."""
+    acc = StAccumulator(classifier=classifier)
+    acc.add(ref, pred)
+    return acc.result()
+
+
+def looks_like_probabilities(x: np.ndarray, tol: float = 1e-2) -> bool:
+    """ST computes accuracy when outputs "may represent probabilities": rows in [0,1] summing to 1."""
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim < 2 or a.shape[1] < 2:
+        return False
+    if np.any(a < -tol) or np.any(a > 1 + tol):
+        return False
+    return bool(np.all(np.abs(a.sum(axis=1) - 1.0) <= tol))
