@@ -1,0 +1,167 @@
+"""Input samples: loaded from an .npz or generated, checked against the model's inputs.
+
+An ``InputSet`` holds one array per model input with the samples stacked on the model's
+batch axis (axis 0). An array of shape ``[N, 1, ...]`` for a model input ``[1, ...]`` is
+accepted too (an extra sample axis) and folded into the batch axis.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx_ir as ir
+
+from qprobe.errors import InputError
+from qprobe.fileio import atomic_save_npz
+from qprobe.model.graph import const_array, name_of
+from qprobe.tensors import QuantParams
+
+RANDOM_MODES = ("uniform", "qrange")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    dtype: np.dtype
+    shape: tuple[int | None, ...]  # None for symbolic dims
+
+
+@dataclass(frozen=True)
+class InputSet:
+    arrays: dict[str, np.ndarray]
+    source: str
+
+    @property
+    def num_samples(self) -> int:
+        return int(next(iter(self.arrays.values())).shape[0]) if self.arrays else 0
+
+    def batches(self, batch_size: int) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        n = self.num_samples
+        step = max(1, batch_size)
+        for start in range(0, n, step):
+            yield start, {k: v[start : start + step] for k, v in self.arrays.items()}
+
+    def save(self, path: Path) -> None:
+        atomic_save_npz(path, self.arrays)
+
+
+def input_specs(model: ir.Model) -> list[InputSpec]:
+    specs = []
+    for v in model.graph.inputs:
+        if v.name in model.graph.initializers:
+            continue
+        if v.dtype is None:
+            raise InputError(f"model input {v.name!r} has no element type; the model is incomplete")
+        shape = tuple(d if isinstance(d, int) else None for d in (v.shape or ()))
+        specs.append(InputSpec(name_of(v), np.dtype(v.dtype.numpy()), shape))
+    return specs
+
+
+def load_inputs(model: ir.Model, path: str | Path) -> InputSet:
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"input file {str(p)!r} does not exist; pass an .npz with one key per model input")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise InputError(f"{str(p)!r} is not a readable .npz file ({e}); write it with numpy.savez") from e
+    specs = input_specs(model)
+    missing = [s.name for s in specs if s.name not in data]
+    if missing:
+        raise InputError(
+            f"{str(p)!r} has no array for model input(s) {missing}; its keys are {sorted(data)}. "
+            "Save one array per model input, keyed by the input's name"
+        )
+    arrays = {s.name: _fit(s, data[s.name], str(p)) for s in specs}
+    _check_same_count(arrays, str(p))
+    return InputSet(arrays, str(p))
+
+
+def _fit(spec: InputSpec, a: np.ndarray, src: str) -> np.ndarray:
+    rank = len(spec.shape)
+    if a.ndim == rank + 1 and rank > 0 and a.shape[1] == 1 and spec.shape[0] in (1, None):
+        a = a.reshape((a.shape[0], *a.shape[2:]))
+    if a.ndim != rank:
+        raise InputError(
+            f"input {spec.name!r} in {src}: shape {a.shape} does not fit the model's {_fmt(spec.shape)}; "
+            "stack samples on the batch axis (axis 0)"
+        )
+    for i, (got, want) in enumerate(zip(a.shape[1:], spec.shape[1:], strict=True), start=1):
+        if want is not None and got != want:
+            raise InputError(
+                f"input {spec.name!r} in {src}: dimension {i} is {got}, the model wants {want} "
+                f"(model shape {_fmt(spec.shape)}, array shape {a.shape})"
+            )
+    return _cast(spec, a, src)
+
+
+def _cast(spec: InputSpec, a: np.ndarray, src: str) -> np.ndarray:
+    want = spec.dtype
+    if a.dtype == want:
+        return a
+    if np.issubdtype(want, np.floating) and np.issubdtype(a.dtype, np.floating):
+        return a.astype(want)
+    if np.issubdtype(want, np.integer) and np.issubdtype(a.dtype, np.integer):
+        info = np.iinfo(want)
+        if a.size and (a.min() < info.min or a.max() > info.max):
+            raise InputError(f"input {spec.name!r} in {src}: values outside the range of {want}")
+        return a.astype(want)
+    raise InputError(
+        f"input {spec.name!r} in {src} has dtype {a.dtype}, the model wants {want}; convert the array"
+    )
+
+
+def _check_same_count(arrays: dict[str, np.ndarray], src: str) -> None:
+    counts = {k: v.shape[0] for k, v in arrays.items()}
+    if len(set(counts.values())) > 1:
+        raise InputError(f"inputs in {src} have different sample counts {counts}; they must match")
+
+
+def _fmt(shape: tuple[int | None, ...]) -> str:
+    return "[" + ", ".join("N" if d is None else str(d) for d in shape) + "]"
+
+
+def random_inputs(model: ir.Model, n: int = 10, seed: int = 42, mode: str = "uniform") -> InputSet:
+    """``stedgeai validate``-like random samples: uniform in [0, 1) (seed 42, 10 samples by
+    default), or uniform over each input's quantized range (``qrange``)."""
+    if mode not in RANDOM_MODES:
+        raise InputError(f"unknown random mode {mode!r}; known: {', '.join(RANDOM_MODES)}")
+    if n < 1:
+        raise InputError(f"--random needs at least 1 sample, got {n}")
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for spec in input_specs(model):
+        shape = (n, *[1 if d is None else d for d in spec.shape[1:]])
+        arrays[spec.name] = _draw(model, spec, shape, rng, mode)
+    return InputSet(arrays, f"random(n={n}, seed={seed}, {mode})")
+
+
+def _draw(model: ir.Model, spec: InputSpec, shape: tuple[int, ...], rng: np.random.Generator, mode: str) -> np.ndarray:
+    if np.issubdtype(spec.dtype, np.integer):
+        info = np.iinfo(spec.dtype)
+        return rng.integers(info.min, int(info.max) + 1, size=shape).astype(spec.dtype)
+    lo, hi = 0.0, 1.0
+    if mode == "qrange":
+        q = input_quant(model, spec.name)
+        if q is not None:
+            lo = (q.qmin - q.zero_point[0]) * q.scale[0]
+            hi = (q.qmax - q.zero_point[0]) * q.scale[0]
+    return rng.uniform(lo, hi, size=shape).astype(spec.dtype)
+
+
+def input_quant(model: ir.Model, name: str) -> QuantParams | None:
+    """The quantization a float model input gets from its QuantizeLinear consumer, if any."""
+    for v in model.graph.inputs:
+        if v.name != name:
+            continue
+        for c in v.consumers():
+            if c.op_type == "QuantizeLinear":
+                s, z = const_array(c.inputs[1]), const_array(c.inputs[2] if len(c.inputs) > 2 else None)
+                dtype = str(z.dtype) if z is not None else "uint8"
+                return QuantParams.from_arrays(s, z if z is not None else 0, dtype)
+    return None

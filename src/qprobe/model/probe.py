@@ -1,0 +1,108 @@
+"""Probe plans: which intermediate tensors a run exposes as extra graph outputs.
+
+Modes:
+  ``outputs``     the graph outputs only (no change to the graph);
+  ``op-outputs``  for every compute op, what a target can emit for it: its quantized
+                  output (the int8 QuantizeLinear output in a QDQ graph) or, for a float
+                  op, its own output; plus the quantized graph inputs and the outputs;
+  ``all``         every quantized activation tensor and every float tensor outside QDQ
+                  groups (float islands). Float tensors *inside* a QDQ group (a DQ output
+                  or the float result before Q) are never probed by a mode: exposing them
+                  stops onnxruntime's (and an NPU compiler's) fusion of that group;
+  explicit        a comma-separated list of tensor names, any of them.
+
+A probed model keeps every original node and tensor name: probing only appends outputs.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+
+import onnx
+import onnx_ir as ir
+
+from qprobe.errors import InputError
+from qprobe.model.graph import DQ_OPS, Q_OPS, graph_output_names, is_constant, name_of
+from qprobe.model.loader import clone_model, model_from_proto, to_proto
+from qprobe.model.quant import QuantIndex
+from qprobe.tensors import ProbePlan
+
+PROBE_MODES = ("outputs", "op-outputs", "all")
+
+
+def plan_probes(model: ir.Model, index: QuantIndex, probe: str | Sequence[str]) -> ProbePlan:
+    """Choose the tensors to expose; explicit names are checked against the model."""
+    outputs = graph_output_names(model)
+    if isinstance(probe, str) and probe in PROBE_MODES:
+        mode = probe
+        wanted = _mode_tensors(model, index, probe)
+    else:
+        mode = "explicit"
+        names = [n.strip() for n in (probe.split(",") if isinstance(probe, str) else probe) if n.strip()]
+        _check_names(model, names)
+        wanted = names
+    ordered = _topological(model, set(wanted) | set(outputs))
+    added = tuple(t for t in ordered if t not in outputs)
+    return ProbePlan(mode=mode, tensors=tuple(ordered), added_outputs=added)
+
+
+def _mode_tensors(model: ir.Model, index: QuantIndex, mode: str) -> list[str]:
+    if mode == "outputs":
+        return []
+    names: list[str] = []
+    graph_inputs = {name_of(v) for v in model.graph.inputs}
+    for node in model.graph:
+        if node.op_type in Q_OPS and name_of(node.inputs[0]) in graph_inputs:
+            names.append(name_of(node.outputs[0]))
+    if mode == "op-outputs":
+        for op in index.ops:
+            names.extend(t for t in op.observed_outputs if t)
+        return names
+    names.extend(index.tensors)
+    inside = set(index.dequantized)
+    for op in index.ops:
+        inside.update(o for o, q in zip(op.outputs, op.q_outputs, strict=True) if q and q != o)
+    for node in model.graph:
+        if node.op_type in Q_OPS | DQ_OPS or node.op_type == "Constant":
+            continue
+        names.extend(name_of(v) for v in node.outputs if v.name and v.name not in inside and not is_constant(v))
+    return names
+
+
+def _topological(model: ir.Model, names: set[str]) -> list[str]:
+    order = [name_of(v) for v in model.graph.inputs if v.name in names]
+    for node in model.graph:
+        order.extend(name_of(v) for v in node.outputs if v.name in names and v.name not in order)
+    return order
+
+
+def _check_names(model: ir.Model, names: Sequence[str]) -> None:
+    known = [name_of(v) for v in model.graph.inputs] + [name_of(v) for n in model.graph for v in n.outputs]
+    for n in names:
+        if n not in known:
+            close = difflib.get_close_matches(n, known, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else "; `qprobe inspect MODEL` lists them"
+            raise InputError(f"tensor {n!r} is not in the model{hint}")
+
+
+def apply_probe_plan(model: ir.Model, plan: ProbePlan) -> ir.Model:
+    """A copy of ``model`` whose graph outputs are the original ones plus the probes."""
+    if not plan.added_outputs:
+        return model
+    proto = to_proto(clone_model(model))
+    try:
+        proto = onnx.shape_inference.infer_shapes(proto)
+    except Exception:  # shape inference is a help, not a requirement
+        pass
+    typed = {vi.name: vi for vi in list(proto.graph.value_info) + list(proto.graph.output)}
+    probed = model_from_proto(proto)
+    g = probed.graph
+    by_name = {name_of(v): v for n in g for v in n.outputs}
+    by_name.update({name_of(v): v for v in g.inputs})
+    for name in plan.added_outputs:
+        v = by_name[name]
+        if v.type is None and name in typed:
+            v.type = ir.TensorType(ir.DataType(typed[name].type.tensor_type.elem_type))
+        g.outputs.append(v)
+    return probed

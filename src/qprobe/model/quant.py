@@ -1,0 +1,207 @@
+"""The quantization view of a model: which tensors are quantized, and how each op is fed.
+
+``QuantIndex`` maps every quantized activation tensor (a QuantizeLinear output or a
+QOperator output) to its ``QuantParams``, maps each float DequantizeLinear output back to
+the codes it reads, and lists the compute ops (everything but Q, DQ and Constant) in
+topological order with the quantized tensors that feed them and that they produce.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import onnx_ir as ir
+
+from qprobe.model.graph import DQ_OPS, Q_OPS, const_array, int_attr, is_constant, name_of, node_label
+from qprobe.tensors import QuantParams
+
+# QOperator ops: index of (scale, zero point) inputs that describe the output.
+_QOP_OUTPUT_QPARAMS: dict[str, tuple[int, int]] = {
+    "QLinearConv": (6, 7),
+    "QLinearMatMul": (6, 7),
+    "QLinearAdd": (6, 7),
+    "QLinearMul": (6, 7),
+    "QGemm": (7, 8),
+    "QLinearConcat": (0, 1),
+    "QLinearAveragePool": (3, 4),
+    "QLinearGlobalAveragePool": (3, 4),
+    "QLinearLeakyRelu": (3, 4),
+    "QLinearSigmoid": (3, 4),
+    "QLinearSoftmax": (3, 4),
+}
+# QOperator ops: (input index, scale index, zero point index) per activation input.
+_QOP_INPUT_QPARAMS: dict[str, tuple[tuple[int, int, int], ...]] = {
+    "QLinearConv": ((0, 1, 2),),
+    "QLinearMatMul": ((0, 1, 2), (3, 4, 5)),
+    "QLinearAdd": ((0, 1, 2), (3, 4, 5)),
+    "QLinearMul": ((0, 1, 2), (3, 4, 5)),
+    "QGemm": ((0, 1, 2),),
+    "QLinearAveragePool": ((0, 1, 2),),
+    "QLinearGlobalAveragePool": ((0, 1, 2),),
+    "QLinearLeakyRelu": ((0, 1, 2),),
+    "QLinearSigmoid": ((0, 1, 2),),
+    "QLinearSoftmax": ((0, 1, 2),),
+}
+_CODE_PASSTHROUGH = frozenset(
+    {"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Slice", "MaxPool", "Gather",
+     "Split", "Identity", "Resize", "Pad", "Expand", "Tile"}
+)
+ELTWISE_RATIO_OPS = frozenset({"Add", "Sub", "Mul", "Concat", "QLinearAdd", "QLinearMul", "QLinearConcat"})
+
+
+@dataclass(frozen=True)
+class OpView:
+    """One compute op as the quantization sees it."""
+
+    name: str
+    op_type: str
+    inputs: tuple[str, ...]
+    q_inputs: tuple[str | None, ...]
+    outputs: tuple[str, ...]
+    q_outputs: tuple[str | None, ...]
+
+    @property
+    def observed_outputs(self) -> tuple[str, ...]:
+        """What a target can emit for this op: its quantized outputs where it has them."""
+        return tuple(q or o for q, o in zip(self.q_outputs, self.outputs, strict=True))
+
+
+@dataclass
+class QuantIndex:
+    tensors: dict[str, QuantParams] = field(default_factory=dict)
+    dequantized: dict[str, str] = field(default_factory=dict)
+    ops: list[OpView] = field(default_factory=list)
+    producer: dict[str, str] = field(default_factory=dict)
+    producer_type: dict[str, str] = field(default_factory=dict)
+    op_of_tensor: dict[str, str] = field(default_factory=dict)
+
+    def quant_of(self, tensor: str) -> QuantParams | None:
+        """Params of codes, or of the codes a float DequantizeLinear output reads."""
+        if tensor in self.tensors:
+            return self.tensors[tensor]
+        src = self.dequantized.get(tensor)
+        return self.tensors.get(src) if src else None
+
+    def op(self, name: str) -> OpView:
+        for o in self.ops:
+            if o.name == name:
+                return o
+        raise KeyError(name)
+
+    def scale_ratios(self, op: OpView) -> list[float] | None:
+        """Operand-scale / output-scale per activation operand (eltwise ops only)."""
+        if op.op_type not in ELTWISE_RATIO_OPS or not op.q_outputs or op.q_outputs[0] is None:
+            return None
+        out = self.tensors[op.q_outputs[0]]
+        if not out.per_tensor:
+            return None
+        ratios = []
+        for q in op.q_inputs:
+            p = self.tensors.get(q) if q else None
+            if p is not None and p.per_tensor:
+                ratios.append(p.scale[0] / out.scale[0])
+        return ratios or None
+
+
+def _qparams(node: ir.Node, s_idx: int, z_idx: int, axis: int | None) -> QuantParams | None:
+    ins = node.inputs
+    s = const_array(ins[s_idx]) if len(ins) > s_idx else None
+    if s is None:
+        return None
+    zv = ins[z_idx] if len(ins) > z_idx else None
+    z = const_array(zv)
+    if z is not None:
+        dtype = str(z.dtype)
+    else:
+        out_dt = node.attributes.get("output_dtype")
+        dtype = _dtype_name(int(out_dt.as_int())) if out_dt is not None else "uint8"
+    if dtype not in ("int8", "uint8", "int16", "uint16"):
+        return None
+    return QuantParams.from_arrays(s, z if z is not None else 0, dtype, axis)
+
+
+def _dtype_name(onnx_type: int) -> str:
+    return {2: "uint8", 3: "int8", 4: "uint16", 5: "int16"}.get(onnx_type, "unknown")
+
+
+def build_quant_index(model: ir.Model) -> QuantIndex:
+    idx = QuantIndex()
+    for node in model.graph:
+        label = node_label(node)
+        for v in node.outputs:
+            if v.name:
+                idx.producer[name_of(v)] = label
+                idx.producer_type[name_of(v)] = node.op_type
+        if node.op_type == "Constant":
+            continue
+        if node.op_type in Q_OPS:
+            _index_quantize(idx, node)
+        elif node.op_type in DQ_OPS:
+            src = name_of(node.inputs[0])
+            if src in idx.tensors:
+                idx.dequantized[name_of(node.outputs[0])] = src
+        else:
+            _index_compute(idx, node, label)
+    return idx
+
+
+def _index_quantize(idx: QuantIndex, node: ir.Node) -> None:
+    s = const_array(node.inputs[1])
+    axis = int_attr(node, "axis", 1) if s is not None and s.size > 1 else None
+    p = _qparams(node, 1, 2, axis)
+    if p is not None and name_of(node.outputs[0]):
+        idx.tensors[name_of(node.outputs[0])] = p
+
+
+def _index_compute(idx: QuantIndex, node: ir.Node, label: str) -> None:
+    op = node.op_type
+    if op in _QOP_OUTPUT_QPARAMS:
+        s_i, z_i = _QOP_OUTPUT_QPARAMS[op]
+        p = _qparams(node, s_i, z_i, None)
+        if p is not None:
+            idx.tensors[name_of(node.outputs[0])] = p
+        act = [name_of(node.inputs[i]) for i, _s, _z in _QOP_INPUT_QPARAMS.get(op, ()) if node.inputs[i]]
+        if op == "QLinearConcat":
+            act = [name_of(node.inputs[i]) for i in range(2, len(node.inputs), 3) if node.inputs[i]]
+        outs = tuple(name_of(v) for v in node.outputs)
+        view = OpView(label, op, tuple(act), tuple(a if a in idx.tensors else None for a in act), outs, outs)
+    else:
+        view = _qdq_view(idx, node, label)
+    idx.ops.append(view)
+    for t in (*view.outputs, *(q for q in view.q_outputs if q)):
+        idx.op_of_tensor[t] = label
+
+
+def _qdq_view(idx: QuantIndex, node: ir.Node, label: str) -> OpView:
+    act_inputs = [name_of(v) for v in node.inputs if v is not None and not is_constant(v)]
+    q_in: list[str | None] = []
+    for a in act_inputs:
+        if a in idx.dequantized:
+            q_in.append(idx.dequantized[a])
+        elif a in idx.tensors:
+            q_in.append(a)  # codes flowing straight in (data movement on codes)
+        else:
+            q_in.append(None)
+    q_out: list[str | None] = []
+    for v in node.outputs:
+        q = next((name_of(c.outputs[0]) for c in v.consumers() if c.op_type in Q_OPS), None)
+        if q is None and node.op_type in _CODE_PASSTHROUGH and q_in and q_in[0] is not None:
+            # integer data movement on codes (QOperator graphs / fused remnants)
+            if v.name and q_in[0] in idx.tensors and _is_integer_flow(node):
+                idx.tensors[name_of(v)] = idx.tensors[q_in[0]]
+                q = name_of(v)
+        q_out.append(q)
+    return OpView(
+        label,
+        node.op_type,
+        tuple(act_inputs),
+        tuple(q_in),
+        tuple(name_of(v) for v in node.outputs),
+        tuple(q_out),
+    )
+
+
+def _is_integer_flow(node: ir.Node) -> bool:
+    v = node.inputs[0]
+    src = v.producer() if v is not None else None
+    return src is not None and src.op_type not in DQ_OPS
