@@ -28,7 +28,7 @@ def atomic_save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part.npz")
     try:
-        np.savez(tmp, **dict(arrays))
+        np.savez(tmp, **dict(arrays))  # type: ignore[arg-type]
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
