@@ -1,0 +1,5 @@
+"""``python -m qprobe``."""
+
+from qprobe.cli.main import main
+
+main()

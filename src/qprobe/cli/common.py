@@ -1,0 +1,115 @@
+"""Shared CLI plumbing: options, model and input resolution, progress bars, key=value parsing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import onnx_ir as ir
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from qprobe.backends import Backend, create_backend
+from qprobe.errors import InputError
+from qprobe.model.inputs import InputSet, load_inputs, random_inputs
+from qprobe.model.loader import load_model
+
+def _console(stderr: bool = False) -> Console:
+    c = Console(stderr=stderr)
+    # piped output (CI logs, files) would be cut to 80 columns; tables need more
+    return c if c.is_terminal else Console(stderr=stderr, width=200)
+
+
+console = _console()
+err_console = _console(stderr=True)
+
+EXAMPLES = ("tcn",)
+
+ModelArg = Annotated[Path | None, typer.Argument(help="The int8 QDQ (or QOperator) ONNX model.", show_default=False)]
+ExampleOpt = Annotated[str | None, typer.Option("--example", help="Use a bundled example model instead of MODEL: tcn.")]
+RefOpt = Annotated[str, typer.Option("--ref", help="Reference backend spec: ort, ort-fused, engine:PROFILE, recorded:PATH, command:TEMPLATE.")]
+TargetOpt = Annotated[str, typer.Option("--target", help="Target backend spec (same forms as --ref).")]
+RefKv = Annotated[list[str] | None, typer.Option("--ref-opt", help="KEY=VALUE option for the reference backend (repeatable).")]
+TargetKv = Annotated[list[str] | None, typer.Option("--target-opt", "--set", help="KEY=VALUE option for the target backend; for engine targets a profile override (repeatable).")]
+InputsOpt = Annotated[Path | None, typer.Option("--inputs", help=".npz with one array per model input, samples on axis 0.")]
+RandomOpt = Annotated[int | None, typer.Option("--random", help="Use N random samples (like stedgeai validate: 10, seed 42).")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of --random.")]
+RandomModeOpt = Annotated[str, typer.Option("--random-mode", help="uniform: [0,1) like stedgeai; qrange: the input's quantized range.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Samples per batch (memory bound).")]
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the result as versioned JSON to this file.")]
+
+
+def parse_kv(items: list[str] | None, what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        k, sep, v = item.partition("=")
+        if not sep or not k.strip():
+            raise InputError(f"{what} {item!r} is not KEY=VALUE")
+        out[k.strip()] = v.strip()
+    return out
+
+
+def make_backend(spec: str, opts: list[str] | None, what: str) -> Backend:
+    return create_backend(spec, parse_kv(opts, f"{what} option"))
+
+
+def example_paths(name: str) -> tuple[Path, Path]:
+    """(model, inputs) of a bundled example."""
+    if name not in EXAMPLES:
+        raise InputError(f"unknown example {name!r}; known: {', '.join(EXAMPLES)}")
+    from qprobe.examples.tcn import packaged_example_dir
+
+    d = packaged_example_dir()
+    return d / "tcn_int8.onnx", d / "tcn_inputs.npz"
+
+
+def resolve_model(model: Path | None, example: str | None) -> tuple[ir.Model, str, Path | None]:
+    """(model, display name, default inputs file) from MODEL or --example."""
+    if model is not None and example is not None:
+        raise InputError("give either MODEL or --example, not both")
+    if example is not None:
+        mpath, ipath = example_paths(example)
+        return load_model(mpath), f"example:{example}", ipath
+    if model is None:
+        raise InputError("missing MODEL: pass an .onnx file, or --example tcn")
+    return load_model(model), str(model), None
+
+
+def resolve_inputs(
+    m: ir.Model,
+    inputs: Path | None,
+    random: int | None,
+    seed: int,
+    random_mode: str,
+    default: Path | None,
+    allow_none: bool = False,
+) -> InputSet | None:
+    if inputs is not None and random is not None:
+        raise InputError("give either --inputs or --random, not both")
+    if inputs is not None:
+        return load_inputs(m, inputs)
+    if random is not None:
+        return random_inputs(m, random, seed, random_mode)
+    if default is not None:
+        return load_inputs(m, default)
+    if allow_none:
+        return None
+    return random_inputs(m, 10, seed, random_mode)
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar on stderr; yields a ``(done, total)`` callback."""
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err_console, transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update

@@ -1,0 +1,81 @@
+"""Terminal renderers (rich). They format results; they compute nothing."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+
+from qprobe.compare.policy import EXACT, FAIL
+from qprobe.compare.result import Comparison
+from qprobe.model.quant import QuantIndex
+
+_VERDICT_STYLE = {EXACT: "green", "pass": "cyan", FAIL: "bold red"}
+
+
+def _num(v: float | None, fmt: str) -> str:
+    if v is None or v != v:
+        return "-"
+    return format(v, fmt)
+
+
+def comparison_table(cmp: Comparison) -> Table:
+    t = Table(title=f"{cmp.ref} (reference) vs {cmp.target} (target), {cmp.num_samples} samples", title_justify="left")
+    for col, just in [("#", "right"), ("tensor", "left"), ("op", "left"), ("scale", "right"), ("cos", "right"),
+                      ("rmse", "right"), ("mean Δ LSB", "right"), ("max |Δ| LSB", "right"), ("exact %", "right"),
+                      ("verdict", "left")]:
+        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    first = cmp.first_failing
+    for i, r in enumerate(cmp.rows):
+        scale = _num(r.quant.scale[0], ".4g") if r.quant and r.quant.per_tensor else ("per-ch" if r.quant else "-")
+        lsb = r.lsb
+        verdict = Text(r.verdict, style=_VERDICT_STYLE.get(r.verdict, ""))
+        if first is not None and r.name == first.name:
+            verdict.append("  ◀ first failing", style="bold red")
+        t.add_row(
+            str(i), r.name, f"{r.producer} ({r.op_type})", scale, _num(r.st.cos, ".5f"), _num(r.st.rmse, ".4g"),
+            _num(lsb.mean_delta_lsb if lsb else None, "+.3f"), _num(lsb.max_abs_lsb if lsb else None, ".0f"),
+            _num(100 * lsb.exact_share if lsb else None, ".1f"), verdict,
+        )
+    return t
+
+
+def comparison_summary(cmp: Comparison) -> list[str]:
+    lines = []
+    for e in cmp.probe_effects:
+        mark = "changed " + ", ".join(e.changed_outputs) if e.changed_outputs else e.detail
+        lines.append(f"probe effect on {e.backend}: {mark}")
+    first = cmp.first_failing
+    if first is None:
+        lines.append(f"PASS: all {len(cmp.rows)} tensors within tolerance")
+    else:
+        n_fail = sum(r.failed for r in cmp.rows)
+        lines.append(f"FAIL: {n_fail} of {len(cmp.rows)} tensors fail; first failing: {first.name} "
+                     f"({first.producer}, {first.op_type}): {first.reason}")
+    lines.append("mean Δ is reference − target (ST's sign): > 0 means the target is biased low")
+    return lines
+
+
+def quant_index_table(index: QuantIndex) -> Table:
+    t = Table(title="ops in topological order", title_justify="left")
+    for col in ("#", "op", "type", "quantized inputs (scale, zp)", "quantized outputs (scale, zp)", "operand/output scale ratios"):
+        t.add_column(col)
+    for i, op in enumerate(index.ops):
+        ins = "\n".join(_qdesc(index, q) for q in op.q_inputs) or "-"
+        outs = "\n".join(_qdesc(index, q) for q in op.q_outputs) or "-"
+        ratios = index.scale_ratios(op)
+        rtxt = Text(", ".join(f"{r:.3f}" for r in ratios) if ratios else "")
+        if ratios and max(ratios) >= 2.0:
+            rtxt.stylize("bold yellow")
+        t.add_row(str(i), op.name, op.op_type, ins, outs, rtxt)
+    return t
+
+
+def _qdesc(index: QuantIndex, name: str | None) -> str:
+    if name is None:
+        return "float"
+    q = index.tensors.get(name)
+    if q is None:
+        return name
+    if q.per_tensor:
+        return f"{name} ({q.scale[0]:.6g}, {q.zero_point[0]}, {q.dtype})"
+    return f"{name} (per-axis {q.axis}, {len(q.scale)} scales, {q.dtype})"
