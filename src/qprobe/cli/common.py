@@ -17,6 +17,7 @@ from qprobe.errors import InputError
 from qprobe.model.inputs import InputSet, load_inputs, random_inputs
 from qprobe.model.loader import load_model
 
+
 def _console(stderr: bool = False) -> Console:
     c = Console(stderr=stderr)
     # piped output (CI logs, files) would be cut to 80 columns; tables need more
@@ -102,14 +103,32 @@ def resolve_inputs(
 
 @contextmanager
 def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar on stderr; yields a ``(done, total)`` callback."""
-    with Progress(
+    """A rich progress bar on stderr, shown from the first update; yields ``(done, total)``."""
+    bar = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=err_console, transient=True,
-    ) as bar:
-        task = bar.add_task(label, total=None)
+    )
+    task = bar.add_task(label, total=None)
+    started = False
 
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+    def update(done: int, total: int) -> None:
+        nonlocal started
+        if not started:
+            bar.start()
+            started = True
+        bar.update(task, completed=done, total=total)
 
+    try:
         yield update
+    finally:
+        if started:
+            bar.stop()
+
+
+def default_inputs(
+    m: ir.Model, inputs: InputSet | None, backends: list[Backend], seed: int, random_mode: str
+) -> InputSet | None:
+    """No inputs given: use a recording's if a backend has one, else 10 random samples (stedgeai's default)."""
+    if inputs is not None or any(getattr(b, "recorded_inputs", None) for b in backends):
+        return inputs
+    return random_inputs(m, 10, seed, random_mode)

@@ -20,6 +20,7 @@ from qprobe.cli.common import (
     TargetKv,
     TargetOpt,
     console,
+    default_inputs,
     make_backend,
     progress_bar,
     resolve_inputs,
@@ -52,10 +53,11 @@ def compare(
     json_out: JsonOpt = None,
 ) -> None:
     """Compare a reference and a target backend tensor by tensor, with ST's metrics and LSB metrics."""
-    m, name, default_inputs = resolve_model(model, example)
+    m, name, example_inputs = resolve_model(model, example)
     ref_b = make_backend(ref, ref_opt, "--ref-opt")
     tgt_b = make_backend(target, target_opt, "--target-opt")
-    inp = resolve_inputs(m, inputs, random, seed, random_mode, default_inputs, allow_none=True)
+    inp = resolve_inputs(m, inputs, random, seed, random_mode, example_inputs, allow_none=True)
+    inp = default_inputs(m, inp, [ref_b, tgt_b], seed, random_mode)
     policy = parse_policy(tol, tol_tensor)
     with progress_bar("comparing") as update:
         cmp = compare_backends(
