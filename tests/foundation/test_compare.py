@@ -120,3 +120,20 @@ def test_only_tensors_the_target_has_are_compared(model: ir.Model) -> None:
     cmp = compare_backends(model, create_backend("ort"), rec, None, probe="op-outputs", batch_size=4)
     assert [r.name for r in cmp.rows] == ["y"] and cmp.passed
     assert cmp.inputs == "recorded by fake:recorded"
+
+
+def test_traces_record_plan_quant_and_session_options(model: ir.Model) -> None:
+    inp = random_inputs(model, 5, 7)
+    seen = []
+    cmp = compare_backends(
+        model, create_backend("ort"), create_backend("ort-fused"), inp, batch_size=2,
+        on_traces=lambda r, t: seen.append((r, t)),
+    )
+    assert [r.first_sample for r, _ in seen] == [0, 2, 4]
+    ref, tgt = seen[0]
+    assert ref.plan == cmp.plan and set(ref.records) == set(cmp.plan.tensors)
+    assert ref.session_info["graph_optimization_level"] == "ORT_DISABLE_ALL"
+    assert tgt.session_info["graph_optimization_level"] == "ORT_ENABLE_ALL"
+    assert tgt.session_info["session.qdqisint8allowed"] == "1"
+    rec = ref.records["c1_QuantizeLinear_Output"]
+    assert rec.is_codes and rec.quant is not None and rec.data.shape[0] == 2

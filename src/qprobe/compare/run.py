@@ -24,7 +24,7 @@ from qprobe.model.graph import graph_output_names
 from qprobe.model.inputs import InputSet
 from qprobe.model.probe import apply_probe_plan, plan_probes
 from qprobe.model.quant import QuantIndex, build_quant_index
-from qprobe.tensors import ProbePlan, QuantParams
+from qprobe.tensors import ProbePlan, QuantParams, TensorRecord, Trace
 
 Progress = Callable[[int, int], None]
 
@@ -55,8 +55,9 @@ class _TensorAcc:
 class _Runner:
     """Runs one backend on one model, per batch or once for all samples."""
 
-    def __init__(self, backend: Backend, model: ir.Model, inputs: InputSet) -> None:
+    def __init__(self, backend: Backend, model: ir.Model, inputs: InputSet, plan: ProbePlan | None = None) -> None:
         self.backend = backend
+        self.plan = plan or ProbePlan("outputs", tuple(graph_output_names(model)))
         self.session: Session = backend.open(model)
         caps = backend.capabilities()
         self._whole: dict[str, np.ndarray] | None = None
@@ -68,6 +69,12 @@ class _Runner:
             n = next(iter(feeds.values())).shape[0]
             return {k: v[first : first + n] for k, v in self._whole.items()}
         return self.session.run(feeds, first_sample=first)
+
+    def trace(self, first: int, feeds: Mapping[str, np.ndarray], index: QuantIndex) -> Trace:
+        """One batch as a Trace: the plan's tensors with their quantization, plus provenance."""
+        out = self.run(first, feeds)
+        records = {t: TensorRecord(t, np.asarray(out[t]), index.quant_of(t)) for t in self.plan.tensors if t in out}
+        return Trace(self.backend.spec, self.plan, records, dict(self.session.info), first)
 
     def close(self) -> None:
         self.session.close()
@@ -86,12 +93,17 @@ def compare_backends(
     check_probe_effect: bool = True,
     progress: Progress | None = None,
     model_name: str = "",
+    on_traces: Callable[[Trace, Trace], None] | None = None,
 ) -> Comparison:
+    """Compare ``target`` against ``ref`` on ``inputs`` over the probed tensors.
+
+    ``on_traces`` receives each batch's (reference, target) Traces, e.g. to save them.
+    """
     index = build_quant_index(model)
     inputs = inputs or _recorded_inputs(ref, target)
     plan = _restrict(plan_probes(model, index, probe), ref, target)
     probed = apply_probe_plan(model, plan)
-    runners = [_Runner(ref, probed, inputs), _Runner(target, probed, inputs)]
+    runners = [_Runner(ref, probed, inputs, plan), _Runner(target, probed, inputs, plan)]
     roles = {"ref": ref, "target": target}
     plain = _plain_runners(model, plan, inputs, roles, check_probe_effect)
     accs = {t: _make_acc(t, index, classifier, model) for t in plan.tensors}
@@ -99,10 +111,12 @@ def compare_backends(
     done = 0
     try:
         for first, feeds in inputs.batches(batch_size):
-            outs = {"ref": runners[0].run(first, feeds), "target": runners[1].run(first, feeds)}
-            _accumulate(accs, outs["ref"], outs["target"], first)
+            traces = {"ref": runners[0].trace(first, feeds, index), "target": runners[1].trace(first, feeds, index)}
+            _accumulate(accs, traces["ref"], traces["target"])
+            if on_traces:
+                on_traces(traces["ref"], traces["target"])
             for role, runner in plain.items():
-                changed[role] |= _changed_outputs(runner.run(first, feeds), outs[role])
+                changed[role] |= _changed_outputs(runner.run(first, feeds), traces[role])
             done += next(iter(feeds.values())).shape[0]
             if progress:
                 progress(done, inputs.num_samples)
@@ -163,8 +177,9 @@ def _no_check_reason(b: Backend, plan: ProbePlan) -> str:
     return "not checked"
 
 
-def _changed_outputs(plain: Mapping[str, np.ndarray], probed: Mapping[str, np.ndarray]) -> set[str]:
-    return {k for k, v in plain.items() if k in probed and not np.array_equal(v, probed[k], equal_nan=True)}
+def _changed_outputs(plain: Mapping[str, np.ndarray], probed: Trace) -> set[str]:
+    rec = probed.records
+    return {k for k, v in plain.items() if k in rec and not np.array_equal(v, rec[k].data, equal_nan=True)}
 
 
 def _effect(spec: str, changed: set[str]) -> ProbeEffect:
@@ -180,15 +195,16 @@ def _make_acc(t: str, index: QuantIndex, classifier: bool | None, model: ir.Mode
     return _TensorAcc(st, LsbAccumulator(q) if q else None, q, auto_classifier=classifier is None and is_output)
 
 
-def _accumulate(accs: dict[str, _TensorAcc], r_out: Mapping[str, np.ndarray], t_out: Mapping[str, np.ndarray], first: int) -> None:
+def _accumulate(accs: dict[str, _TensorAcc], ref: Trace, tgt: Trace) -> None:
     for name, acc in accs.items():
-        if name not in r_out or name not in t_out:
-            missing = "reference" if name not in r_out else "target"
-            raise BackendError(f"the {missing} returned no tensor {name!r} (samples from {first})")
-        if acc.auto_classifier and first == 0:
+        if name not in ref.records or name not in tgt.records:
+            missing = ref.backend if name not in ref.records else tgt.backend
+            raise BackendError(f"{missing} returned no tensor {name!r} (samples from {ref.first_sample})")
+        r, t = ref.records[name].data, tgt.records[name].data
+        if acc.auto_classifier and ref.first_sample == 0:
             # ST reports accuracy for outputs that "may represent probabilities"
-            acc.st.classifier = looks_like_probabilities(r_out[name])
-        acc.add(np.asarray(r_out[name]), np.asarray(t_out[name]), name)
+            acc.st.classifier = looks_like_probabilities(r)
+        acc.add(r, t, name)
 
 
 def _row(name: str, acc: _TensorAcc, index: QuantIndex, policy: TolerancePolicy) -> TensorComparison:
