@@ -1,0 +1,156 @@
+"""What every kernel builder receives and returns.
+
+A builder turns one ``OpSpec`` (an op with its quantization and its resolved
+``Numerics``) into a ``Kernel``: a function from the op's input arrays (constants
+included, in input order; a missing optional input is ``None``) to its output arrays.
+Builders do their constant work (weight layout, multipliers, lookup tables) once, at
+build time. Integer kernels receive codes and return codes (int64 is fine: the
+interpreter casts to the output type); float kernels receive and return float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from qprobe.backends.engine import numerics as nx
+from qprobe.backends.engine.profiles import Numerics
+
+Kernel = Callable[[Sequence[np.ndarray | None]], list[np.ndarray]]
+
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767), "uint16": (0, 65535),
+    "int32": (-(2**31), 2**31 - 1),
+}
+
+
+class Ungroupable(Exception):
+    """An integer builder cannot express this QDQ group; it runs as float DQ -> op -> Q instead."""
+
+
+@dataclass(frozen=True)
+class QType:
+    """Quantization of one tensor: float32 scale(s), zero point(s), integer dtype, axis."""
+
+    scale: np.ndarray
+    zero_point: np.ndarray
+    dtype: str
+    axis: int | None = None
+
+    @classmethod
+    def make(cls, scale: Any, zero_point: Any, dtype: str, axis: int | None = None) -> QType:
+        s = np.asarray(scale, dtype=np.float32).reshape(-1)
+        z = np.asarray(0 if zero_point is None else zero_point).astype(np.int64).reshape(-1)
+        if z.size == 1 and s.size > 1:
+            z = np.repeat(z, s.size)
+        return cls(s, z, dtype, axis if s.size > 1 else None)
+
+    @property
+    def per_tensor(self) -> bool:
+        return self.scale.size == 1
+
+    @property
+    def qmin(self) -> int:
+        return INT_RANGES[self.dtype][0]
+
+    @property
+    def qmax(self) -> int:
+        return INT_RANGES[self.dtype][1]
+
+    @property
+    def s(self) -> np.float32:
+        """The per-tensor scale (float32)."""
+        return np.float32(self.scale[0])
+
+    @property
+    def z(self) -> int:
+        return int(self.zero_point[0])
+
+    def shaped(self, v: np.ndarray, ndim: int) -> np.ndarray:
+        if self.per_tensor or self.axis is None:
+            return v.reshape(())
+        shape = [1] * ndim
+        shape[self.axis % ndim] = v.size
+        return v.reshape(shape)
+
+    def same_as(self, other: QType) -> bool:
+        return (self.dtype == other.dtype and np.array_equal(self.scale, other.scale)
+                and np.array_equal(self.zero_point, other.zero_point))
+
+    def dequantize32(self, codes: np.ndarray) -> np.ndarray:
+        """onnxruntime's DequantizeLinear: ``fl32(fl32(q - z) * s)``."""
+        q = np.asarray(codes).astype(np.int64) - self.shaped(self.zero_point, np.ndim(codes))
+        return (q.astype(np.float32) * self.shaped(self.scale, np.ndim(codes))).astype(np.float32)
+
+    def quantize_exact(self, value: float) -> int:
+        """``sat(RNE(value / s) + z)`` exactly (per-tensor), used for folded clamp bounds."""
+        v = nx.round_fraction(Fraction(float(value)) / Fraction(float(self.s)), "half_even") + self.z
+        return int(min(max(v, self.qmin), self.qmax))
+
+
+@dataclass(frozen=True)
+class Operand:
+    """One input of an op: the tensor name it reads, its constant value, its quantization."""
+
+    name: str
+    const: np.ndarray | None = None
+    qtype: QType | None = None
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One op to build: an ONNX node, a QDQ group or a QOperator node, resolved."""
+
+    node: str
+    op_type: str
+    attrs: Mapping[str, Any]
+    inputs: tuple[Operand, ...]
+    outputs: tuple[str, ...]
+    out_qtypes: tuple[QType | None, ...]
+    numerics: Numerics
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def out_q(self) -> QType:
+        q = self.out_qtypes[0]
+        assert q is not None, f"{self.node}: integer kernel without output quantization"
+        return q
+
+    def q(self, i: int) -> QType:
+        op = self.inputs[i]
+        assert op.qtype is not None, f"{self.node}: input {i} is not quantized"
+        return op.qtype
+
+    def attr(self, name: str, default: Any) -> Any:
+        return self.attrs.get(name, default)
+
+    def const(self, i: int) -> np.ndarray | None:
+        return self.inputs[i].const if i < len(self.inputs) else None
+
+
+def require_per_tensor(spec: OpSpec, *idx: int) -> None:
+    """Activations must be per-tensor for integer kernels; otherwise run the group in float."""
+    for i in idx:
+        q = spec.inputs[i].qtype
+        if q is not None and not q.per_tensor:
+            raise Ungroupable(f"input {i} is quantized per axis")
+    for q in spec.out_qtypes:
+        if q is not None and not q.per_tensor:
+            raise Ungroupable("output is quantized per axis")
+
+
+def centered(codes: np.ndarray, q: QType) -> np.ndarray:
+    """``q - z`` as int64 (the zero point shaped along the quantization axis)."""
+    a = np.asarray(codes).astype(np.int64)
+    return a - q.shaped(q.zero_point, a.ndim)
+
+
+def clip_codes(v: np.ndarray, q: QType) -> np.ndarray:
+    return np.clip(v, q.qmin, q.qmax)
+
+
+Builder = Callable[[OpSpec], Kernel]
