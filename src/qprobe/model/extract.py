@@ -1,0 +1,267 @@
+"""Subgraph extraction: cut any part of a model into a standalone, runnable model.
+
+``extract_subgraph(model, inputs, outputs)`` keeps exactly the nodes needed to compute
+``outputs`` from ``inputs`` and the model's constants (initializers, Constant nodes),
+in the original order, with every node and tensor name unchanged. The given inputs
+become the cut's graph inputs (their types come from the model or shape inference).
+
+For a QDQ model, ``quant_boundary`` moves a boundary to the integer codes: an input
+that is a DequantizeLinear output becomes the codes it reads (so the cut starts with
+the original DequantizeLinear) and an output that a QuantizeLinear consumes becomes
+that QuantizeLinear's output (so the cut ends with int8 codes), the form that
+``stedgeai --cut-input-tensors/--cut-output-tensors`` and hardware runners handle.
+
+``extract_islands`` merges several cuts into one model of independent islands (one
+target run for several isolated ops). Names are unique, so islands share nothing but
+constants and boundary inputs; when one island's boundary input is computed by another
+island (an op fed by the op before it, or a prefix island), the island reads a renamed
+graph input ``<name>__in`` instead, and the returned mapping says so.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import onnx
+import onnx_ir as ir
+from onnx import helper
+
+from qprobe.errors import InputError
+from qprobe.model.graph import DQ_OPS, Q_OPS
+from qprobe.model.loader import model_from_proto, to_proto
+
+RENAME_SUFFIX = "__in"
+
+
+@dataclass(frozen=True)
+class Island:
+    """One independent piece of a merged cut: compute ``outputs`` from ``inputs``."""
+
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+def extract_subgraph(model: ir.Model, inputs: Sequence[str], outputs: Sequence[str]) -> ir.Model:
+    """A standalone model computing ``outputs`` from ``inputs`` (and the model's constants)."""
+    return Cutter(model).cut(inputs, outputs)
+
+
+def extract_islands(model: ir.Model, islands: Sequence[Island]) -> tuple[ir.Model, dict[str, str]]:
+    """One model made of independent islands; returns it and {boundary tensor: graph input name}."""
+    return Cutter(model).islands(islands)
+
+
+def quant_boundary(model: ir.Model, inputs: Sequence[str], outputs: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Move a QDQ cut to integer codes: DQ outputs -> the codes they read, Q inputs -> Q outputs."""
+    return Cutter(model).quant_boundary(inputs, outputs)
+
+
+class Cutter:
+    """A model prepared once for many cuts (protobuf form, producers, inferred types)."""
+
+    def __init__(self, model: ir.Model) -> None:
+        proto = to_proto(model)
+        self.proto = proto
+        g = proto.graph
+        self.initializers = {i.name: i for i in g.initializer}
+        self.graph_inputs = [i.name for i in g.input if i.name not in self.initializers]
+        self.producer: dict[str, int] = {}
+        for idx, node in enumerate(g.node):
+            for o in node.output:
+                if o:
+                    self.producer[o] = idx
+        self.consumers: dict[str, list[int]] = {}
+        for idx, node in enumerate(g.node):
+            for t in _node_inputs(node):
+                self.consumers.setdefault(t, []).append(idx)
+        self.types = _value_infos(proto)
+
+    # -- public -----------------------------------------------------------------------
+
+    def cut(self, inputs: Sequence[str], outputs: Sequence[str]) -> ir.Model:
+        ins, outs = self._check(inputs, outputs)
+        keep, inits = self._collect(ins, outs)
+        return model_from_proto(self._build(ins, outs, keep, inits, {}))
+
+    def islands(self, islands: Sequence[Island]) -> tuple[ir.Model, dict[str, str]]:
+        if not islands:
+            raise InputError("no island to extract")
+        keep: set[int] = set()
+        inits: set[str] = set()
+        all_in: list[str] = []
+        all_out: list[str] = []
+        for isl in islands:
+            ins, outs = self._check(isl.inputs, isl.outputs)
+            k, i = self._collect(ins, outs)
+            keep |= k
+            inits |= i
+            all_in += [t for t in ins if t not in all_in]
+            all_out += [t for t in outs if t not in all_out]
+        produced = {o for idx in keep for o in self.proto.graph.node[idx].output}
+        renames = {t: t + RENAME_SUFFIX for t in all_in if t in produced}
+        proto = self._build(all_in, all_out, keep, inits, renames)
+        return model_from_proto(proto), {t: renames.get(t, t) for t in all_in}
+
+    def quant_boundary(self, inputs: Sequence[str], outputs: Sequence[str]) -> tuple[list[str], list[str]]:
+        nodes = self.proto.graph.node
+        new_in = []
+        for t in inputs:
+            p = self.producer.get(t)
+            if p is not None and nodes[p].op_type in DQ_OPS and not self._is_const(nodes[p].input[0]):
+                new_in.append(nodes[p].input[0])
+            else:
+                new_in.append(self._quantized(t) or t)
+        return _unique(new_in), _unique(self._quantized(t) or t for t in outputs)
+
+    def _quantized(self, t: str) -> str | None:
+        """The QuantizeLinear output of float tensor ``t`` when a Q is its only consumer."""
+        nodes = self.proto.graph.node
+        cons = [nodes[c] for c in self.consumers.get(t, [])]
+        if len(cons) == 1 and cons[0].op_type in Q_OPS:
+            return cons[0].output[0]
+        return None
+
+    def is_known(self, name: str) -> bool:
+        return name in self.producer or name in self.graph_inputs or name in self.initializers
+
+    # -- checks and the backward walk ---------------------------------------------------
+
+    def _check(self, inputs: Sequence[str], outputs: Sequence[str]) -> tuple[list[str], list[str]]:
+        ins, outs = _unique(inputs), _unique(outputs)
+        if not outs:
+            raise InputError("a cut needs at least one output tensor")
+        for t in [*ins, *outs]:
+            if not self.is_known(t):
+                raise InputError(f"tensor {t!r} is not in the model{self._hint(t)}")
+        for t in ins:
+            if t in self.initializers or self._is_const(t):
+                raise InputError(f"cut input {t!r} is a constant; cut inputs must be activation tensors")
+        return ins, outs
+
+    def _hint(self, t: str) -> str:
+        known = [*self.graph_inputs, *self.producer]
+        close = difflib.get_close_matches(t, known, n=3)
+        return f"; did you mean {', '.join(close)}?" if close else "; `qprobe inspect MODEL` lists the tensors"
+
+    def _is_const(self, t: str) -> bool:
+        if t in self.initializers:
+            return True
+        p = self.producer.get(t)
+        return p is not None and self.proto.graph.node[p].op_type == "Constant"
+
+    def _collect(self, inputs: Sequence[str], outputs: Sequence[str]) -> tuple[set[int], set[str]]:
+        """Node indices and initializers needed for ``outputs`` given ``inputs``."""
+        boundary = set(inputs)
+        keep: set[int] = set()
+        inits: set[str] = set()
+        nodes = self.proto.graph.node
+        for out in outputs:
+            stack, seen = [out], set()
+            while stack:
+                t = stack.pop()
+                if not t or t in seen or t in boundary:
+                    continue
+                seen.add(t)
+                if t in self.initializers:
+                    inits.add(t)
+                elif t in self.producer:
+                    keep.add(self.producer[t])
+                    stack.extend(_node_inputs(nodes[self.producer[t]]))
+                else:
+                    raise InputError(
+                        f"output {out!r} is not computable from the cut inputs {sorted(boundary)}: it depends "
+                        f"on graph input {t!r}; add {t!r} (or a tensor between it and {out!r}) to the inputs"
+                    )
+        return keep, inits
+
+    # -- building ---------------------------------------------------------------------
+
+    def _build(
+        self, inputs: Sequence[str], outputs: Sequence[str], keep: set[int], inits: set[str],
+        renames: Mapping[str, str],
+    ) -> onnx.ModelProto:
+        g = self.proto.graph
+        nodes = [_renamed(g.node[i], renames) for i in sorted(keep)]
+        graph = helper.make_graph(
+            nodes,
+            f"{g.name or 'model'}_cut",
+            [self._value_info(t, renames.get(t, t)) for t in inputs],
+            [self._value_info(t, t) for t in outputs],
+            [self.initializers[n] for n in sorted(inits)],
+        )
+        inner = {o for n in nodes for o in n.output} - set(outputs)
+        graph.value_info.extend(self.types[t] for t in sorted(inner) if t in self.types)
+        m = helper.make_model(graph, opset_imports=list(self.proto.opset_import))
+        m.ir_version = self.proto.ir_version
+        m.functions.extend(self.proto.functions)
+        m.producer_name = "qprobe-extract"
+        return m
+
+    def _value_info(self, tensor: str, name: str) -> onnx.ValueInfoProto:
+        vi = self.types.get(tensor)
+        if vi is None:
+            raise InputError(
+                f"the type of tensor {tensor!r} is unknown (no value_info and shape inference could not "
+                "find it); add value_info to the model or cut at another tensor"
+            )
+        out = onnx.ValueInfoProto()
+        out.CopyFrom(vi)
+        out.name = name
+        return out
+
+
+def _unique(names: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for n in names:
+        n = n.strip()
+        if n and n not in out:
+            out.append(n)
+    return out
+
+
+def _node_inputs(node: onnx.NodeProto) -> list[str]:
+    """A node's inputs plus the outer-scope tensors its subgraphs (If, Loop, Scan) read."""
+    names = [t for t in node.input if t]
+    for attr in node.attribute:
+        for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
+            names.extend(_outer_refs(sub))
+    return names
+
+
+def _outer_refs(graph: onnx.GraphProto) -> list[str]:
+    local = {i.name for i in graph.input} | {i.name for i in graph.initializer}
+    refs: list[str] = []
+    for node in graph.node:
+        refs.extend(t for t in _node_inputs(node) if t not in local)
+        local.update(node.output)
+    return refs
+
+
+def _renamed(node: onnx.NodeProto, renames: Mapping[str, str]) -> onnx.NodeProto:
+    if not renames or not any(t in renames for t in node.input):
+        return node
+    n = onnx.NodeProto()
+    n.CopyFrom(node)
+    for i, t in enumerate(n.input):
+        if t in renames:
+            n.input[i] = renames[t]
+    return n
+
+
+def _value_infos(proto: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
+    """Every tensor's declared or inferred type; the model's own declarations win."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False).graph
+        found = list(inferred.value_info) + list(inferred.output)
+    except Exception:  # inference is a help: declared types still work
+        found = []
+    g = proto.graph
+    types: dict[str, onnx.ValueInfoProto] = {}
+    for vi in [*found, *g.value_info, *g.input, *g.output]:
+        if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type:
+            types[vi.name] = vi
+    for init in g.initializer:
+        types.setdefault(init.name, helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+    return types
