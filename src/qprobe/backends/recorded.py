@@ -73,7 +73,8 @@ class TensorMeta:
     layout: str | None = None
 
     def quant(self, dtype: np.dtype) -> QuantParams | None:
-        if self.scale is None:
+        """The recorded codes' parameters (None for float data or when the sidecar has none)."""
+        if self.scale is None or not np.issubdtype(dtype, np.integer):
             return None
         zp = self.zero_point if self.zero_point is not None else (0,)
         return QuantParams.from_arrays(self.scale, zp, str(np.dtype(dtype)), self.axis)
