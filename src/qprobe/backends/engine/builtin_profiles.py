@@ -19,7 +19,7 @@ _ORT_CLASSES: dict[str, dict[str, Any]] = {
     "eltwise": {"scale": "float32", "zero_point": "before"},
     "mul": {"scale": "float32", "zero_point": "before"},
     "concat": {"scale": "float32"},
-    "pool": {"scale": "float32"},
+    "pool": {"scale": "float32", "zero_point": "before"},
     "activation": {"scale": "float32"},
     "quantize": {"scale": "float32"},
 }

@@ -7,8 +7,9 @@ kernel does not read have no effect on it.
 Op classes (``OP_CLASSES``): ``conv`` (Conv, QLinearConv, ConvInteger), ``gemm`` (Gemm,
 MatMul, QGemm, QLinearMatMul, MatMulInteger), ``eltwise`` (Add, Sub, QLinearAdd),
 ``mul`` (Mul, QLinearMul), ``concat`` (Concat, QLinearConcat and every requantization
-of codes from one scale to another), ``pool`` (AveragePool, GlobalAveragePool,
-MaxPool and their QLinear forms), ``activation`` (Relu, Clip, PRelu, LeakyRelu,
+of codes from one scale to another: data movement and MaxPool whose output
+quantization differs from their input's), ``pool`` (AveragePool, GlobalAveragePool
+and their QLinear forms), ``activation`` (Relu, Clip, PRelu, LeakyRelu,
 Sigmoid, Tanh, HardSwish, Softmax and their QLinear forms), ``quantize``
 (QuantizeLinear of float tensors).
 

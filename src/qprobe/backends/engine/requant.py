@@ -44,7 +44,7 @@ class Ratio:
         return cls(tuple(nx.fl32(v).reshape(-1) for v in num), tuple(nx.fl32(v).reshape(-1) for v in den))
 
     def _fold(self, dtype: type) -> np.ndarray:
-        v = self.num[0].astype(dtype)
+        v: np.ndarray = self.num[0].astype(dtype)
         for n in self.num[1:]:
             v = (v * n.astype(dtype)).astype(dtype)
         for d in self.den:
@@ -110,7 +110,7 @@ class Requantizer:
 
     def _float(self, a: np.ndarray, zp: np.ndarray, axis: int | None, dt: type) -> np.ndarray:
         m = self.ratio.float32() if dt is np.float32 else self.ratio.double()
-        v = np.asarray(a.astype(dt) * _shaped(m, a.ndim, axis), dtype=dt)
+        v: np.ndarray = np.asarray(a.astype(dt) * _shaped(m, a.ndim, axis), dtype=dt)
         before = self.numerics.zero_point == "before"
         if before:
             v = np.asarray(v + zp.astype(dt), dtype=dt)

@@ -16,7 +16,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from qprobe.backends.engine import numerics as nx
-from qprobe.backends.engine.kernels.base import Kernel, OpSpec, QType, Ungroupable, centered, require_per_tensor
+from qprobe.backends.engine.kernels.base import (
+    Kernel,
+    OpSpec,
+    QType,
+    Ungroupable,
+    centered,
+    require_per_tensor,
+)
 from qprobe.backends.engine.kernels.window import Window
 from qprobe.backends.engine.requant import Ratio, Requantizer
 
@@ -33,10 +40,10 @@ class Correlator:
         self.depthwise = self.cg == 1 and group > 1 and self.m % group == 0
         if self.depthwise:
             self.mult = self.m // group
-            self.wtaps = w.reshape(self.m, -1).T.astype(dtype)  # (taps, M)
+            self.wtaps: np.ndarray = w.reshape(self.m, -1).T.astype(dtype)  # (taps, M)
         else:
             mg = self.m // group
-            self.wmats = [w[g * mg:(g + 1) * mg].reshape(mg, -1).T.astype(dtype) for g in range(group)]
+            self.wmats: list[np.ndarray] = [w[g * mg:(g + 1) * mg].reshape(mg, -1).T.astype(dtype) for g in range(group)]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         xp, out = self.window.padded(np.asarray(x, dtype=self.dtype))

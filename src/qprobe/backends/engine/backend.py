@@ -1,0 +1,62 @@
+"""``engine:PROFILE``: qprobe's integer interpreter as a backend.
+
+``EngineBackend.from_spec(arg, options)`` takes a built-in profile name or a ``.toml``
+path and ``key=value`` knob overrides (see ``profiles.py`` for the key syntax);
+``EngineBackend(profile)`` takes a ``Profile`` directly. ``open(model)`` compiles the
+model once; ``Session.run`` executes it vectorized over the samples on axis 0 and
+returns every graph output with the dtype onnxruntime would return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import onnx_ir as ir
+
+from qprobe.backends.base import Capabilities
+from qprobe.backends.engine.builtin_profiles import get_profile
+from qprobe.backends.engine.interpreter import Program, compile_program
+from qprobe.backends.engine.profiles import Profile
+from qprobe.errors import BackendError
+
+
+class EngineBackend:
+    """The integer engine under one numerics profile."""
+
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+        self.spec = f"engine:{profile.name}"
+
+    @classmethod
+    def from_spec(cls, arg: str, options: Mapping[str, str]) -> EngineBackend:
+        if not arg:
+            raise BackendError("engine needs a profile: engine:PROFILE (a built-in name or a .toml file)")
+        profile = get_profile(arg)
+        if options:
+            profile = profile.with_overrides(dict(options))
+        return cls(profile)
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(max_outputs_per_run=None, cost_per_run_s=0.0, exact=True)
+
+    def open(self, model: ir.Model) -> EngineSession:
+        return EngineSession(compile_program(model, self.profile), self.profile)
+
+
+class EngineSession:
+    def __init__(self, program: Program, profile: Profile) -> None:
+        self.program = program
+        self.info: dict[str, str] = {
+            "profile": profile.name,
+            "profile_description": profile.description,
+            "steps": str(len(program.steps)),
+        }
+        if program.notes:
+            self.info["float_nodes"] = "; ".join(f"{k}: {v}" for k, v in program.notes.items())
+
+    def run(self, feeds: Mapping[str, np.ndarray], *, first_sample: int = 0) -> dict[str, np.ndarray]:
+        return self.program.run(feeds)
+
+    def close(self) -> None:
+        self.program.steps.clear()

@@ -1,0 +1,239 @@
+"""Compile a model into a list of engine steps under one profile, and run it.
+
+``compile_program`` reads the graph, plans its units (``graph.plan_units``), resolves
+each unit's operands, quantization and ``Numerics``, and builds its kernel from the
+registry (``kernels.KERNELS``). A QDQ group whose integer kernel cannot express it
+(``Ungroupable``) or whose profile says ``compute = float`` runs as float32
+DQ -> op -> Q (``float_ops.float_group``); the reason is kept in ``Program.notes``. An op
+without any kernel stops compilation with an ``UnsupportedOpError`` naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx_ir as ir
+
+from qprobe.backends.engine.graph import GNode, GraphView, Unit, plan_units, read_graph
+from qprobe.backends.engine.kernels import KERNELS, conv, gemm
+from qprobe.backends.engine.kernels.base import Kernel, Operand, OpSpec, QType, Ungroupable
+from qprobe.backends.engine.kernels.float_ops import float_group
+from qprobe.backends.engine.kernels.quantize import build_dequantize, build_quantize
+from qprobe.backends.engine.profiles import Profile
+from qprobe.backends.engine.qoperator import lower
+from qprobe.errors import InputError, ProfileError, UnsupportedOpError
+
+INTEGER_ONLY = {"MatMulInteger": ("gemm", gemm.build_matmul_integer), "ConvInteger": ("conv", conv.build_conv_integer)}
+
+
+@dataclass
+class Step:
+    node: str
+    inputs: tuple[str, ...]  # "" where the kernel gets a constant or nothing
+    consts: tuple[np.ndarray | None, ...]
+    outputs: tuple[str, ...]
+    kernel: Kernel
+    out_dtypes: tuple[str | None, ...]
+    clamp: tuple[int, int] | None = None
+
+    def run(self, env: dict[str, np.ndarray]) -> None:
+        args = [env[n] if n else c for n, c in zip(self.inputs, self.consts, strict=True)]
+        for name, y, dt in zip(self.outputs, self.kernel(args), self.out_dtypes, strict=True):
+            if self.clamp is not None:
+                y = np.clip(y, *self.clamp)
+            env[name] = y.astype(dt) if dt is not None and y.dtype != dt else y
+
+
+@dataclass
+class Program:
+    steps: list[Step]
+    inputs: list[str]
+    outputs: list[str]
+    consts: dict[str, np.ndarray]
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = [n for n in self.inputs if n not in feeds]
+        if missing:
+            raise InputError(f"missing model input(s) {missing}; the model takes {self.inputs}")
+        env: dict[str, np.ndarray] = {n: np.asarray(feeds[n]) for n in self.inputs}
+        last = _last_uses(self.steps, self.outputs)
+        for i, step in enumerate(self.steps):
+            step.run(env)
+            for name in last.get(i, ()):
+                env.pop(name, None)
+        return {n: env[n] if n in env else self.consts[n] for n in self.outputs}
+
+
+def _last_uses(steps: Sequence[Step], keep: Sequence[str]) -> dict[int, list[str]]:
+    last: dict[str, int] = {}
+    for i, s in enumerate(steps):
+        for n in s.inputs:
+            if n:
+                last[n] = i
+    out: dict[int, list[str]] = {}
+    for n, i in last.items():
+        if n not in keep:
+            out.setdefault(i, []).append(n)
+    return out
+
+
+def _qtype(view: GraphView, node: GNode, codes: str, dtype_default: str) -> QType:
+    """Quantization of a DequantizeLinear's input or a QuantizeLinear's output."""
+    scale = view.consts[node.inputs[1]]
+    zp = view.consts.get(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+    if zp is not None:
+        dtype = str(zp.dtype)
+    elif codes in view.consts:
+        dtype = str(view.consts[codes].dtype)
+    else:
+        dtype = view.dtypes.get(codes, dtype_default)
+    if int(node.attrs.get("block_size", 0)):
+        raise Ungroupable("blocked quantization")
+    axis = int(node.attrs.get("axis", 1))
+    return QType.make(scale, zp, dtype, axis)
+
+
+def _group_spec(view: GraphView, unit: Unit, profile: Profile) -> OpSpec:
+    node = unit.anchor
+    ops: list[Operand] = []
+    for i, name in enumerate(node.inputs):
+        dq = unit.dq.get(i)
+        if dq is not None:
+            codes = dq.inputs[0]
+            ops.append(Operand(codes, view.consts.get(codes), _qtype(view, dq, codes, "int32")))
+        else:
+            ops.append(Operand(name, view.consts.get(name) if name else None))
+    out_q = tuple(_qtype(view, q, "", "uint8") for q in unit.q)
+    entry = KERNELS[node.op_type]
+    return OpSpec(node.name, node.op_type, node.attrs, tuple(ops), tuple(q.outputs[0] for q in unit.q), out_q,
+                  profile.numerics_for(entry.op_class, node.op_type, node.name),
+                  {"fixed_batch_one": view.fixed_batch_one})
+
+
+def _fold_clamp(view: GraphView, unit: Unit, out_q: QType) -> tuple[int, int] | None:
+    if not unit.folded:
+        return None
+    lo, hi = out_q.qmin, out_q.qmax
+    for node in unit.folded:
+        bounds = [float(node.attrs.get("min", -np.inf)), float(node.attrs.get("max", np.inf))]
+        if node.op_type == "Relu":
+            bounds = [0.0, np.inf]
+        for k in (1, 2):
+            name = node.inputs[k] if len(node.inputs) > k else ""
+            if not name:
+                continue
+            producer = view.producer.get(name)
+            if producer is not None:  # a DequantizeLinear of a constant
+                q = _qtype(view, producer, producer.inputs[0], "uint8")
+                bounds[k - 1] = float((int(view.consts[producer.inputs[0]].reshape(-1)[0]) - q.z) * np.float64(q.s))
+            else:
+                bounds[k - 1] = float(view.consts[name].reshape(-1)[0])
+        if bounds[0] > -np.inf:
+            lo = max(lo, out_q.quantize_exact(bounds[0]))
+        if bounds[1] < np.inf:
+            hi = min(hi, out_q.quantize_exact(bounds[1]))
+    return lo, hi
+
+
+def _build_quantized(spec: OpSpec, unit: Unit, profile: Profile, notes: dict[str, str]) -> Kernel:
+    entry = KERNELS.get(spec.op_type)
+    qnode = unit.q[0].name if unit.q else unit.anchor.name
+    qnum = profile.numerics_for("quantize", "QuantizeLinear", qnode)
+    if spec.op_type in INTEGER_ONLY:
+        return INTEGER_ONLY[spec.op_type][1](spec)
+    assert entry is not None and entry.build_int is not None
+    if spec.numerics.compute == "float":
+        notes[spec.node] = "float32 (profile: compute=float)"
+        return float_group(spec, entry.build_float, qnum)
+    try:
+        return entry.build_int(spec)
+    except Ungroupable as e:
+        notes[spec.node] = f"float32 ({e})"
+        return float_group(spec, entry.build_float, qnum)
+
+
+def _unit_step(view: GraphView, unit: Unit, profile: Profile, notes: dict[str, str]) -> Step:
+    node = unit.anchor
+    if unit.kind == "group":
+        try:
+            spec = _group_spec(view, unit, profile)
+        except Ungroupable as e:  # e.g. blocked quantization: run the nodes one by one
+            notes[node.name] = f"not grouped ({e})"
+            raise
+        kernel = _build_quantized(spec, unit, profile, notes)
+        clamp = _fold_clamp(view, unit, spec.out_q)
+    elif unit.kind == "qop":
+        op, attrs, ops, out_q = lower(view, node)
+        cls = INTEGER_ONLY[op][0] if op in INTEGER_ONLY else KERNELS[op].op_class
+        spec = OpSpec(node.name, op, attrs, ops, tuple(node.outputs[:1]), (out_q,),
+                      profile.numerics_for(cls, node.op_type, node.name), {})
+        kernel, clamp = _build_quantized(spec, unit, profile, notes), None
+    else:
+        spec, kernel = _single(view, node, profile)
+        clamp = None
+    names = tuple("" if op.const is not None else op.name for op in spec.inputs)
+    consts = tuple(op.const for op in spec.inputs)
+    dtypes = tuple(q.dtype if q is not None else None for q in spec.out_qtypes)
+    if unit.kind == "qop" and spec.op_type in INTEGER_ONLY:
+        dtypes = ("int32",)
+    return Step(node.name, names, consts, spec.outputs, kernel, dtypes, clamp)
+
+
+def _single(view: GraphView, node: GNode, profile: Profile) -> tuple[OpSpec, Kernel]:
+    ops = tuple(Operand(n, view.consts.get(n) if n else None) for n in node.inputs)
+    if node.domain == "" and node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+        num = profile.numerics_for("quantize", node.op_type, node.name)
+        spec = OpSpec(node.name, node.op_type, node.attrs, ops, tuple(node.outputs), (None,), num)
+        return spec, (build_quantize if node.op_type == "QuantizeLinear" else build_dequantize)(spec)
+    entry = KERNELS.get(node.op_type) if node.domain == "" else None
+    if entry is None:
+        raise UnsupportedOpError(
+            f"the engine has no kernel for op {node.op_type!r}"
+            f"{' (domain ' + node.domain + ')' if node.domain else ''} at node {node.name!r}; "
+            f"supported: {', '.join(sorted(KERNELS))} and QDQ/QOperator forms; "
+            "no silent float fallback is made"
+        )
+    num = profile.numerics_for(entry.op_class, node.op_type, node.name)
+    spec = OpSpec(node.name, node.op_type, node.attrs, ops, tuple(node.outputs),
+                  tuple(None for _ in node.outputs), num, {"fixed_batch_one": view.fixed_batch_one})
+    return spec, entry.build_float(spec)
+
+
+def _check_node_overrides(view: GraphView, profile: Profile) -> None:
+    names = {n.name for n in view.nodes}
+    unknown = sorted(set(profile.nodes) - names)
+    if unknown:
+        import difflib
+
+        hints = {u: difflib.get_close_matches(u, list(names), n=1) for u in unknown}
+        raise ProfileError(
+            "profile overrides name node(s) that are not in the model: "
+            + ", ".join(f"{u!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for u, h in hints.items())
+        )
+
+
+def compile_program(model: ir.Model, profile: Profile) -> Program:
+    view = read_graph(model)
+    _check_node_overrides(view, profile)
+    notes: dict[str, str] = {}
+    steps = []
+    for unit in plan_units(view):
+        try:
+            steps.append(_unit_step(view, unit, profile, notes))
+        except Ungroupable:
+            for n in [unit.anchor, *unit.folded, *unit.q]:
+                steps.append(_unit_step(view, Unit("node", n), profile, notes))
+    return Program(_live(steps, view.outputs), view.inputs, view.outputs, view.consts, notes)
+
+
+def _live(steps: list[Step], outputs: Sequence[str]) -> list[Step]:
+    needed = set(outputs)
+    kept: list[Step] = []
+    for step in reversed(steps):
+        if needed.intersection(step.outputs):
+            kept.append(step)
+            needed.update(n for n in step.inputs if n)
+    return kept[::-1]

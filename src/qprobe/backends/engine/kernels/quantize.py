@@ -1,0 +1,112 @@
+"""QuantizeLinear and DequantizeLinear at a float boundary (per tensor, per axis, blocked).
+
+QuantizeLinear (class ``quantize``) reads ``scale``, ``rounding``, ``zero_point``:
+``float32`` is onnxruntime's MLAS formula ``RNE(fl32(x / s)) + z`` (true division);
+``exact`` rounds the rational ``x / s`` exactly (ONNX); ``double`` divides in float64
+(``fixed`` and ``pow2`` have no meaning for float input and behave as ``double``).
+DequantizeLinear reads ``scale``: ``float32`` is ``fl32(fl32(q - z) * s)`` (onnxruntime),
+anything else rounds ``(q - z) * s`` once to float32 (identical for 8/16-bit codes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+
+import numpy as np
+
+from qprobe.backends.engine import numerics as nx
+from qprobe.backends.engine.kernels.base import INT_RANGES, Kernel, OpSpec
+from qprobe.backends.engine.profiles import Numerics
+
+# ONNX TensorProto data types of the integer outputs the engine produces
+ONNX_INT_TYPES = {2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32"}
+
+
+def expand_param(p: np.ndarray, shape: tuple[int, ...], axis: int, block_size: int) -> np.ndarray:
+    """A scale or zero point broadcast against a tensor of ``shape`` (per tensor, axis, or blocked)."""
+    v = np.asarray(p)
+    ndim = len(shape)
+    if v.size == 1 and v.ndim <= 1:
+        return v.reshape(())
+    if block_size > 0:
+        return np.repeat(v, block_size, axis=axis % ndim)[
+            tuple(slice(0, shape[i]) if i == axis % ndim else slice(None) for i in range(ndim))]
+    out = [1] * ndim
+    out[axis % ndim] = v.size
+    return v.reshape(out)
+
+
+def output_dtype(spec: OpSpec) -> str:
+    zp = spec.const(2) if len(spec.inputs) > 2 else None
+    if zp is not None:
+        return str(np.asarray(zp).dtype)
+    return ONNX_INT_TYPES.get(int(spec.attr("output_dtype", 2)), "uint8")
+
+
+def quantize_float(x: np.ndarray, s: np.ndarray, z: np.ndarray, dtype: str, num: Numerics) -> np.ndarray:
+    """``sat(round(x / s) + z)`` under the ``quantize`` class knobs (arrays broadcast).
+
+    ``x`` may be float32 or float64 (taken as exact except for ``scale = float32``,
+    which computes ``fl32(fl32(x) / s)`` as onnxruntime does).
+    """
+    lo, hi = INT_RANGES[dtype]
+    before = num.zero_point == "before"
+    s32 = nx.fl32(s)
+    if num.scale == "float32":
+        v = (nx.fl32(x) / s32).astype(np.float32)
+        if before:
+            v = (v + z.astype(np.float32)).astype(np.float32)
+        r = nx.round_float(_bounded(v), num.rounding)
+    else:
+        x64 = np.asarray(x, np.float64)
+        approx = _bounded(x64 / s32.astype(np.float64) + (z if before else 0))
+        if num.scale == "exact":
+            xb, sb, zb = np.broadcast_arrays(x64, s32, z)
+            xf, sf, zf = xb.reshape(-1), sb.reshape(-1), zb.reshape(-1)
+
+            def exact_at(i: int) -> Fraction:
+                q = Fraction(float(xf[i])) / Fraction(float(sf[i]))
+                return q + int(zf[i]) if before else q
+
+            r = nx.round_exact(approx, exact_at, num.rounding, np.abs(approx) + np.abs(z)).astype(np.float64)
+        else:
+            r = nx.round_float(approx, num.rounding)
+    out = np.asarray(r).astype(np.int64) + (0 if before else z)
+    return np.clip(out, lo, hi).astype(dtype)
+
+
+def _bounded(v: np.ndarray) -> np.ndarray:
+    """NaN to the low end (as MLAS on x86) and huge values clipped; the final clamp hides both."""
+    return np.clip(np.nan_to_num(np.asarray(v, np.float64), nan=-(2.0**40)), -(2.0**40), 2.0**40)
+
+
+def build_quantize(spec: OpSpec) -> Kernel:
+    axis, block = int(spec.attr("axis", 1)), int(spec.attr("block_size", 0))
+    dtype = output_dtype(spec)
+
+    def run(args: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        x, s = np.asarray(args[0]), np.asarray(args[1])
+        zp = args[2] if len(args) > 2 and args[2] is not None else np.zeros((), np.int64)
+        s_b = expand_param(s, x.shape, axis, block)
+        z_b = expand_param(np.asarray(zp).astype(np.int64), x.shape, axis, block)
+        return [quantize_float(x, s_b, z_b, dtype, spec.numerics)]
+
+    return run
+
+
+def build_dequantize(spec: OpSpec) -> Kernel:
+    axis, block = int(spec.attr("axis", 1)), int(spec.attr("block_size", 0))
+    ort = spec.numerics.scale == "float32"
+
+    def run(args: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        q, s = np.asarray(args[0]), np.asarray(args[1], np.float32)
+        zp = args[2] if len(args) > 2 and args[2] is not None else np.zeros((), np.int64)
+        s_b = expand_param(s, q.shape, axis, block)
+        z_b = expand_param(np.asarray(zp).astype(np.int64), q.shape, axis, block)
+        d = q.astype(np.int64) - z_b
+        if ort:
+            return [(d.astype(np.float32) * s_b).astype(np.float32)]
+        return [(d.astype(np.float64) * s_b.astype(np.float64)).astype(np.float32)]
+
+    return run
