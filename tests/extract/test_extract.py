@@ -111,17 +111,39 @@ def test_islands_share_one_model_and_rename_inputs_computed_inside(models: list[
     idx = build_quant_index(model)
     ops = [idx.op(n) for n in ("conv1", "conv2", "add")]
     islands = [Island(tuple(q for q in o.q_inputs if q), tuple(q for q in o.q_outputs if q)) for o in ops]
-    merged, names = extract_islands(model, islands)
+    merged = extract_islands(model, islands)
     conv1_out = ops[0].q_outputs[0]
-    assert conv1_out is not None and names[conv1_out] == conv1_out + "__in"
-    assert conv1_out in [v.name for v in merged.graph.outputs]
+    assert conv1_out is not None and merged.inputs[conv1_out] == conv1_out + "__in"
+    assert conv1_out in [v.name for v in merged.model.graph.outputs]
     full = _all_tensors(model)
-    feeds = {names[t]: full[t] for isl in islands for t in isl.inputs}
-    got = _run(merged, feeds)
-    for isl in islands:
+    feeds = {merged.inputs[t]: full[t] for isl in islands for t in isl.inputs}
+    got = _run(merged.model, feeds)
+    for isl, names in zip(islands, merged.outputs, strict=True):
         for t in isl.outputs:
+            assert names[t] == t
             np.testing.assert_array_equal(got[t], full[t])
-    assert len({n.name for n in merged.graph}) == len(list(merged.graph))  # shared DQs kept once
+    assert len({n.name for n in merged.model.graph}) == len(list(merged.model.graph))  # shared DQs kept once
+
+
+def test_an_op_can_be_isolated_beside_a_prefix_that_computes_it(models: list[ir.Model]) -> None:
+    """The residual Add isolated (fed the reference's operands) next to a prefix computing its
+    operands and its output from x: shared nodes are duplicated, not redirected."""
+    model = models[0]
+    idx = build_quant_index(model)
+    add = idx.op("add")
+    add_in = tuple(q for q in add.q_inputs if q)
+    add_out = tuple(q for q in add.q_outputs if q)
+    merged = extract_islands(model, [Island(add_in, add_out), Island(("x",), add_in + add_out)])
+    full = _all_tensors(model)
+    # feed the isolated Add different operands than the prefix computes, to tell them apart
+    fake = {t: np.roll(full[t], 1, axis=-1) for t in add_in}
+    got = _run(merged.model, {"x": full["x"], **{merged.inputs[t]: fake[t] for t in add_in}})
+    iso_name = merged.outputs[0][add_out[0]]
+    assert iso_name == add_out[0] + "__in" and merged.outputs[1][add_out[0]] == add_out[0]
+    np.testing.assert_array_equal(got[add_out[0]], full[add_out[0]])
+    single = _run(extract_subgraph(model, add_in, add_out), fake)
+    np.testing.assert_array_equal(got[iso_name], single[add_out[0]])
+    assert not np.array_equal(got[iso_name], full[add_out[0]])
 
 
 def test_cut_errors_name_the_problem(models: list[ir.Model]) -> None:

@@ -12,16 +12,20 @@ that QuantizeLinear's output (so the cut ends with int8 codes), the form that
 ``stedgeai --cut-input-tensors/--cut-output-tensors`` and hardware runners handle.
 
 ``extract_islands`` merges several cuts into one model of independent islands (one
-target run for several isolated ops). Names are unique, so islands share nothing but
-constants and boundary inputs; when one island's boundary input is computed by another
-island (an op fed by the op before it, or a prefix island), the island reads a renamed
-graph input ``<name>__in`` instead, and the returned mapping says so.
+target run for several isolated ops, plus a prefix that computes some tensors from the
+graph inputs). Names are unique, so islands can share nodes. When one island's boundary
+input is computed by another island (an op fed by the op before it, or by a prefix),
+the island reads a graph input renamed ``<name>__in`` instead (fed with the reference's
+values); a node that one island needs fed that way and another island needs computed
+(a DequantizeLinear shared by a residual Add and the branch before it) is kept twice,
+the fed copy with ``__in`` appended to its name and outputs. ``MergedIslands`` says which
+names each island's inputs and outputs got; everything else keeps its name.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import onnx
@@ -43,13 +47,23 @@ class Island:
     outputs: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class MergedIslands:
+    """A merged model; ``inputs``: boundary tensor -> its graph input name; ``outputs``: per
+    island, output tensor -> its graph output name."""
+
+    model: ir.Model
+    inputs: dict[str, str]
+    outputs: tuple[dict[str, str], ...]
+
+
 def extract_subgraph(model: ir.Model, inputs: Sequence[str], outputs: Sequence[str]) -> ir.Model:
     """A standalone model computing ``outputs`` from ``inputs`` (and the model's constants)."""
     return Cutter(model).cut(inputs, outputs)
 
 
-def extract_islands(model: ir.Model, islands: Sequence[Island]) -> tuple[ir.Model, dict[str, str]]:
-    """One model made of independent islands; returns it and {boundary tensor: graph input name}."""
+def extract_islands(model: ir.Model, islands: Sequence[Island]) -> MergedIslands:
+    """One model made of independent islands, with the names its inputs and outputs got."""
     return Cutter(model).islands(islands)
 
 
@@ -83,26 +97,53 @@ class Cutter:
     def cut(self, inputs: Sequence[str], outputs: Sequence[str]) -> ir.Model:
         ins, outs = self._check(inputs, outputs)
         keep, inits = self._collect(ins, outs)
-        return model_from_proto(self._build(ins, outs, keep, inits, {}))
+        nodes = [self.proto.graph.node[i] for i in sorted(keep)]
+        return model_from_proto(self._graph(nodes, [(t, t) for t in ins], [(t, t) for t in outs], inits))
 
-    def islands(self, islands: Sequence[Island]) -> tuple[ir.Model, dict[str, str]]:
+    def islands(self, islands: Sequence[Island]) -> MergedIslands:
         if not islands:
             raise InputError("no island to extract")
-        keep: set[int] = set()
-        inits: set[str] = set()
-        all_in: list[str] = []
-        all_out: list[str] = []
+        parts = []
         for isl in islands:
             ins, outs = self._check(isl.inputs, isl.outputs)
-            k, i = self._collect(ins, outs)
-            keep |= k
-            inits |= i
-            all_in += [t for t in ins if t not in all_in]
-            all_out += [t for t in outs if t not in all_out]
-        produced = {o for idx in keep for o in self.proto.graph.node[idx].output}
-        renames = {t: t + RENAME_SUFFIX for t in all_in if t in produced}
-        proto = self._build(all_in, all_out, keep, inits, renames)
-        return model_from_proto(proto), {t: renames.get(t, t) for t in all_in}
+            keep, inits = self._collect(ins, outs)
+            parts.append((ins, outs, keep, inits))
+        nodes = self.proto.graph.node
+        kept = set().union(*(p[2] for p in parts))
+        produced = {o for idx in kept for o in nodes[idx].output}
+        fed = {t for p in parts for t in p[0] if t in produced}
+        taints = [self._tainted(keep, set(ins) & fed) for ins, _o, keep, _i in parts]
+        tainted = set().union(*taints)
+        clean = set().union(*(p[2] - t for p, t in zip(parts, taints, strict=True)))
+        cloned = tainted & clean
+        renamed = fed | {o for idx in cloned for o in nodes[idx].output}
+        out_nodes: list[onnx.NodeProto] = []
+        for idx in sorted(kept):
+            if idx in clean:
+                out_nodes.append(nodes[idx])
+            if idx in tainted:
+                out_nodes.append(_renamed(nodes[idx], renamed, clone=idx in cloned))
+        all_in = _unique(t for p in parts for t in p[0])
+        out_names = tuple(
+            {o: o + RENAME_SUFFIX if self.producer.get(o) in (t & cloned) else o for o in p[1]}
+            for p, t in zip(parts, taints, strict=True)
+        )
+        all_out = _unique(n for d in out_names for n in d.values())
+        inits = set().union(*(p[3] for p in parts))
+        in_names = {t: t + RENAME_SUFFIX if t in fed else t for t in all_in}
+        proto = self._graph(out_nodes, [(t, in_names[t]) for t in all_in], [(_base(t), t) for t in all_out], inits)
+        return MergedIslands(model_from_proto(proto), in_names, out_names)
+
+    def _tainted(self, keep: set[int], fed: set[str]) -> set[int]:
+        """Nodes of one island that compute from its reference-fed (renamed) inputs."""
+        nodes = self.proto.graph.node
+        dirty = set(fed)
+        out: set[int] = set()
+        for idx in sorted(keep):
+            if any(t in dirty for t in _node_inputs(nodes[idx])):
+                out.add(idx)
+                dirty.update(nodes[idx].output)
+        return out
 
     def quant_boundary(self, inputs: Sequence[str], outputs: Sequence[str]) -> tuple[list[str], list[str]]:
         nodes = self.proto.graph.node
@@ -178,21 +219,21 @@ class Cutter:
 
     # -- building ---------------------------------------------------------------------
 
-    def _build(
-        self, inputs: Sequence[str], outputs: Sequence[str], keep: set[int], inits: set[str],
-        renames: Mapping[str, str],
+    def _graph(
+        self, nodes: Sequence[onnx.NodeProto], inputs: Sequence[tuple[str, str]],
+        outputs: Sequence[tuple[str, str]], inits: set[str],
     ) -> onnx.ModelProto:
+        """A model of ``nodes``; inputs and outputs are (model tensor, name in the cut) pairs."""
         g = self.proto.graph
-        nodes = [_renamed(g.node[i], renames) for i in sorted(keep)]
         graph = helper.make_graph(
-            nodes,
+            list(nodes),
             f"{g.name or 'model'}_cut",
-            [self._value_info(t, renames.get(t, t)) for t in inputs],
-            [self._value_info(t, t) for t in outputs],
+            [self._value_info(t, n) for t, n in inputs],
+            [self._value_info(t, n) for t, n in outputs],
             [self.initializers[n] for n in sorted(inits)],
         )
-        inner = {o for n in nodes for o in n.output} - set(outputs)
-        graph.value_info.extend(self.types[t] for t in sorted(inner) if t in self.types)
+        inner = {o for n in nodes for o in n.output} - {n for _t, n in outputs}
+        graph.value_info.extend(self._value_info(_base(t), t) for t in sorted(inner) if _base(t) in self.types)
         m = helper.make_model(graph, opset_imports=list(self.proto.opset_import))
         m.ir_version = self.proto.ir_version
         m.functions.extend(self.proto.functions)
@@ -239,15 +280,24 @@ def _outer_refs(graph: onnx.GraphProto) -> list[str]:
     return refs
 
 
-def _renamed(node: onnx.NodeProto, renames: Mapping[str, str]) -> onnx.NodeProto:
-    if not renames or not any(t in renames for t in node.input):
-        return node
+def _renamed(node: onnx.NodeProto, renamed: set[str], clone: bool) -> onnx.NodeProto:
+    """``node`` reading the renamed (reference-fed) version of its inputs; a clone also renames
+    its own name and outputs, so that the original can stay in the model beside it."""
     n = onnx.NodeProto()
     n.CopyFrom(node)
     for i, t in enumerate(n.input):
-        if t in renames:
-            n.input[i] = renames[t]
+        if t in renamed:
+            n.input[i] = t + RENAME_SUFFIX
+    if clone:
+        n.name = (n.name or n.op_type) + RENAME_SUFFIX
+        for i, t in enumerate(n.output):
+            if t:
+                n.output[i] = t + RENAME_SUFFIX
     return n
+
+
+def _base(name: str) -> str:
+    return name[: -len(RENAME_SUFFIX)] if name.endswith(RENAME_SUFFIX) else name
 
 
 def _value_infos(proto: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
