@@ -100,6 +100,12 @@ class QuantParams:
         s = self.scale_array(q.ndim).astype(np.float64)
         return (q - z).astype(np.float64) * s
 
+    def dequantize_f32(self, codes: np.ndarray) -> np.ndarray:
+        """``float32(q - z) * float32(s)`` in float32, the way ST dequantizes for its metrics."""
+        q = np.asarray(codes).astype(np.int64)
+        diff = (q - self.zero_point_array(q.ndim)).astype(np.float32)
+        return diff * self.scale_array(q.ndim)
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -13,8 +13,8 @@ from qprobe.tensors import QuantParams
 EPS = float(np.finfo(np.float32).eps)
 
 
-def st_reference(ref: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """ST's definitions (evaluation_metrics page), written out with plain numpy."""
+def st_reference(ref: np.ndarray, pred: np.ndarray, ddof: int = 1) -> dict[str, float]:
+    """ST's definitions (evaluation_metrics page) with the ddof real reports use, in plain numpy."""
     r, p = ref.astype(np.float64).ravel(), pred.astype(np.float64).ravel()
     d = r - p
     return {
@@ -22,8 +22,8 @@ def st_reference(ref: np.ndarray, pred: np.ndarray) -> dict[str, float]:
         "mae": float(np.mean(np.abs(d))),
         "l2r": float(np.linalg.norm(d) / (np.linalg.norm(p) + EPS)),
         "mean": float(np.mean(d)),
-        "std": float(np.std(d)),
-        "nse": float(1 - np.mean(d**2) / (np.var(r) + EPS)),
+        "std": float(np.std(d, ddof=ddof)),
+        "nse": float(1 - np.mean(d**2) / (np.var(r, ddof=ddof) + EPS)),
         "cos": float(np.dot(r, p) / (np.linalg.norm(r) * np.linalg.norm(p))),
     }
 
@@ -35,9 +35,12 @@ def test_hand_computed_values() -> None:
     assert m.mean == pytest.approx(0.5)  # ref - pred: a target biased low gives a positive mean
     assert m.mae == pytest.approx(0.5)
     assert m.rmse == pytest.approx(1.0)  # sqrt(4/4)
-    assert m.std == pytest.approx(math.sqrt(0.75))  # ddof=0: mean of (1.5^2, 3 x 0.5^2)
+    assert m.std == pytest.approx(math.sqrt(3.0 / 3))  # ddof=1: (1.5^2 + 3 x 0.5^2) / 3
     assert m.l2r == pytest.approx(2.0 / (math.sqrt(1 + 4 + 9 + 4) + EPS))  # denominator: the prediction
-    assert m.nse == pytest.approx(1 - 1.0 / (1.25 + EPS))
+    assert m.nse == pytest.approx(1 - 1.0 / (5.0 / 3 + EPS))  # var(ref, ddof=1) = 5/3
+    snippet = st_metrics(ref, pred, ddof=0)  # the documentation snippet's numpy default
+    assert snippet.std == pytest.approx(math.sqrt(0.75))
+    assert snippet.nse == pytest.approx(1 - 1.0 / (1.25 + EPS))
     assert m.cos == pytest.approx(22.0 / (math.sqrt(30) * math.sqrt(18)))
 
 
@@ -52,14 +55,15 @@ def test_streaming_batches_equal_one_shot_formulas(seed: int) -> None:
     rng = np.random.default_rng(seed)
     ref = rng.normal(3.0, 2.0, size=(37, 5, 4))
     pred = ref + rng.normal(0.2, 0.5, size=ref.shape)
-    acc = StAccumulator()
-    for lo in range(0, 37, 8):  # uneven batches
-        acc.add(ref[lo : lo + 8], pred[lo : lo + 8])
-    got = acc.result()
-    want = st_reference(ref, pred)
-    for k, v in want.items():
-        assert getattr(got, k) == pytest.approx(v, rel=1e-12, abs=1e-15), k
-    assert got.n == ref.size
+    for ddof in (0, 1):
+        acc = StAccumulator(ddof=ddof)
+        for lo in range(0, 37, 8):  # uneven batches
+            acc.add(ref[lo : lo + 8], pred[lo : lo + 8])
+        got = acc.result()
+        want = st_reference(ref, pred, ddof)
+        for k, v in want.items():
+            assert getattr(got, k) == pytest.approx(v, rel=1e-12, abs=1e-15), k
+        assert got.n == ref.size
 
 
 def test_accuracy_argmax_axis_1() -> None:

@@ -45,8 +45,9 @@ class _TensorAcc:
         tgt = tgt.reshape(ref.shape)
         q = self.quant
         both_codes = np.issubdtype(ref.dtype, np.integer) and np.issubdtype(tgt.dtype, np.integer)
-        r_real = q.dequantize(ref) if q is not None and np.issubdtype(ref.dtype, np.integer) else ref
-        t_real = q.dequantize(tgt) if q is not None and np.issubdtype(tgt.dtype, np.integer) else tgt
+        # ST dequantizes both sides with the reference's params, in float32
+        r_real = q.dequantize_f32(ref) if q is not None and np.issubdtype(ref.dtype, np.integer) else ref
+        t_real = q.dequantize_f32(tgt) if q is not None and np.issubdtype(tgt.dtype, np.integer) else tgt
         self.st.add(r_real, t_real)
         if self.lsb is not None:
             self.lsb.add(ref, tgt) if both_codes else self.lsb.add(r_real, t_real)

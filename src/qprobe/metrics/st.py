@@ -7,9 +7,15 @@ flattened arrays of all samples of one tensor, in float64, with ``ref`` the refe
     rmse = sqrt(mean((ref - pred)^2))      mae = mean(|ref - pred|)
     l2r  = ||ref - pred|| / (||pred|| + eps_f32)     (denominator: the *prediction*)
     mean = mean(ref - pred)                (sign: a target biased low gives mean > 0)
-    std  = std(ref - pred), ddof=0         nse = 1 - mse / (var(ref) + eps_f32)
+    std  = std(ref - pred, ddof=1)         nse = 1 - mse / (var(ref, ddof=1) + eps_f32)
     cos  = <ref, pred> / (||ref|| ||pred||)
     acc  = share of samples whose argmax over axis 1 agrees (classifier outputs only)
+
+``ddof=1``: the documentation's snippet uses numpy's default ddof=0, but real reports of
+ST Edge AI Core 2.2.0 (three published N6 target runs) are reproduced only with ddof=1 for
+``std`` and for ``var(ref)`` in ``nse`` (std^2 / (rmse^2 - mean^2) = n/(n-1) to 1.5e-7);
+``ddof`` is a parameter for those who want the snippet's numbers. Quantized data are
+dequantized in float32 before the metrics, as ST does (``QuantParams.dequantize_f32``).
 
 ``StAccumulator`` computes them in one pass over batches (sums and Chan's pairwise
 variance merge), so that no more than one batch needs to be in memory; ``st_metrics``
@@ -75,16 +81,16 @@ class _Moments:
         self.m2 += m2b + delta * delta * self.n * nb / n
         self.n = n
 
-    @property
-    def var(self) -> float:
-        return self.m2 / self.n if self.n else math.nan
+    def var(self, ddof: int) -> float:
+        return self.m2 / (self.n - ddof) if self.n > ddof else math.nan
 
 
 class StAccumulator:
     """Streaming ST metrics over batches of (reference, prediction) real values."""
 
-    def __init__(self, classifier: bool = False) -> None:
+    def __init__(self, classifier: bool = False, ddof: int = 1) -> None:
         self.classifier = classifier
+        self.ddof = ddof
         self._d = _Moments()
         self._r = _Moments()
         self._sum_abs = 0.0
@@ -133,16 +139,16 @@ class StAccumulator:
             mae=self._sum_abs / n,
             l2r=math.sqrt(self._sum_d2) / (norm_p + EPS_F32),
             mean=self._d.mean,
-            std=math.sqrt(max(self._d.var, 0.0)),
-            nse=1.0 - mse / (self._r.var + EPS_F32),
+            std=math.sqrt(max(self._d.var(self.ddof), 0.0)),
+            nse=1.0 - mse / (self._r.var(self.ddof) + EPS_F32),
             cos=cos,
             acc=acc,
         )
 
 
-def st_metrics(ref: np.ndarray, pred: np.ndarray, classifier: bool = False) -> StMetrics:
+def st_metrics(ref: np.ndarray, pred: np.ndarray, classifier: bool = False, ddof: int = 1) -> StMetrics:
     """One-shot ST metrics of two real-valued arrays (flattened)."""
-    acc = StAccumulator(classifier=classifier)
+    acc = StAccumulator(classifier=classifier, ddof=ddof)
     acc.add(ref, pred)
     return acc.result()
 
