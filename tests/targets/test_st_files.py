@@ -16,7 +16,6 @@ from qprobe.backends.st import (
     is_val_io,
     read_c_info,
     read_val_io,
-    st_reported,
     st_xcross_metrics,
     write_validate_inputs,
 )
@@ -111,25 +110,13 @@ def test_reported_conventions_reproduce_real_st_reports(report: dict[str, float]
     ref = (ref - ref.mean()) / ref.std() * m_std * s + 0.05  # exactly the reported std (ddof=0)
     pred = ref.copy()
     pred[: len(codes)] += np.asarray(codes) * s
-    got = st_reported(st_metrics(ref, pred))
+    got = st_metrics(ref, pred)  # qprobe's ST metrics: ddof=1
     for k in ("rmse", "mae", "mean", "std"):
         assert math.isclose(getattr(got, k), report[k], rel_tol=5e-6), k
     assert abs(got.nse - report["nse"]) < 1e-9
-    plain = st_metrics(ref, pred)  # ddof=0, as in ST's documentation snippet: does not match
+    plain = st_metrics(ref, pred, ddof=0)  # as in ST's documentation snippet: does not match
     assert not math.isclose(plain.std, report["std"], rel_tol=1e-3)
     assert abs(plain.nse - report["nse"]) > 1e-8
-
-
-def test_st_reported_is_ddof_1() -> None:
-    rng = np.random.default_rng(1)
-    ref, pred = rng.normal(size=50), rng.normal(size=50)
-    got = st_reported(st_metrics(ref, pred))
-    d = ref - pred
-    assert got.std == pytest.approx(np.std(d, ddof=1), rel=1e-12)
-    eps = float(np.finfo(np.float32).eps)
-    assert got.nse == pytest.approx(1 - np.mean(d**2) / (np.var(ref, ddof=1) + eps), rel=1e-12)
-    same = st_reported(st_metrics(ref, ref))
-    assert same.nse == 1.0 and same.std == 0.0
 
 
 def test_fit_shape_handles_unit_dims_and_channel_last() -> None:

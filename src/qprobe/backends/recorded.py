@@ -42,7 +42,6 @@ import onnx_ir as ir
 from qprobe.backends.base import Capabilities
 from qprobe.backends.st import (
     StValIo,
-    dequantize_f32,
     fit_shape,
     is_val_io,
     load_npz,
@@ -328,7 +327,7 @@ def _generic_codes(arr: np.ndarray, recorded: QuantParams | None, model_q: Quant
         return arr
     if model_q is not None and _same_quant(recorded, model_q):
         return arr
-    return dequantize_f32(arr, recorded)
+    return recorded.dequantize_f32(arr)
 
 
 def _same_quant(a: QuantParams, b: QuantParams) -> bool:

@@ -13,14 +13,11 @@ Owns:
 
 Two conventions of real ``stedgeai validate`` runs that its documentation does not state,
 measured on published ST Edge AI Core 2.2.0 N6 target reports (Magnus3327/
-stm32n6-edge-ai-benchmarks, three runs, 10 samples x 32 values each):
-  * ``std`` and the ``var(ref)`` inside ``nse`` use ``ddof=1``: std^2 / (rmse^2 - mean^2)
-    equals 320/319 to 1.5e-7 in all three runs, and ``1 - rmse^2 / (var1(ref) + eps_f32)``
-    gives the reported nse to 1e-12 (ddof=0 misses it from the 6th digit on). The metrics of
-    ``qprobe.metrics.st`` use ddof=0 (the doc's snippet); ``st_reported`` converts them.
-  * int8 data are dequantized in float32, ``float32(q - zp) * float32(scale)``: the reported
-    rmse/mae differ from an exact (float64) dequantization by 2e-6 relative, which float32
-    rounding of the dequantized values explains [INF]. ``dequantize_f32`` does the same.
+stm32n6-edge-ai-benchmarks, three runs, 10 samples x 32 values each), are those of
+``qprobe.metrics.st``: ``std`` and nse's ``var(ref)`` use ``ddof=1`` (std^2 / (rmse^2 -
+mean^2) = 320/319 to 1.5e-7; nse then matches to 1e-12), and int8 data are dequantized in
+float32 (``QuantParams.dequantize_f32``; the reported rmse/mae differ from an exact
+dequantization by ~2e-6 relative, which float32 rounding explains [INF]).
 """
 
 from __future__ import annotations
@@ -30,7 +27,7 @@ import math
 import re
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +35,7 @@ import numpy as np
 
 from qprobe.errors import InputError
 from qprobe.fileio import atomic_save_npz, atomic_write_text
-from qprobe.metrics.st import EPS_F32, StMetrics, looks_like_probabilities, st_metrics
+from qprobe.metrics.st import StMetrics, looks_like_probabilities, st_metrics
 from qprobe.tensors import QuantParams
 
 _VAL_IO_KEY = re.compile(r"^(m|c)_(inputs|outputs)_(\d+)$")
@@ -216,14 +213,6 @@ def _float(v: Any) -> float:
 # --------------------------------------------------------------------------- metrics
 
 
-def dequantize_f32(codes: np.ndarray, q: QuantParams) -> np.ndarray:
-    """``float32(q - zp) * float32(scale)``: how ST (and onnxruntime's DequantizeLinear) do it."""
-    c = np.asarray(codes)
-    z = q.zero_point_array(c.ndim)
-    s = q.scale_array(c.ndim).astype(np.float32)
-    return (c.astype(np.int32) - z.astype(np.int32)).astype(np.float32) * s
-
-
 def st_real(arr: np.ndarray, q: QuantParams | None, what: str) -> np.ndarray:
     """Real values as ST computes them: integer data dequantized in float32, floats as they are."""
     a = np.asarray(arr)
@@ -234,21 +223,7 @@ def st_real(arr: np.ndarray, q: QuantParams | None, what: str) -> np.ndarray:
             f"{what} holds {a.dtype} codes but no scale/zero point is known for it; give them in a "
             "sidecar JSON (see docs/on-your-board.md) or use the QDQ model that was validated"
         )
-    return dequantize_f32(a, q)
-
-
-def st_reported(m: StMetrics) -> StMetrics:
-    """Convert ``qprobe.metrics.st`` results (ddof=0) to what ``stedgeai`` reports (ddof=1)."""
-    n = m.n
-    if n < 2:
-        return m
-    f = n / (n - 1)
-    mse = m.rmse * m.rmse
-    nse = m.nse
-    if mse > 0.0 and math.isfinite(nse) and nse != 1.0:
-        var_ref = mse / (1.0 - nse) - EPS_F32  # invert nse = 1 - mse / (var + eps)
-        nse = 1.0 - mse / (var_ref * f + EPS_F32)
-    return replace(m, std=m.std * math.sqrt(f), nse=nse)
+    return q.dequantize_f32(a)
 
 
 def st_xcross_metrics(
@@ -271,7 +246,7 @@ def st_xcross_metrics(
         ref = st_real(m, q, f"m_outputs_{i + 1}")
         pred = fit_shape(st_real(c, q, f"c_outputs_{i + 1}"), (None, *m.shape[1:]), what=f"c_outputs_{i + 1}")
         cls = looks_like_probabilities(ref) if classifier is None else classifier
-        rows.append(st_reported(st_metrics(ref, pred, classifier=cls)))
+        rows.append(st_metrics(ref, pred, classifier=cls))
     return rows
 
 
