@@ -1,0 +1,99 @@
+"""Localization: which op introduces the error, with as few target runs as possible.
+
+``localize(model, ref, target, inputs)`` builds the op graph, lets the chosen strategy
+(a pure state machine, ``strategies.localize_machine``) plan the target runs, executes
+them with a ``LocalizeRunner`` and returns a ``Localization``: the ``Divergence`` and the
+arrays of the ops that failed in isolation (for repro bundles).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import onnx_ir as ir
+
+from qprobe.backends.base import Backend, Capabilities
+from qprobe.compare import TolerancePolicy
+from qprobe.errors import InputError
+from qprobe.localize.divergence import Divergence, OpFinding, RunRecord
+from qprobe.localize.graph import OpGraph, OpNode, build_op_graph
+from qprobe.localize.runner import IsolatedArrays, LocalizeRunner
+from qprobe.localize.state import Outcome, RunCut, RunModel, TargetTraits, drive
+from qprobe.localize.strategies import STRATEGIES, Choice, bisect_budget, choose_strategy, localize_machine
+from qprobe.model.inputs import InputSet
+from qprobe.model.quant import build_quant_index
+
+__all__ = [
+    "STRATEGIES",
+    "Choice",
+    "Divergence",
+    "IsolatedArrays",
+    "Localization",
+    "OpFinding",
+    "OpGraph",
+    "OpNode",
+    "Outcome",
+    "RunCut",
+    "RunModel",
+    "RunRecord",
+    "TargetTraits",
+    "bisect_budget",
+    "build_op_graph",
+    "choose_strategy",
+    "drive",
+    "localize",
+    "localize_machine",
+    "traits_of",
+]
+
+
+@dataclass(frozen=True)
+class Localization:
+    divergence: Divergence
+    isolated: dict[str, IsolatedArrays]
+
+
+def traits_of(caps: Capabilities) -> TargetTraits:
+    return TargetTraits(caps.max_outputs_per_run, caps.cost_per_run_s, caps.accepts_models, caps.available_tensors)
+
+
+def localize(
+    model: ir.Model,
+    ref: Backend,
+    target: Backend,
+    inputs: InputSet | None,
+    *,
+    strategy: str = "auto",
+    ops: Sequence[str] | None = None,
+    classify: bool = True,
+    policy: TolerancePolicy | None = None,
+    batch_size: int = 64,
+    model_name: str = "",
+) -> Localization:
+    """Find the op that introduces the target's error (see ``strategies`` for the methods)."""
+    index = build_quant_index(model)
+    graph = build_op_graph(model, index)
+    if not graph.ops:
+        raise InputError("the model has no compute op with a non-constant input; nothing to localize")
+    inputs = inputs or _recorded_inputs(ref, target)
+    runner = LocalizeRunner(model, index, graph, ref, target, inputs, policy=policy, batch_size=batch_size)
+    machine = localize_machine(graph, traits_of(target.capabilities()), strategy, ops, classify)
+    div = drive(machine, runner.execute)
+    assert isinstance(div, Divergence)
+    if runner.target_runs != div.target_runs:  # the machine plans one open per command
+        raise AssertionError(f"runner opened the target {runner.target_runs} times for {div.target_runs} commands")
+    div = replace(
+        div, model=model_name, ref=ref.spec, target=target.spec, num_samples=inputs.num_samples,
+        inputs=inputs.source, reference_runs=runner.reference_runs,
+    )
+    return Localization(div, dict(runner.isolated_arrays))
+
+
+def _recorded_inputs(*backends: Backend) -> InputSet:
+    for b in backends:
+        get = getattr(b, "recorded_inputs", None)
+        arrays = get() if get is not None else None
+        if arrays:
+            return InputSet(dict(arrays), f"recorded by {b.spec}")
+    raise InputError("no input samples: pass --inputs FILE.npz or --random N")

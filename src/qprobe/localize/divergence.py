@@ -1,0 +1,174 @@
+"""The Divergence: which op introduces the error, its evidence, and how it was found.
+
+Roles of ops (``OpFinding.role``):
+  ``culprit``     the first op (topological order) whose *isolated* error fails: fed with the
+                  reference's inputs, the target still gets it wrong;
+  ``introduces``  a later op that also fails in isolation (a defect of its own);
+  ``carrier``     an op whose isolated error is fine but whose accumulated error fails: it only
+                  carries error from upstream (``basis`` says whether the accumulated error was
+                  measured or inferred from the op being downstream of the culprit);
+  ``unconfirmed`` the first failing tensor's op when the target cannot run cut models;
+  ``unclassified`` a downstream op that the run budget left without an isolated run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qprobe.compare.result import TensorComparison
+from qprobe.fileio import atomic_write_text
+
+SCHEMA = "qprobe.divergence/1"
+CULPRIT, INTRODUCES, CARRIER, UNCONFIRMED, UNCLASSIFIED = (
+    "culprit", "introduces", "carrier", "unconfirmed", "unclassified",
+)
+
+
+def _rows(rows: tuple[TensorComparison, ...]) -> list[dict[str, Any]]:
+    return [r.to_json() for r in rows]
+
+
+def _from_rows(d: list[dict[str, Any]]) -> tuple[TensorComparison, ...]:
+    return tuple(TensorComparison.from_json(r) for r in d)
+
+
+@dataclass(frozen=True)
+class OpFinding:
+    op: str
+    op_type: str
+    role: str
+    outputs: tuple[str, ...]
+    accumulated: tuple[TensorComparison, ...] = ()
+    isolated: tuple[TensorComparison, ...] = ()
+    basis: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "op": self.op, "op_type": self.op_type, "role": self.role, "outputs": list(self.outputs),
+            "accumulated": _rows(self.accumulated), "isolated": _rows(self.isolated), "basis": self.basis,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> OpFinding:
+        return cls(
+            d["op"], d["op_type"], d["role"], tuple(d["outputs"]),
+            _from_rows(d["accumulated"]), _from_rows(d["isolated"]), d.get("basis", ""),
+        )
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One target run: what it ran and which tensors failed in it."""
+
+    kind: str  # "model" or "cut"
+    purpose: str
+    probes: tuple[str, ...] = ()
+    isolate: tuple[str, ...] = ()
+    prefix: tuple[str, ...] = ()
+    failing: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "purpose": self.purpose, "probes": list(self.probes),
+                "isolate": list(self.isolate), "prefix": list(self.prefix), "failing": list(self.failing)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> RunRecord:
+        return cls(d["kind"], d["purpose"], tuple(d["probes"]), tuple(d["isolate"]), tuple(d["prefix"]),
+                   tuple(d["failing"]))
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """Result of ``localize``; round-trips to JSON (``save``/``load``)."""
+
+    strategy: str
+    requested: str
+    reason: str
+    found: bool
+    culprit: OpFinding | None
+    culprit_inputs: tuple[TensorComparison, ...]
+    later: tuple[OpFinding, ...]
+    final_outputs: tuple[TensorComparison, ...]
+    tensors: tuple[TensorComparison, ...]
+    isolated: tuple[TensorComparison, ...]
+    runs: tuple[RunRecord, ...]
+    budget: int | None = None
+    notes: tuple[str, ...] = ()
+    model: str = ""
+    ref: str = ""
+    target: str = ""
+    num_samples: int = 0
+    inputs: str = ""
+    reference_runs: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def target_runs(self) -> int:
+        return len(self.runs)
+
+    @property
+    def within_budget(self) -> bool:
+        return self.budget is None or self.target_runs <= self.budget
+
+    def carriers(self) -> tuple[str, ...]:
+        return tuple(f.op for f in self.later if f.role == CARRIER)
+
+    def introducers(self) -> tuple[str, ...]:
+        return tuple(f.op for f in self.later if f.role == INTRODUCES)
+
+    def verdict(self) -> str:
+        """One line: the conclusion."""
+        if self.culprit is None:
+            outs = [r.name for r in self.final_outputs if r.failed]
+            if not outs:
+                return "no divergence: every compared tensor is within tolerance"
+            return f"final outputs {', '.join(outs)} fail, but no single op introduces the error in isolation"
+        c = self.culprit
+        rows = c.isolated or c.accumulated
+        why = "; ".join(r.reason for r in rows if r.failed) or "fails"
+        kind = "introduces the error" if c.role == CULPRIT else "is the first failing op (not confirmed in isolation)"
+        return f"{c.op} ({c.op_type}) {kind}: {why}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "model": self.model, "ref": self.ref, "target": self.target,
+            "num_samples": self.num_samples, "inputs": self.inputs,
+            "strategy": self.strategy, "requested": self.requested, "reason": self.reason,
+            "found": self.found, "verdict": self.verdict(),
+            "culprit": None if self.culprit is None else self.culprit.to_json(),
+            "culprit_inputs": _rows(self.culprit_inputs),
+            "later": [f.to_json() for f in self.later],
+            "final_outputs": _rows(self.final_outputs),
+            "tensors": _rows(self.tensors), "isolated": _rows(self.isolated),
+            "target_runs": self.target_runs, "reference_runs": self.reference_runs, "budget": self.budget,
+            "runs": [r.to_json() for r in self.runs],
+            "notes": list(self.notes), "extra": self.extra,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Divergence:
+        if d.get("schema") != SCHEMA:
+            raise ValueError(f"not a {SCHEMA} document (schema={d.get('schema')!r})")
+        return cls(
+            strategy=d["strategy"], requested=d["requested"], reason=d["reason"], found=bool(d["found"]),
+            culprit=None if d["culprit"] is None else OpFinding.from_json(d["culprit"]),
+            culprit_inputs=_from_rows(d["culprit_inputs"]),
+            later=tuple(OpFinding.from_json(f) for f in d["later"]),
+            final_outputs=_from_rows(d["final_outputs"]),
+            tensors=_from_rows(d["tensors"]), isolated=_from_rows(d["isolated"]),
+            runs=tuple(RunRecord.from_json(r) for r in d["runs"]),
+            budget=d["budget"], notes=tuple(d["notes"]),
+            model=d["model"], ref=d["ref"], target=d["target"], num_samples=int(d["num_samples"]),
+            inputs=d["inputs"], reference_runs=int(d["reference_runs"]), extra=dict(d.get("extra") or {}),
+        )
+
+    def save(self, path: Path) -> None:
+        atomic_write_text(Path(path), json.dumps(self.to_json(), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> Divergence:
+        return cls.from_json(json.loads(Path(path).read_text()))

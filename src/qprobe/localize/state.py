@@ -1,0 +1,125 @@
+"""The localization state machine's vocabulary: commands, outcomes, what is known so far.
+
+A strategy is a generator: it *yields* a ``Command`` (one target run), receives the
+run's ``Outcome`` and finally *returns* a ``Divergence``. It does no I/O: a runner
+executes the commands against real backends, and a test can drive it with scripted
+outcomes. ``drive`` connects the two.
+
+Every command is exactly one target run:
+  ``RunModel(probes)``   the model as given plus ``probes`` as extra outputs (accumulated error);
+  ``RunCut(isolate, prefix)``  one model made of independent islands: a one-op cut for each op of
+                         ``isolate``, fed with the reference's values of its inputs (local error),
+                         and a prefix cut computing the ``prefix`` tensors from the graph inputs
+                         (accumulated error). The islands must not share computing nodes, so an op
+                         is never isolated in the run whose prefix computes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
+
+from qprobe.compare.result import TensorComparison
+from qprobe.localize.graph import OpGraph, OpNode
+
+
+@dataclass(frozen=True)
+class RunModel:
+    probes: tuple[str, ...] = ()
+    purpose: str = ""
+
+    def num_outputs(self, graph: OpGraph) -> int:
+        return len(set(graph.graph_outputs) | set(self.probes))
+
+
+@dataclass(frozen=True)
+class RunCut:
+    isolate: tuple[str, ...] = ()
+    prefix: tuple[str, ...] = ()
+    purpose: str = ""
+
+    def num_outputs(self, graph: OpGraph) -> int:
+        return sum(len(graph.op(o).outputs) for o in self.isolate) + len(self.prefix)
+
+
+Command = RunModel | RunCut
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one target run showed, as comparison rows keyed by tensor name.
+
+    ``changed_outputs``: for a probed ``RunModel``, the final outputs whose target values
+    differ from the unprobed run (None when not checked).
+    """
+
+    accumulated: Mapping[str, TensorComparison] = field(default_factory=dict)
+    isolated: Mapping[str, TensorComparison] = field(default_factory=dict)
+    changed_outputs: tuple[str, ...] | None = None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TargetTraits:
+    """The target's declared capabilities that planning needs (from ``backends.Capabilities``)."""
+
+    max_outputs: int | None = None
+    cost_per_run_s: float = 0.0
+    accepts_models: bool = True
+    available_tensors: frozenset[str] | None = None
+
+    @property
+    def outputs_per_run(self) -> float:
+        return float("inf") if self.max_outputs is None else max(1, self.max_outputs)
+
+
+@dataclass
+class Knowledge:
+    """What the runs so far have shown (mutable, private to one machine run)."""
+
+    graph: OpGraph
+    accumulated: dict[str, TensorComparison] = field(default_factory=dict)
+    isolated: dict[str, TensorComparison] = field(default_factory=dict)
+    runs: list[tuple[Command, tuple[str, ...]]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    plain_done: bool = False
+    probes_trusted: bool = True
+    fallback: str = ""
+
+    def record(self, cmd: Command, out: Outcome, trust_accumulated: bool = True) -> None:
+        failing = tuple(n for n, r in {**out.accumulated, **out.isolated}.items() if r.failed)
+        self.runs.append((cmd, failing))
+        if trust_accumulated:
+            self.accumulated.update(out.accumulated)
+        self.isolated.update(out.isolated)
+        self.notes.extend(n for n in out.notes if n not in self.notes)
+        if isinstance(cmd, RunModel) and not cmd.probes:
+            self.plain_done = True
+
+    @property
+    def target_runs(self) -> int:
+        return len(self.runs)
+
+    def acc_failed(self, op: OpNode) -> bool | None:
+        rows = [self.accumulated[t] for t in op.outputs if t in self.accumulated]
+        return any(r.failed for r in rows) if rows else None
+
+    def iso_failed(self, op: OpNode) -> bool | None:
+        rows = [self.isolated[t] for t in op.outputs if t in self.isolated]
+        return any(r.failed for r in rows) if rows else None
+
+    def failing_outputs(self) -> list[str]:
+        return [o for o in self.graph.graph_outputs if o in self.accumulated and self.accumulated[o].failed]
+
+
+Machine = Generator[Command, Outcome, object]
+
+
+def drive(machine: Generator[Command, Outcome, object], execute: Callable[[Command], Outcome]) -> object:
+    """Run ``machine`` to completion, executing each command it yields; return its result."""
+    try:
+        cmd = next(machine)
+        while True:
+            cmd = machine.send(execute(cmd))
+    except StopIteration as stop:
+        return stop.value

@@ -1,0 +1,54 @@
+"""Test targets: onnxruntime on a copy of each opened model with a known defect injected.
+
+``DefectTarget`` adds a constant offset after one named node's output in every model it
+opens (the whole model, probed models, cuts, and the ``__in`` copies that merged cuts
+make), so that node *introduces* an error and every op downstream only carries it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+from onnx import helper, numpy_helper
+
+from qprobe.backends import Capabilities
+from qprobe.backends.onnxruntime import OrtBackend, OrtSession
+from qprobe.model.loader import model_from_proto, to_proto
+
+
+def add_offset(model: ir.Model, nodes: Sequence[str], offset: float) -> ir.Model:
+    """``model`` with ``out := out + offset`` after the first output of each node in ``nodes``."""
+    proto = to_proto(model)
+    g = proto.graph
+    new_nodes: list[onnx.NodeProto] = []
+    for n in g.node:
+        new_nodes.append(n)
+        base = n.name[:-4] if n.name.endswith("__in") else n.name
+        if base in nodes:
+            out = n.output[0]
+            n.output[0] = out + "_raw"
+            c = numpy_helper.from_array(np.array(offset, dtype=np.float32), f"{n.name}_defect_c")
+            g.initializer.append(c)
+            new_nodes.append(helper.make_node("Add", [out + "_raw", c.name], [out], name=f"{n.name}_defect"))
+    del g.node[:]
+    g.node.extend(new_nodes)
+    return model_from_proto(proto)
+
+
+class DefectTarget:
+    def __init__(self, nodes: Sequence[str], offset: float, caps: Capabilities | None = None) -> None:
+        self.nodes, self.offset = list(nodes), offset
+        self.spec = f"defect:{','.join(nodes)}"
+        self._caps = caps or Capabilities()
+        self._ort = OrtBackend(fused=False)
+        self.opened_models: list[ir.Model] = []
+
+    def capabilities(self) -> Capabilities:
+        return self._caps
+
+    def open(self, model: ir.Model) -> OrtSession:
+        self.opened_models.append(model)
+        return self._ort.open(add_offset(model, self.nodes, self.offset))
