@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -149,3 +150,23 @@ def test_cache_off_runs_every_time(tmp_path: Path, model: ir.Model, inputs: Inpu
     s.run(inputs.arrays)
     assert (b.runs_executed, b.runs_cached) == (2, 0)
     assert sys.executable in s.info["command"] and s.info["cache"] == "off"
+
+
+def test_ctrl_c_stops_the_command_and_keeps_its_directory(tmp_path: Path, model: ir.Model, inputs: InputSet,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    real_wait = subprocess.Popen.wait
+    calls: list[float | None] = []
+
+    def interrupted(self: subprocess.Popen[bytes], timeout: float | None = None) -> int:
+        calls.append(timeout)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real_wait(self, timeout)
+
+    monkeypatch.setattr(subprocess.Popen, "wait", interrupted)
+    b = _backend(tmp_path, py(FAULTY, "hang", IO))
+    with pytest.raises(KeyboardInterrupt):
+        b.open(model).run(inputs.arrays)
+    (wd,) = list((tmp_path / "runs").iterdir())
+    assert {"model.onnx", "inputs.npz", "stderr.txt"} <= {p.name for p in wd.iterdir()}
+    assert len(calls) >= 2 and (b.runs_executed, b.runs_cached) == (0, 0)  # terminated, then reaped

@@ -88,7 +88,7 @@ def test_a_tool_failure_keeps_its_log(tmp_path: Path, fake_env: Path, model: ir.
 def test_commands_follow_the_options() -> None:
     base = ["--model", "m.onnx", "--inputs", "i.npz", "--outputs", "/w/outputs.npz"]
     cfg = parse_args([*base, "--neural-art", "n6-allmems-O3@user_neuralart.json", "--loader",
-                      "python n6_loader.py", "--extra-validate", "-b 5", "--stedgeai", "/opt/st/stedgeai"])
+                      "python n6_loader.py --c {output_dir}/network.c", "--extra-validate", "-b 5", "--stedgeai", "/opt/st/stedgeai"])
     assert cfg.workdir == Path("/w")
     steps = st_commands(cfg)
     assert [s for s, _ in steps] == ["generate", "loader", "validate"]
@@ -96,5 +96,6 @@ def test_commands_follow_the_options() -> None:
     assert gen[:2] == ["/opt/st/stedgeai", "generate"]
     assert gen[gen.index("--st-neural-art") + 1] == "n6-allmems-O3@user_neuralart.json"
     assert val[-2:] == ["-b", "5"] and "--desc" not in val
+    assert steps[1][1] == ["python", "n6_loader.py", "--c", "/w/st_ai_output/network.c"]
     cpu = st_commands(StRunConfig(Path("m"), Path("i"), Path("o"), Path("w"), neural_art=None, mode="host"))
     assert all("--st-neural-art" not in argv for _s, argv in cpu) and "host" in cpu[-1][1]
