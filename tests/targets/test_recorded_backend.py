@@ -12,7 +12,7 @@ from targets_support import make_val_io
 
 from qprobe.backends import create_backend
 from qprobe.backends.onnxruntime import OrtBackend
-from qprobe.backends.recorded import RecordedBackend
+from qprobe.backends.recorded import RecordedBackend, TensorMeta
 from qprobe.compare import compare_backends
 from qprobe.errors import BackendError, InputError
 from qprobe.model.inputs import InputSet
@@ -145,3 +145,9 @@ def test_st_file_from_another_model_is_refused(tmp_path: Path, model: ir.Model, 
     np.savez(p, c_outputs_1=np.zeros((2, 3), np.int8), c_outputs_2=np.zeros((2, 3), np.int8))
     with pytest.raises(InputError, match="the file has 0 inputs and 2 outputs, the model 1 and 1"):
         create_backend(f"recorded:{p}").open(model)  # type: ignore[attr-defined]
+
+
+def test_sidecar_entries_round_trip_json() -> None:
+    m = TensorMeta(scale=(0.05, 0.1), zero_point=(0, 0), axis=1, layout="NHWC")
+    assert TensorMeta.from_json(json.loads(json.dumps(m.to_json()))) == m
+    assert TensorMeta.from_json({"scale": 0.5}) == TensorMeta(scale=(0.5,))

@@ -31,7 +31,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,9 @@ class TensorMeta:
             return None
         zp = self.zero_point if self.zero_point is not None else (0,)
         return QuantParams.from_arrays(self.scale, zp, str(np.dtype(dtype)), self.axis)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> TensorMeta:
