@@ -137,8 +137,8 @@ def _sensors(
     temp_coef = rng.normal(0.0, 0.06, (k, 1))
     hum_coef = rng.normal(0.0, 0.02, (k, 1))
     tau = np.linspace(1.0, 10.0, k) * rng.uniform(0.85, 1.15, k)
-    ageing = rng.normal(0.0, 0.05, (k, 1)) * np.arange(n) / n
-    wander = np.cumsum(rng.normal(0.0, 0.0005, (k, n)), axis=1)
+    ageing = rng.normal(0.0, 0.02, (k, 1)) * np.arange(n) / n
+    wander = np.cumsum(rng.normal(0.0, 0.0002, (k, n)), axis=1)
     drive = beta * log_conc + temp_coef * (temp - 22.0) + hum_coef * (hum - 45.0) + ageing + wander
     return _first_order_lag(drive, tau) + rng.normal(0.0, cfg.noise, (k, n))
 
@@ -199,3 +199,50 @@ def regression_metrics(prediction: FloatArray, truth: FloatArray) -> RegressionM
     return RegressionMetrics(
         rmse=float(np.sqrt(np.mean(err**2))), mae=float(np.mean(np.abs(err))), r2=r2
     )
+
+
+@dataclass(frozen=True)
+class ExampleData:
+    """The recording split by time: train, calibration (inside train) and validation.
+
+    Validation starts ``gap`` steps after the training part ends, so no window overlaps
+    both, and the sensors have drifted a little further by then (as in the field).
+    """
+
+    series: GasSeries
+    mean: FloatArray
+    std: FloatArray
+    train: WindowSet
+    calibration: WindowSet
+    validation: WindowSet
+
+
+def example_data(
+    seed: int,
+    *,
+    window: int = 64,
+    horizon: int = 4,
+    n_calibration: int = 128,
+    train_stride: int = 3,
+    valid_stride: int = 2,
+    gap: int = 500,
+    config: GasSignalConfig | None = None,
+) -> ExampleData:
+    """Simulate one recording and cut it into the three window sets the example uses."""
+    series = simulate_gas_series(seed, config)
+    n_steps = series.log_conc.size
+    train_stop = 2 * n_steps // 3
+    mean, std = channel_stats(series.channels, train_stop)
+    train_ends = np.arange(window - 1, train_stop - horizon, train_stride)
+    calib_ends = np.linspace(window - 1, train_stop - horizon - 1, n_calibration).round().astype(np.int64)
+    valid_ends = np.arange(train_stop + gap, n_steps - horizon, valid_stride)
+
+    def cut(ends: np.ndarray) -> WindowSet:
+        return make_windows(series, mean, std, ends=ends, window=window, horizon=horizon)
+
+    return ExampleData(series, mean, std, cut(train_ends), cut(calib_ends), cut(valid_ends))
+
+
+def history(series: GasSeries, ends: np.ndarray, lags: tuple[int, ...]) -> FloatArray:
+    """``ln(ppm)`` at ``ends - lag`` for each lag: ``[n, len(lags)]``, the state a forecaster needs."""
+    return series.log_conc[np.asarray(ends)[:, None] - np.asarray(lags)[None, :]]

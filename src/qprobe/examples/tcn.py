@@ -1,0 +1,488 @@
+"""The bundled example: an int8 QDQ TCN forecasting ln(gas concentration), like the motivating case.
+
+Owns the example's network, its closed-form fit, its quantization and the files it ships.
+Deterministic and offline: numpy for the fit, onnxruntime for features, calibration and
+reference outputs; the data come from :mod:`qprobe.examples.gas_signal`.
+
+**Network** (input ``window`` ``[N, 8, 1, 64]``, output ``log_conc`` ``[N, 1]``, opset 17):
+``input_proj`` (1x1 Conv), six blocks ``Conv(1x3, dilation d, pads 2d) -> causal Slice ->
+Add(block input) -> Relu`` with d = 1, 2, 4, ..., 32, then the last time step (Slice) ->
+Flatten -> ``head_gemm1`` -> Relu -> ``head_gemm2``: Conv x7 + Gemm x2.
+
+**Weights** are structured and fit in closed form (fast, reproducible, no training loop):
+
+* ``input_proj`` emits 16 signals u, the principal components of the 8 channels, twice,
+  each as ``+u`` and ``-u`` (peak 4 on the training windows): after a Relu a pair still
+  carries the sign, and orthogonal components keep small inter-sensor differences (a fast
+  minus a slow sensor is a time derivative) at full int8 resolution.
+* ``block0`` is a per-channel two-tap average ``(1 - a) x[t] + a x[t-1]``.
+* ``block1..5`` are per-channel normalised exponential moving averages (rate 0 for the
+  first copy of each component, 0.75 for the second): block i multiplies by
+  ``(1 + g z^-d) / (1 + g)``, g = r**d. Inputs and weights are non-negative, so these
+  Relus never clip.
+* Head: ridge regression from the 32 last-step features to the recent history of ln(ppm)
+  (lags 0, 3, 6, 12) gives a state; ``head_gemm1`` + Relu are hinge units on that state and
+  its slopes (each scaled to peak at 4 so that they share one int8 scale well);
+  ``head_gemm2`` is a ridge regression of the target on the hinge units.
+
+**Quantization**: ``onnxruntime.quantization.quantize_static``, QDQ, int8 activations
+(asymmetric), int8 weights (symmetric, per channel, as ST recommends), MinMax on 128
+calibration windows spread over the training part, no ``extra_options``.
+
+**The block-0 ratio, and how it is reached.** ORT's QDQ quantizer removes a Relu that
+follows an Add, so ``block0_add``'s output is quantized over the post-Relu range [0, M],
+while its first operand, the projection ``x0 = +-u + c``, has the symmetric range
+[-m + c, m + c]: their scale ratio is 2m / M. We reach 2.05 (band [2.0, 2.1]; the forum
+case has 0.099/0.049 = 2.02) **through the weights, not** ``TensorQuantOverrides``: the
+projection bias ``c`` is set by bisection on the calibration windows (M moves with c,
+2m does not), and the block-0 tap ``a`` so that the other operand (the causal conv
+output, whose quantization parameters the Slice shares) gets the forum's 1.06. Thus the
+int8 model comes out of a plain, default ``quantize_static`` call, as a user's would;
+overrides would force the scale and hide where the ratio comes from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+from onnxruntime import quantization as q
+
+from qprobe.errors import ModelError, QprobeError
+from qprobe.examples.gas_signal import (
+    ExampleData,
+    RegressionMetrics,
+    example_data,
+    history,
+    regression_metrics,
+)
+from qprobe.fileio import atomic_save_npz, atomic_write_bytes
+
+WINDOW, CHANNELS, HIDDEN, HEAD_UNITS, HORIZON, OPSET = 64, 8, 32, 64, 4, 17
+DILATIONS = (1, 2, 4, 8, 16, 32)
+RATES = (0.0,) * CHANNELS + (0.75,) * CHANNELS  # EMA rate of each signal: as is, and smoothed
+LAGS = (0, 3, 6, 12)
+PEAK = 4.0  # every projected signal and head unit peaks here on the training windows
+TARGET_RATIO, TARGET_OTHER_RATIO, RATIO_BAND = 2.05, 1.06, (2.0, 2.1)
+N_CALIBRATION = 128
+PACKAGED_INPUTS = 64  # validation windows in the shipped copy (keeps it small)
+FILES = {
+    "int8_model": "tcn_int8.onnx", "float_model": "tcn_float.onnx", "inputs": "tcn_inputs.npz",
+    "calibration": "tcn_calibration.npz", "truth": "tcn_truth.npz", "golden": "tcn_golden.npz",
+    "metadata": "tcn_example.json",
+}
+QUANTIZATION = {
+    "tool": "onnxruntime.quantization.quantize_static", "quant_format": "QDQ", "activation_type": "QInt8",
+    "weight_type": "QInt8", "per_channel": True, "activation_symmetric": False, "weight_symmetric": True,
+    "calibrate_method": "MinMax", "calibration_windows": N_CALIBRATION, "extra_options": None,
+}
+Weights = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class AddScales:
+    """Quantization scales around one Add: ``ratios[i] = operand_scales[i] / output_scale``."""
+
+    node: str
+    operand_scales: tuple[float, float]
+    output_scale: float
+
+    @property
+    def ratios(self) -> tuple[float, float]:
+        return (self.operand_scales[0] / self.output_scale, self.operand_scales[1] / self.output_scale)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ratios": list(self.ratios)}
+
+
+@dataclass(frozen=True)
+class TcnExample:
+    """What :func:`build_tcn_example` wrote (``paths`` by FILES key) and measured."""
+
+    out_dir: Path
+    seed: int
+    paths: dict[str, Path]
+    n_inputs: int
+    n_validation: int
+    float_metrics: RegressionMetrics
+    int8_metrics: RegressionMetrics
+    persistence_metrics: RegressionMetrics
+    block0: AddScales
+
+    def summary(self) -> str:
+        f, i, p, b = self.float_metrics, self.int8_metrics, self.persistence_metrics, self.block0
+        return (
+            f"TCN example (seed {self.seed}) in {self.out_dir}\n"
+            f"  RMSE / R2 of ln(ppm) on {self.n_validation} validation windows: float {f.rmse:.4f} / {f.r2:.4f}, "
+            f"int8 {i.rmse:.4f} / {i.r2:.4f}, persistence {p.rmse:.4f} / {p.r2:.4f}\n"
+            f"  block0_add scales {b.operand_scales[0]:.5f}, {b.operand_scales[1]:.5f} -> {b.output_scale:.5f}: "
+            f"ratios {b.ratios[0]:.3f}, {b.ratios[1]:.3f}"
+        )
+
+
+# --------------------------------------------------------------------------- graph
+
+
+def _ints(name: str, values: list[int]) -> TensorProto:
+    return numpy_helper.from_array(np.asarray(values, dtype=np.int64), name)
+
+
+def _node(op: str, inputs: list[str], output: str, name: str, **attrs: Any) -> onnx.NodeProto:
+    return helper.make_node(op, inputs, [output], name=name, **attrs)
+
+
+def _block_nodes(i: int, d: int, x: str) -> list[onnx.NodeProto]:
+    b = f"block{i}"
+    return [
+        _node("Conv", [x, f"{b}_conv.weight", f"{b}_conv.bias"], f"{b}_conv_out", f"{b}_conv",
+              kernel_shape=[1, 3], dilations=[1, d], pads=[0, 2 * d, 0, 2 * d]),
+        _node("Slice", [f"{b}_conv_out", "causal.starts", "causal.ends", "time.axis"], f"{b}_slice_out", f"{b}_slice"),
+        _node("Add", [x, f"{b}_slice_out"], f"{b}_add_out", f"{b}_add"),
+        _node("Relu", [f"{b}_add_out"], f"{b}_relu_out", f"{b}_relu"),
+    ]
+
+
+def build_tcn_graph(weights: Mapping[str, np.ndarray], *, head: bool = True) -> onnx.ModelProto:
+    """The float TCN; without ``head`` its output is the last-step ``features`` ``[N, 32]``."""
+    nodes = [_node("Conv", ["window", "input_proj.weight", "input_proj.bias"], "input_proj_out", "input_proj",
+                   kernel_shape=[1, 1])]
+    x = "input_proj_out"
+    for i, d in enumerate(DILATIONS):
+        nodes += _block_nodes(i, d, x)
+        x = f"block{i}_relu_out"
+    nodes += [_node("Slice", [x, "last.starts", "last.ends", "time.axis"], "last_step_out", "last_step"),
+              _node("Flatten", ["last_step_out"], "features", "flatten", axis=1)]
+    out = helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", HIDDEN])
+    if head:
+        nodes += [_node("Gemm", ["features", "head_gemm1.weight", "head_gemm1.bias"], "head_gemm1_out", "head_gemm1",
+                        transB=1),
+                  _node("Relu", ["head_gemm1_out"], "head_relu_out", "head_relu"),
+                  _node("Gemm", ["head_relu_out", "head_gemm2.weight", "head_gemm2.bias"], "log_conc", "head_gemm2",
+                        transB=1)]
+        out = helper.make_tensor_value_info("log_conc", TensorProto.FLOAT, ["N", 1])
+    inits = [numpy_helper.from_array(np.asarray(weights[k], np.float32), k) for k in sorted(weights)]
+    inits += [_ints("causal.starts", [0]), _ints("causal.ends", [WINDOW]), _ints("time.axis", [3]),
+              _ints("last.starts", [WINDOW - 1]), _ints("last.ends", [WINDOW])]
+    window = helper.make_tensor_value_info("window", TensorProto.FLOAT, ["N", CHANNELS, 1, WINDOW])
+    graph = helper.make_graph(nodes, "tcn_gas_forecaster", [window], [out], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="qprobe.examples.tcn", ir_version=8)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+# --------------------------------------------------------------------------- trunk weights
+
+
+def _projection(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pair rows ``[+u; -u]`` ``[32, C]`` of principal components (peak PEAK), and their EMA rates."""
+    x = train[:, :, 0, :].transpose(0, 2, 1).reshape(-1, CHANNELS).astype(np.float64)
+    vectors = np.linalg.eigh(np.cov(x.T))[1][:, ::-1].T
+    vectors *= np.sign(vectors[np.arange(CHANNELS), np.abs(vectors).argmax(axis=1)])[:, None]
+    rows = np.vstack([vectors, vectors])
+    rows *= (PEAK / np.abs(x @ rows.T).max(axis=0))[:, None]
+    return np.vstack([rows, -rows]), np.array(RATES + RATES)
+
+
+def _diagonal_taps(delayed: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """Conv weight ``[H, H, 1, 3]``: y_j = delayed_j * x_j[t - d] + current_j * x_j[t]."""
+    w = np.zeros((HIDDEN, HIDDEN, 1, 3))
+    j = np.arange(HIDDEN)
+    w[j, j, 0, 1], w[j, j, 0, 2] = delayed, current
+    return w
+
+
+def _trunk_weights(proj: np.ndarray, rates: np.ndarray, a: float, c: float) -> Weights:
+    w: Weights = {
+        "input_proj.weight": proj[:, :, None, None], "input_proj.bias": np.full(HIDDEN, c),
+        "block0_conv.weight": _diagonal_taps(np.full(HIDDEN, a), np.full(HIDDEN, -a)),
+        "block0_conv.bias": np.zeros(HIDDEN),
+    }
+    for i, d in enumerate(DILATIONS[1:], start=1):
+        g = rates**d / (1.0 + rates**d)  # (1 + r^d z^-d) / (1 + r^d), written as a residual
+        w[f"block{i}_conv.weight"], w[f"block{i}_conv.bias"] = _diagonal_taps(g, -g), np.zeros(HIDDEN)
+    return w
+
+
+def _width(x: np.ndarray) -> float:
+    """Width of the range MinMax calibration gives ``x`` (the range always includes 0)."""
+    return float(max(x.max(), 0.0) - min(x.min(), 0.0))
+
+
+def _block0_ratios(u: np.ndarray, a: float, c: float) -> tuple[float, float]:
+    """Scale ratios (projection / output, conv / output) block0_add gets from MinMax calibration.
+
+    ``u`` is the projection without bias on the calibration windows, ``[n, H, T]``.
+    """
+    x0 = u + c
+    prev = np.concatenate([np.zeros_like(x0[..., :1]), x0[..., :-1]], axis=-1)
+    causal = a * (prev - x0)
+    conv = np.concatenate([causal, a * x0[..., -1:], np.zeros_like(x0[..., :1])], axis=-1)  # all T + 2 outputs
+    out = max(float(np.maximum(x0 + causal, 0.0).max()), 1e-12)
+    return _width(x0) / out, _width(conv) / out
+
+
+def _bisect(f: Callable[[float], float], lo: float, hi: float, steps: int = 60) -> float:
+    """Root of a decreasing ``f`` in ``[lo, hi]``."""
+    if not f(lo) > 0.0 > f(hi):
+        raise QprobeError(f"block-0 tuning found no root in [{lo}, {hi}]; try another seed")
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if f(mid) > 0.0 else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def _solve_bias(u: np.ndarray, a: float) -> float:
+    return _bisect(lambda c: _block0_ratios(u, a, c)[0] - TARGET_RATIO, -PEAK / 2, PEAK / 2)
+
+
+def tune_block0(proj: np.ndarray, calibration: np.ndarray) -> tuple[float, float]:
+    """Tap ``a`` and bias ``c`` giving block0_add the ratios TARGET_RATIO and ~TARGET_OTHER_RATIO."""
+    u = np.einsum("hc,nct->nht", proj, calibration[:, :, 0, :].astype(np.float64))
+    a = 0.5
+    for _ in range(7):
+        a *= TARGET_OTHER_RATIO / _block0_ratios(u, a, _solve_bias(u, a))[1]
+    return a, _solve_bias(u, a)
+
+
+# --------------------------------------------------------------------------- head
+
+
+def _ridge(x: np.ndarray, y: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """argmin |x W + b - y|^2 + lam |W|^2 (intercept not penalised): (W, b)."""
+    mx, my = x.mean(axis=0), y.mean(axis=0)
+    xc = x - mx
+    w = np.linalg.solve(xc.T @ xc + lam * np.eye(x.shape[1]), xc.T @ (y - my))
+    return w, my - mx @ w
+
+
+def _hinge_units(state: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Directions ``[G, S]`` and knots ``[G]``: unit k is relu(state . D_k - knot_k).
+
+    Each state axis twice (both signs, knot at the 0.5 % quantile: nearly linear), the rest
+    random directions with knots at random quantiles.
+    """
+    s = state.shape[1]
+    directions = np.vstack([np.eye(s), -np.eye(s), rng.normal(size=(HEAD_UNITS - 2 * s, s))]) / state.std(axis=0)
+    z = state @ directions.T
+    levels = np.concatenate([np.full(2 * s, 0.005), rng.uniform(0.02, 0.98, HEAD_UNITS - 2 * s)])
+    return directions, np.array([np.quantile(z[:, k], levels[k]) for k in range(HEAD_UNITS)])
+
+
+def fit_head(features: np.ndarray, past: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> Weights:
+    """State (ln c and its slopes over LAGS) -> hinge units (head_gemm1 + Relu) -> ridge (head_gemm2)."""
+    to_slopes = np.eye(len(LAGS))
+    to_slopes[0, 1:], to_slopes[1:, 1:] = 1.0, -np.eye(len(LAGS) - 1)  # ln c[t], ln c[t] - ln c[t - lag]
+    a, a0 = _ridge(features, past, 1e-2)
+    lin, off = a @ to_slopes, a0 @ to_slopes
+    directions, knots = _hinge_units(features @ lin + off, rng)
+    w1, b1 = directions @ lin.T, directions @ off - knots
+    gain = PEAK / np.maximum(np.maximum(features @ w1.T + b1, 0.0).max(axis=0), 1e-6)
+    w1, b1 = w1 * gain[:, None], b1 * gain
+    w2, b2 = _ridge(np.maximum(features @ w1.T + b1, 0.0), target[:, None].astype(np.float64), 10.0)
+    return {"head_gemm1.weight": w1, "head_gemm1.bias": b1, "head_gemm2.weight": w2.T, "head_gemm2.bias": b2}
+
+
+# --------------------------------------------------------------------------- onnxruntime
+
+
+def run_model(model: bytes, windows: np.ndarray, *, fused: bool = False, batch: int = 1024) -> np.ndarray:
+    """First output on ``windows``: ORT_DISABLE_ALL, or (``fused``) ORT_ENABLE_ALL with int8 QDQ kernels."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if fused else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
+    if fused:
+        options.add_session_config_entry("session.qdqisint8allowed", "1")
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    name = session.get_outputs()[0].name
+    parts = [session.run([name], {"window": windows[i : i + batch]})[0] for i in range(0, len(windows), batch)]
+    return np.concatenate(parts)
+
+
+class _CalibrationWindows(q.CalibrationDataReader):
+    def __init__(self, windows: np.ndarray, batch: int = 32) -> None:
+        self._batches: Iterator[np.ndarray] = iter([windows[i : i + batch] for i in range(0, len(windows), batch)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self._batches, None)
+        return None if batch is None else {"window": batch}
+
+
+@contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """quantize_static warns on the root logger (and would install a handler there)."""
+    root, handler = logging.getLogger(), logging.NullHandler()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def quantize(float_model: bytes, calibration: np.ndarray) -> bytes:
+    """int8 QDQ model of ``float_model``, calibrated on ``calibration`` windows (see QUANTIZATION)."""
+    with tempfile.TemporaryDirectory(prefix="qprobe-tcn-") as tmp, _quiet_root_logger():
+        src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
+        src.write_bytes(float_model)
+        q.quantize_static(
+            str(src), str(dst), _CalibrationWindows(calibration), quant_format=q.QuantFormat.QDQ,
+            activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8, per_channel=True,
+            calibrate_method=q.CalibrationMethod.MinMax, calibration_providers=["CPUExecutionProvider"],
+        )
+        return dst.read_bytes()
+
+
+# --------------------------------------------------------------------------- scales of an Add
+
+
+def _scale_of(inits: Mapping[str, np.ndarray], node: onnx.NodeProto | None, what: str) -> float:
+    if node is None or node.op_type not in ("QuantizeLinear", "DequantizeLinear") or node.input[1] not in inits:
+        raise ModelError(f"{what} has no Q/DQ node with a constant scale next to it; expected a QDQ model")
+    scale = inits[node.input[1]]
+    if scale.size != 1:
+        raise ModelError(f"{what} has a per-channel scale of shape {scale.shape}; expected one per tensor")
+    return float(scale.reshape(()))
+
+
+def add_scales(model: Path | onnx.ModelProto, node_name: str) -> AddScales:
+    """Operand and output scales of the QDQ Add ``node_name`` (a Relu after it was folded)."""
+    m = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
+    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    add = next((n for n in m.graph.node if n.name == node_name), None)
+    if add is None or add.op_type != "Add":
+        raise ModelError(f"no Add node named {node_name!r} in the model; is it the qprobe TCN example?")
+    producers = {o: n for n in m.graph.node for o in n.output}
+    consumer = next((n for n in m.graph.node if add.output[0] in n.input), None)
+    x, y = (_scale_of(inits, producers.get(i), f"{node_name} input {i!r}") for i in add.input)
+    return AddScales(node_name, (x, y), _scale_of(inits, consumer, f"{node_name} output"))
+
+
+def block0_add_ratios(model: Path | onnx.ModelProto) -> AddScales:
+    """Scales of ``block0_add``: operands (projection, causal conv), output, and ratios."""
+    return add_scales(model, "block0_add")
+
+
+# --------------------------------------------------------------------------- build
+
+
+def fit_tcn_weights(data: ExampleData, seed: int) -> tuple[Weights, dict[str, float]]:
+    """All float weights for ``data`` (block 0 tuned on the calibration windows), and ``a``, ``c``."""
+    proj, rates = _projection(data.train.windows)
+    a, c = tune_block0(proj, data.calibration.windows)
+    trunk = _trunk_weights(proj, rates, a, c)
+    features = run_model(build_tcn_graph(trunk, head=False).SerializeToString(), data.train.windows)
+    past = history(data.series, data.train.end, LAGS)
+    head = fit_head(features.astype(np.float64), past, data.train.target, np.random.default_rng([seed, 7919]))
+    return {**trunk, **head}, {"tap_a": a, "projection_bias_c": c}
+
+
+def environment() -> dict[str, str]:
+    """What byte-identity of a rebuild depends on: library versions and the CPU."""
+    info = Path("/proc/cpuinfo")
+    lines = info.read_text().splitlines() if info.is_file() else []
+    cpu = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
+    return {"numpy": np.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__,
+            "machine": platform.machine(), "cpu": cpu}
+
+
+def _evaluate(data: ExampleData, float_model: bytes, int8_model: bytes) -> dict[str, Any]:
+    valid = data.validation
+    pred_float, pred_int8 = run_model(float_model, valid.windows), run_model(int8_model, valid.windows)
+    block0 = block0_add_ratios(onnx.load_from_string(int8_model))
+    if not RATIO_BAND[0] <= block0.ratios[0] <= RATIO_BAND[1]:
+        raise QprobeError(f"block0_add ratio {block0.ratios[0]:.4f} is outside {RATIO_BAND}; try another seed")
+    return {
+        "metrics": {"float": regression_metrics(pred_float, valid.target),
+                    "int8": regression_metrics(pred_int8, valid.target),
+                    "persistence": regression_metrics(valid.persistence, valid.target)},
+        "int8_vs_float_max_abs": float(np.abs(pred_int8 - pred_float).max()),
+        "block0_add": block0,
+    }
+
+
+def _metadata(seed: int, data: ExampleData, design: dict[str, float], numbers: dict[str, Any],
+              models: Mapping[str, bytes]) -> bytes:
+    meta = {
+        "format": "qprobe.examples.tcn/1", "seed": seed, "files": FILES, "environment": environment(),
+        "sha256": {FILES[k]: hashlib.sha256(v).hexdigest() for k, v in models.items()},
+        "input": {"name": "window", "shape": ["N", CHANNELS, 1, WINDOW], "layout": "NCHW, time on the last axis",
+                  "channels": list(data.series.channel_names), "step_seconds": 10,
+                  "standardization": {"mean": data.mean.tolist(), "std": data.std.tolist()}},
+        "output": {"name": "log_conc", "shape": ["N", 1], "unit": "ln(ppm)", "horizon_steps": HORIZON},
+        "windows": {"train": len(data.train.end), "calibration": len(data.calibration.end),
+                    "validation": len(data.validation.end)},
+        "block0_design": {**design, "target_ratio": TARGET_RATIO, "target_other_ratio": TARGET_OTHER_RATIO,
+                          "method": "weights (projection bias c by bisection, block-0 tap a), no TensorQuantOverrides"},
+        "quantization": QUANTIZATION,
+        **numbers, "metrics": {k: v.to_dict() for k, v in numbers["metrics"].items()},
+        "block0_add": numbers["block0_add"].to_dict(),
+    }
+    return (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def _write_all(out_dir: Path, files: Mapping[str, bytes | Mapping[str, np.ndarray]]) -> None:
+    """Write every file atomically; if one fails, remove the ones this call wrote."""
+    written: list[Path] = []
+    try:
+        for key, payload in files.items():
+            path = out_dir / FILES[key]
+            if isinstance(payload, bytes):
+                atomic_write_bytes(path, payload)
+            else:
+                atomic_save_npz(path, payload)
+            written.append(path)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def build_tcn_example(out_dir: Path, *, seed: int = 0, n_inputs: int = 256) -> TcnExample:
+    """Build, quantize, evaluate and write the example into ``out_dir`` (the FILES)."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        raise QprobeError(f"{out_dir} is not a directory; create it first")
+    data = example_data(seed, window=WINDOW, horizon=HORIZON, n_calibration=N_CALIBRATION)
+    if not 1 <= n_inputs <= len(data.validation.end):
+        raise QprobeError(f"n_inputs must be in [1, {len(data.validation.end)}], got {n_inputs}")
+    weights, design = fit_tcn_weights(data, seed)
+    float_model = build_tcn_graph(weights).SerializeToString()
+    int8_model = quantize(float_model, data.calibration.windows)
+    numbers = _evaluate(data, float_model, int8_model)
+    pick = np.linspace(0, len(data.validation.end) - 1, n_inputs).round().astype(np.int64)
+    windows, truth = data.validation.windows[pick], data.validation.target[pick]
+    fused_gap = run_model(int8_model, windows, fused=True) - run_model(int8_model, windows)
+    numbers["int8_fused_vs_reference_max_abs_on_inputs"] = float(np.abs(fused_gap).max())
+    golden = windows[int(np.argmax(truth))][None]  # a plume peak: the interesting case
+    models = {"int8_model": int8_model, "float_model": float_model}
+    _write_all(out_dir, {
+        **models, "inputs": {"window": windows}, "calibration": {"window": data.calibration.windows},
+        "truth": {"log_conc": truth[:, None]}, "golden": {"window": golden, "log_conc": run_model(int8_model, golden)},
+        "metadata": _metadata(seed, data, design, {**numbers, "n_inputs": n_inputs}, models),
+    })
+    m = numbers["metrics"]
+    return TcnExample(out_dir=out_dir, seed=seed, paths={k: out_dir / v for k, v in FILES.items()},
+                      n_inputs=n_inputs, n_validation=len(data.validation.end), float_metrics=m["float"],
+                      int8_metrics=m["int8"], persistence_metrics=m["persistence"], block0=numbers["block0_add"])
+
+
+def packaged_example_dir() -> Path:
+    """The pre-built copy shipped with qprobe (default seed, PACKAGED_INPUTS validation windows)."""
+    return Path(__file__).resolve().parent / "data"
