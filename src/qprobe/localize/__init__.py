@@ -80,7 +80,6 @@ def localize(
     runner = LocalizeRunner(model, index, graph, ref, target, inputs, policy=policy, batch_size=batch_size)
     machine = localize_machine(graph, traits_of(target.capabilities()), strategy, ops, classify)
     div = drive(machine, runner.execute)
-    assert isinstance(div, Divergence)
     if runner.target_runs != div.target_runs:  # the machine plans one open per command
         raise AssertionError(f"runner opened the target {runner.target_runs} times for {div.target_runs} commands")
     div = replace(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from qprobe.compare.result import TensorComparison
 from qprobe.localize.graph import OpGraph, OpNode
@@ -112,10 +113,10 @@ class Knowledge:
         return [o for o in self.graph.graph_outputs if o in self.accumulated and self.accumulated[o].failed]
 
 
-Machine = Generator[Command, Outcome, object]
+R = TypeVar("R")
 
 
-def drive(machine: Generator[Command, Outcome, object], execute: Callable[[Command], Outcome]) -> object:
+def drive(machine: Generator[Command, Outcome, R], execute: Callable[[Command], Outcome]) -> R:
     """Run ``machine`` to completion, executing each command it yields; return its result."""
     try:
         cmd = next(machine)

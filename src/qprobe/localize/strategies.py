@@ -232,7 +232,8 @@ def _bisect(graph: OpGraph, traits: TargetTraits, k: Knowledge, classify: bool) 
             "isolation: the error is carried from a tensor the bisection could not see (inside a fused group, "
             "or on a branch that a one-output prefix cut does not cover)"
         )
-    return next((o.name for o in [h, *cands] if k.iso_failed(o)), None)
+    failing = [o for o in {*cands, h} if k.iso_failed(o)]
+    return min(failing, key=lambda o: graph.position(o.name)).name if failing else None
 
 
 def _split(cands: Sequence[OpNode], h: OpNode) -> OpNode:
