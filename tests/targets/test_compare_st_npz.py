@@ -63,7 +63,6 @@ def test_st_xcross_metrics_reproduce_all_seven_values(model: ir.Model, st_case: 
         assert same_6_digits(getattr(got, k), want[k]), (k, getattr(got, k), want[k])
 
 
-@pytest.mark.xfail(strict=True, reason="compare_backends does not yet bind recorded backends to the model")
 def test_cli_compare_on_an_st_file(model_path: Path, st_case: tuple[Path, dict[str, float]], tmp_path: Path) -> None:
     p, want = st_case
     out = tmp_path / "cmp.json"

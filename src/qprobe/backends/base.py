@@ -8,6 +8,11 @@ flash, load), ``Session.run(feeds)`` runs a batch of samples, ``Session.close()`
 Every array crossing this boundary has a leading sample axis that *is* the model's batch
 axis: a model whose batch dimension is fixed to 1 still receives ``N`` samples stacked on
 axis 0, and the session splits them as it needs to.
+
+Two optional hooks, used by backends that replay recordings: ``bind(model)`` maps the
+recording onto a model before anything else is asked of the backend (ST files are keyed by
+index, not by name), and ``recorded_inputs()`` returns the recorded input samples, which
+compare and localize use when the user gives none.
 """
 
 from __future__ import annotations
@@ -63,3 +68,10 @@ class Backend(Protocol):
     def capabilities(self) -> Capabilities: ...
 
     def open(self, model: ir.Model) -> Session: ...
+
+
+def bind_backend(backend: Backend, model: ir.Model) -> None:
+    """Call the backend's optional ``bind(model)`` hook."""
+    bind = getattr(backend, "bind", None)
+    if bind is not None:
+        bind(model)

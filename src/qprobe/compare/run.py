@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_ir as ir
 
-from qprobe.backends.base import Backend, Session
+from qprobe.backends.base import Backend, Session, bind_backend
 from qprobe.compare.policy import TolerancePolicy
 from qprobe.compare.result import Comparison, ProbeEffect, TensorComparison
 from qprobe.errors import BackendError, InputError
@@ -101,6 +101,8 @@ def compare_backends(
     ``on_traces`` receives each batch's (reference, target) Traces, e.g. to save them.
     """
     index = build_quant_index(model)
+    for b in (ref, target):
+        bind_backend(b, model)
     inputs = inputs or _recorded_inputs(ref, target)
     plan = _restrict(plan_probes(model, index, probe), ref, target)
     probed = apply_probe_plan(model, plan)
