@@ -4,41 +4,37 @@ Owns the example's network, its closed-form fit, its quantization and the files 
 Deterministic and offline: numpy for the fit, onnxruntime for features, calibration and
 reference outputs; the data come from :mod:`qprobe.examples.gas_signal`.
 
-**Network** (input ``window`` ``[N, 8, 1, 64]``, output ``log_conc`` ``[N, 1]``, opset 17):
-``input_proj`` (1x1 Conv), six blocks ``Conv(1x3, dilation d, pads 2d) -> causal Slice ->
-Add(block input) -> Relu`` with d = 1, 2, 4, ..., 32, then the last time step (Slice) ->
-Flatten -> ``head_gemm1`` -> Relu -> ``head_gemm2``: Conv x7 + Gemm x2.
+**Network** (``window`` ``[N, 8, 1, 64]`` -> ``log_conc`` ``[N, 1]``, opset 17): ``input_proj``
+(1x1 Conv); six blocks ``Conv(1x3, dilation d, pads 2d) -> causal Slice -> Add(block
+input) -> Relu``, d = 1, 2, ..., 32; last time step (Slice) -> Flatten -> ``head_gemm1`` ->
+Relu -> ``head_gemm2``. Conv x7 + Gemm x2.
 
-**Weights** are structured and fit in closed form (fast, reproducible, no training loop):
+**Weights**, structured and fit in closed form (no training loop):
+``input_proj`` emits the 8 principal components of the channels, twice, each as ``+u``
+and ``-u`` (peak 4 on the training windows): after a Relu a pair still carries the sign,
+and orthogonal components keep small inter-sensor differences (a fast minus a slow
+sensor is a time derivative) at full int8 resolution. ``block0`` is a per-channel
+two-tap average ``(1 - a) x[t] + a x[t-1]``; ``block1..5`` are per-channel normalised
+moving averages (rate 0 for the first copy, 0.75 for the second; block i multiplies by
+``(1 + g z^-d) / (1 + g)``, g = r**d), non-negative so their Relus never clip. Head:
+ridge regression from the 32 last-step features to ln(ppm) at lags 0, 3, 6, 12 gives a
+state; ``head_gemm1`` + Relu are hinge units on the state and its slopes (each peaking
+at 4, to share one int8 scale); ``head_gemm2`` is a ridge regression on the units.
 
-* ``input_proj`` emits 16 signals u, the principal components of the 8 channels, twice,
-  each as ``+u`` and ``-u`` (peak 4 on the training windows): after a Relu a pair still
-  carries the sign, and orthogonal components keep small inter-sensor differences (a fast
-  minus a slow sensor is a time derivative) at full int8 resolution.
-* ``block0`` is a per-channel two-tap average ``(1 - a) x[t] + a x[t-1]``.
-* ``block1..5`` are per-channel normalised exponential moving averages (rate 0 for the
-  first copy of each component, 0.75 for the second): block i multiplies by
-  ``(1 + g z^-d) / (1 + g)``, g = r**d. Inputs and weights are non-negative, so these
-  Relus never clip.
-* Head: ridge regression from the 32 last-step features to the recent history of ln(ppm)
-  (lags 0, 3, 6, 12) gives a state; ``head_gemm1`` + Relu are hinge units on that state and
-  its slopes (each scaled to peak at 4 so that they share one int8 scale well);
-  ``head_gemm2`` is a ridge regression of the target on the hinge units.
-
-**Quantization**: ``onnxruntime.quantization.quantize_static``, QDQ, int8 activations
-(asymmetric), int8 weights (symmetric, per channel, as ST recommends), MinMax on 128
-calibration windows spread over the training part, no ``extra_options``.
+**Quantization**: ``quantize_static``, QDQ, int8 activations (asymmetric), int8 weights
+(symmetric, per channel, as ST recommends), MinMax on 128 calibration windows spread
+over the training part, no ``extra_options``.
 
 **The block-0 ratio, and how it is reached.** ORT's QDQ quantizer removes a Relu that
 follows an Add, so ``block0_add``'s output is quantized over the post-Relu range [0, M],
-while its first operand, the projection ``x0 = +-u + c``, has the symmetric range
-[-m + c, m + c]: their scale ratio is 2m / M. We reach 2.05 (band [2.0, 2.1]; the forum
-case has 0.099/0.049 = 2.02) **through the weights, not** ``TensorQuantOverrides``: the
-projection bias ``c`` is set by bisection on the calibration windows (M moves with c,
-2m does not), and the block-0 tap ``a`` so that the other operand (the causal conv
-output, whose quantization parameters the Slice shares) gets the forum's 1.06. Thus the
-int8 model comes out of a plain, default ``quantize_static`` call, as a user's would;
-overrides would force the scale and hide where the ratio comes from.
+while its first operand, the projection ``x0 = +-u + c``, spans [-m + c, m + c]: the
+scale ratio is 2m / M. We reach 2.05 (band [2.0, 2.1]; the forum case: 0.099/0.049 =
+2.02) **through the weights, not** ``TensorQuantOverrides``: the projection bias ``c``
+is set by bisection on the calibration windows (M moves with c, 2m does not), and the
+block-0 tap ``a`` so that the other operand (the conv output, whose parameters the
+Slice shares) gets the forum's 1.06. So the int8 model comes out of a plain, default
+``quantize_static`` call, as a user's would; overrides would force the scales and hide
+where the ratio comes from.
 """
 
 from __future__ import annotations
@@ -120,6 +116,28 @@ class TcnExample:
     int8_metrics: RegressionMetrics
     persistence_metrics: RegressionMetrics
     block0: AddScales
+
+    @property
+    def int8_model_path(self) -> Path:
+        return self.paths["int8_model"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed, "n_inputs": self.n_inputs, "n_validation": self.n_validation,
+                "metrics": {"float": self.float_metrics.to_dict(), "int8": self.int8_metrics.to_dict(),
+                            "persistence": self.persistence_metrics.to_dict()},
+                "block0_add": self.block0.to_dict()}
+
+    @classmethod
+    def load(cls, directory: Path) -> TcnExample:
+        """The example written in ``directory`` (its numbers come from tcn_example.json)."""
+        try:
+            d = json.loads((Path(directory) / FILES["metadata"]).read_text())
+            m, b = {k: RegressionMetrics(**v) for k, v in d["metrics"].items()}, d["block0_add"]
+            block0 = AddScales(b["node"], tuple(b["operand_scales"]), b["output_scale"])  # type: ignore[arg-type]
+            return cls(Path(directory), d["seed"], {k: Path(directory) / v for k, v in FILES.items()}, d["n_inputs"],
+                       d["n_validation"], m["float"], m["int8"], m["persistence"], block0)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise QprobeError(f"{directory} holds no readable TCN example ({e}); rebuild it with build_tcn_example") from e
 
     def summary(self) -> str:
         f, i, p, b = self.float_metrics, self.int8_metrics, self.persistence_metrics, self.block0
@@ -361,8 +379,8 @@ def _scale_of(inits: Mapping[str, np.ndarray], node: onnx.NodeProto | None, what
     return float(scale.reshape(()))
 
 
-def add_scales(model: Path | onnx.ModelProto, node_name: str) -> AddScales:
-    """Operand and output scales of the QDQ Add ``node_name`` (a Relu after it was folded)."""
+def block0_add_ratios(model: Path | onnx.ModelProto, node_name: str = "block0_add") -> AddScales:
+    """Operand scales (projection, causal conv), output scale and ratios of a QDQ Add, block0's by default."""
     m = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
     inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
     add = next((n for n in m.graph.node if n.name == node_name), None)
@@ -372,11 +390,6 @@ def add_scales(model: Path | onnx.ModelProto, node_name: str) -> AddScales:
     consumer = next((n for n in m.graph.node if add.output[0] in n.input), None)
     x, y = (_scale_of(inits, producers.get(i), f"{node_name} input {i!r}") for i in add.input)
     return AddScales(node_name, (x, y), _scale_of(inits, consumer, f"{node_name} output"))
-
-
-def block0_add_ratios(model: Path | onnx.ModelProto) -> AddScales:
-    """Scales of ``block0_add``: operands (projection, causal conv), output, and ratios."""
-    return add_scales(model, "block0_add")
 
 
 # --------------------------------------------------------------------------- build
@@ -402,25 +415,25 @@ def environment() -> dict[str, str]:
             "machine": platform.machine(), "cpu": cpu}
 
 
-def _evaluate(data: ExampleData, float_model: bytes, int8_model: bytes) -> dict[str, Any]:
+def _evaluate(seed: int, out_dir: Path, data: ExampleData, float_model: bytes, int8_model: bytes,
+              n_inputs: int) -> TcnExample:
     valid = data.validation
     pred_float, pred_int8 = run_model(float_model, valid.windows), run_model(int8_model, valid.windows)
     block0 = block0_add_ratios(onnx.load_from_string(int8_model))
     if not RATIO_BAND[0] <= block0.ratios[0] <= RATIO_BAND[1]:
         raise QprobeError(f"block0_add ratio {block0.ratios[0]:.4f} is outside {RATIO_BAND}; try another seed")
-    return {
-        "metrics": {"float": regression_metrics(pred_float, valid.target),
-                    "int8": regression_metrics(pred_int8, valid.target),
-                    "persistence": regression_metrics(valid.persistence, valid.target)},
-        "int8_vs_float_max_abs": float(np.abs(pred_int8 - pred_float).max()),
-        "block0_add": block0,
-    }
+    return TcnExample(
+        out_dir=out_dir, seed=seed, paths={k: out_dir / v for k, v in FILES.items()}, n_inputs=n_inputs,
+        n_validation=len(valid.end), float_metrics=regression_metrics(pred_float, valid.target),
+        int8_metrics=regression_metrics(pred_int8, valid.target),
+        persistence_metrics=regression_metrics(valid.persistence, valid.target), block0=block0,
+    )
 
 
-def _metadata(seed: int, data: ExampleData, design: dict[str, float], numbers: dict[str, Any],
-              models: Mapping[str, bytes]) -> bytes:
+def _metadata(example: TcnExample, data: ExampleData, extra: Mapping[str, Any], models: Mapping[str, bytes]) -> bytes:
     meta = {
-        "format": "qprobe.examples.tcn/1", "seed": seed, "files": FILES, "environment": environment(),
+        **example.to_dict(), **extra, "format": "qprobe.examples.tcn/1", "files": FILES,
+        "environment": environment(), "quantization": QUANTIZATION,
         "sha256": {FILES[k]: hashlib.sha256(v).hexdigest() for k, v in models.items()},
         "input": {"name": "window", "shape": ["N", CHANNELS, 1, WINDOW], "layout": "NCHW, time on the last axis",
                   "channels": list(data.series.channel_names), "step_seconds": 10,
@@ -428,11 +441,6 @@ def _metadata(seed: int, data: ExampleData, design: dict[str, float], numbers: d
         "output": {"name": "log_conc", "shape": ["N", 1], "unit": "ln(ppm)", "horizon_steps": HORIZON},
         "windows": {"train": len(data.train.end), "calibration": len(data.calibration.end),
                     "validation": len(data.validation.end)},
-        "block0_design": {**design, "target_ratio": TARGET_RATIO, "target_other_ratio": TARGET_OTHER_RATIO,
-                          "method": "weights (projection bias c by bisection, block-0 tap a), no TensorQuantOverrides"},
-        "quantization": QUANTIZATION,
-        **numbers, "metrics": {k: v.to_dict() for k, v in numbers["metrics"].items()},
-        "block0_add": numbers["block0_add"].to_dict(),
     }
     return (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
@@ -465,22 +473,22 @@ def build_tcn_example(out_dir: Path, *, seed: int = 0, n_inputs: int = 256) -> T
     weights, design = fit_tcn_weights(data, seed)
     float_model = build_tcn_graph(weights).SerializeToString()
     int8_model = quantize(float_model, data.calibration.windows)
-    numbers = _evaluate(data, float_model, int8_model)
+    example = _evaluate(seed, out_dir, data, float_model, int8_model, n_inputs)
     pick = np.linspace(0, len(data.validation.end) - 1, n_inputs).round().astype(np.int64)
     windows, truth = data.validation.windows[pick], data.validation.target[pick]
-    fused_gap = run_model(int8_model, windows, fused=True) - run_model(int8_model, windows)
-    numbers["int8_fused_vs_reference_max_abs_on_inputs"] = float(np.abs(fused_gap).max())
     golden = windows[int(np.argmax(truth))][None]  # a plume peak: the interesting case
+    extra: dict[str, Any] = {
+        "block0_design": {**design, "target_ratio": TARGET_RATIO, "target_other_ratio": TARGET_OTHER_RATIO,
+                          "method": "weights (projection bias c by bisection, block-0 tap a), no TensorQuantOverrides"},
+        "int8_fused_vs_reference_max_abs_on_inputs": float(np.abs(
+            run_model(int8_model, windows, fused=True) - run_model(int8_model, windows)).max()),
+    }
     models = {"int8_model": int8_model, "float_model": float_model}
-    _write_all(out_dir, {
-        **models, "inputs": {"window": windows}, "calibration": {"window": data.calibration.windows},
-        "truth": {"log_conc": truth[:, None]}, "golden": {"window": golden, "log_conc": run_model(int8_model, golden)},
-        "metadata": _metadata(seed, data, design, {**numbers, "n_inputs": n_inputs}, models),
-    })
-    m = numbers["metrics"]
-    return TcnExample(out_dir=out_dir, seed=seed, paths={k: out_dir / v for k, v in FILES.items()},
-                      n_inputs=n_inputs, n_validation=len(data.validation.end), float_metrics=m["float"],
-                      int8_metrics=m["int8"], persistence_metrics=m["persistence"], block0=numbers["block0_add"])
+    arrays = {"inputs": {"window": windows}, "calibration": {"window": data.calibration.windows},
+              "truth": {"log_conc": truth[:, None]}, "golden": {"window": golden, "log_conc": run_model(int8_model, golden)}}
+    extra["arrays"] = {FILES[f]: {k: list(v.shape) for k, v in npz.items()} for f, npz in arrays.items()}
+    _write_all(out_dir, {**models, **arrays, "metadata": _metadata(example, data, extra, models)})
+    return example
 
 
 def packaged_example_dir() -> Path:
