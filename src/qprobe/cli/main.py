@@ -13,7 +13,9 @@ import typer
 from qprobe import __version__
 from qprobe.cli import compare as compare_cmd
 from qprobe.cli import example as example_cmd
+from qprobe.cli import extract as extract_cmd
 from qprobe.cli import inspect as inspect_cmd
+from qprobe.cli import localize as localize_cmd
 from qprobe.cli import stedgeai as stedgeai_cmd
 from qprobe.cli.common import err_console
 from qprobe.errors import QprobeError
@@ -28,6 +30,8 @@ app = typer.Typer(
 app.command("inspect")(inspect_cmd.inspect)
 app.command("compare")(compare_cmd.compare)
 app.command("example")(example_cmd.example)
+app.command("localize")(localize_cmd.localize)
+app.command("extract")(extract_cmd.extract)
 app.command(
     "stedgeai-run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
 )(stedgeai_cmd.stedgeai_run)

@@ -59,7 +59,7 @@ class IsolatedArrays:
 
 
 @dataclass
-class _Capture:
+class Capture:
     """Collects the arrays of chosen tensors from each batch's traces."""
 
     ref_names: set[str]
@@ -109,7 +109,7 @@ class LocalizeRunner:
     def _run_model(self, cmd: RunModel) -> Outcome:
         outs = graph_output_names(self.model)
         probe: str | list[str] = [*outs, *cmd.probes] if cmd.probes else "outputs"
-        cap = _Capture(ref_names=set(outs) | (self.boundaries & set(cmd.probes)), tgt_names=set(outs))
+        cap = Capture(ref_names=set(outs) | (self.boundaries & set(cmd.probes)), tgt_names=set(outs))
         cmp = compare_backends(
             self.model, self.ref, self.target, self.inputs, probe=probe, policy=self.policy,
             batch_size=self.batch_size, check_probe_effect=False, on_traces=cap,
@@ -138,7 +138,7 @@ class LocalizeRunner:
         self._ensure_reference({t for o in ops for t in o.inputs})
         feeds = {name: self.ref_values[t] for t, name in merged.inputs.items()}
         iso_names = [n for names in merged.outputs[: len(ops)] for n in names.values()]
-        cap = _Capture(ref_names=set(iso_names), tgt_names=set(iso_names))
+        cap = Capture(ref_names=set(iso_names), tgt_names=set(iso_names))
         cmp = compare_backends(
             merged.model, self.ref, self.target, InputSet(feeds, "the reference's values at the cut inputs"),
             probe="outputs", policy=self.policy, batch_size=self.batch_size, check_probe_effect=False,
@@ -183,4 +183,4 @@ class LocalizeRunner:
                     parts.setdefault(t, []).append(np.asarray(out[t]))
         finally:
             session.close()
-        self.ref_values.update(_Capture.joined(parts))
+        self.ref_values.update(Capture.joined(parts))

@@ -50,12 +50,12 @@ def estimate_runs(graph: OpGraph, traits: TargetTraits) -> dict[str, float]:
     cap = traits.outputs_per_run
     n_obs = len(graph.observed())
     room = cap - len(graph.graph_outputs)
-    probe_all = 1 + math.ceil(n_obs / room) + (1 if traits.accepts_models else 0) if room >= 1 else math.inf
+    probe_all = 1 + max(1, math.ceil(n_obs / room)) + (1 if traits.accepts_models else 0) if room >= 1 else math.inf
     if not traits.accepts_models:
         return {"probe-all": probe_all, "isolate": math.inf, "bisect": math.inf}
     return {
         "probe-all": probe_all,
-        "isolate": 1 + math.ceil(n_obs / cap) + 1,
+        "isolate": 1 + max(1, math.ceil(n_obs / cap)) + 1,
         "bisect": float(bisect_budget(len(graph.ops))),
     }
 
