@@ -47,7 +47,8 @@ def random_qdq_model(
 ) -> onnx.ModelProto:
     """A random QDQ model; ``ops`` picks from ``ALL_OPS`` (default ``DEFAULT_OPS``).
 
-    ``head`` appends GlobalAveragePool -> Flatten -> Gemm. ``spatial_dims`` is 1 (NCW, a
+    ``head`` appends GlobalAveragePool -> Flatten -> Gemm. ``activation_type`` is int8,
+    uint8 or int16 (opset 21 then). ``spatial_dims`` is 1 (NCW, a
     TCN-like signal) or 2 (NCHW); random when None.
     """
     rng = np.random.default_rng(seed)
@@ -70,7 +71,7 @@ def random_qdq_model(
     if head:
         for k, op in enumerate(("GlobalAveragePool", "Gemm")):
             x = OPS[op](b, num_ops + k, x, live) or x
-    return b.finish(x, opset)
+    return b.finish(x, max(opset, 21) if activation_type == "int16" else opset)  # 16-bit Q/DQ: opset 21
 
 
 def random_inputs(model: onnx.ModelProto, n: int, seed: int) -> dict[str, np.ndarray]:

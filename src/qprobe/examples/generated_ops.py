@@ -16,7 +16,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-_RANGES = {"int8": (-128, 127, TensorProto.INT8), "uint8": (0, 255, TensorProto.UINT8)}
+_RANGES = {"int8": (-128, 127, TensorProto.INT8), "uint8": (0, 255, TensorProto.UINT8),
+           "int16": (-32768, 32767, TensorProto.INT16)}
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Builder:
     def __init__(self, rng: np.random.Generator, act: str, pow2_share: float) -> None:
         self.rng = rng
         self.act = act
+        self.mid = 0 if act == "int16" else _RANGES[act][0] + 128
         self.pow2_share = pow2_share
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
@@ -64,7 +66,8 @@ class Builder:
         return out
 
     def choose_scale(self, std: float, ref: np.float32 | None) -> np.float32:
-        target = 4.0 * max(std, 1e-3) / 127.0 * float(self.rng.uniform(0.6, 1.6))
+        half = (_RANGES[self.act][1] - _RANGES[self.act][0]) / 2
+        target = 4.0 * max(std, 1e-3) / half * float(self.rng.uniform(0.6, 1.6))
         if ref is not None and self.rng.random() < self.pow2_share:
             return np.float32(ref * np.float32(2.0 ** round(math.log2(target / float(ref)))))
         return np.float32(target)
@@ -74,7 +77,7 @@ class Builder:
         lo, _hi, _t = _RANGES[self.act]
         s = scale if scale is not None else self.choose_scale(std, ref)
         if zp is None:
-            zp = lo if nonneg else (lo + 128) + int(self.rng.integers(-20, 21))
+            zp = lo if nonneg else self.mid + int(self.rng.integers(-20, 21))
         name = f"{owner}_quant"
         out = self.node("QuantizeLinear", [value, self.const(f"{name}_scale", s), self.zp_const(f"{name}_zp", zp)], name)
         return QTensor(out, shape, np.float32(s), zp, std)
@@ -107,8 +110,8 @@ class Builder:
 
     def model_input(self, name: str, shape: list[int]) -> QTensor:
         self.inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", *shape]))
-        lo = _RANGES[self.act][0]
-        s, z = np.float32(4.0 / 127 * self.rng.uniform(0.8, 1.2)), lo + 128 + int(self.rng.integers(-10, 11))
+        half = (_RANGES[self.act][1] - _RANGES[self.act][0]) / 2
+        s, z = np.float32(4.0 / half * self.rng.uniform(0.8, 1.2)), self.mid + int(self.rng.integers(-10, 11))
         q = self.node("QuantizeLinear", [name, self.const("input_quant_scale", s), self.zp_const("input_quant_zp", z)],
                       "input_quant")
         return QTensor(q, shape, s, z, 1.0)
@@ -157,7 +160,7 @@ def _conv(b: Builder, i: int, x: QTensor, live: list[QTensor], depthwise: bool =
     relu = rng.random() < 0.3
     if relu:
         y = b.node("Relu", [y], f"{owner}_relu")
-    return b.quant(y, owner, [m, *out_sp], std, x.scale, nonneg=relu and rng.random() < 0.7)
+    return b.quant(y, owner, [m, *out_sp], std, x.scale, nonneg=relu)  # zp = qmin, as quantize_static sets it
 
 
 def _partner(b: Builder, i: int, x: QTensor, live: list[QTensor], same_channels: bool) -> QTensor:
@@ -201,10 +204,11 @@ def _unary(op: str, **attrs: object) -> OpFn:
         owner = f"{op.lower()}_{i}"
         out = b.node(op, [b.dq(x, owner, 0)], owner, **attrs)
         lo = _RANGES[b.act][0]
+        steps = _RANGES[b.act][1] - lo + 1
         if op == "Sigmoid":
-            return b.quant(out, owner, list(x.shape), 0.0, None, scale=np.float32(1 / 256), zp=lo)
+            return b.quant(out, owner, list(x.shape), 0.0, None, scale=np.float32(1 / steps), zp=lo)
         if op == "Tanh":
-            return b.quant(out, owner, list(x.shape), 0.0, None, scale=np.float32(1 / 128), zp=lo + 128)
+            return b.quant(out, owner, list(x.shape), 0.0, None, scale=np.float32(2 / steps), zp=b.mid)
         keep = op in ("Relu",) and b.rng.random() < 0.5
         return b.quant(out, owner, list(x.shape), x.std, x.scale, nonneg=op == "Relu" and b.rng.random() < 0.5,
                        scale=x.scale if keep else None, zp=x.zp if keep else None)

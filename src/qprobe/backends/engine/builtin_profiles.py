@@ -14,13 +14,13 @@ from qprobe.backends.engine.profiles import OP_CLASSES, Numerics, Profile, load_
 from qprobe.errors import ProfileError
 
 _ORT_CLASSES: dict[str, dict[str, Any]] = {
-    "conv": {"scale": "float32"},
-    "gemm": {"scale": "float32"},
-    "eltwise": {"scale": "float32", "zero_point": "before"},
-    "mul": {"scale": "float32", "zero_point": "before"},
-    "concat": {"scale": "float32"},
-    "pool": {"scale": "float32", "zero_point": "before"},
-    "activation": {"scale": "float32"},
+    "conv": {"scale": "float32", "compute": "integer8"},
+    "gemm": {"scale": "float32", "compute": "integer8"},
+    "eltwise": {"scale": "float32", "zero_point": "before", "compute": "integer8"},
+    "mul": {"scale": "float32", "zero_point": "before", "compute": "integer8"},
+    "concat": {"scale": "float32", "compute": "integer8"},
+    "pool": {"scale": "float32", "zero_point": "before", "compute": "integer8"},
+    "activation": {"scale": "float32", "compute": "integer8"},
     "quantize": {"scale": "float32"},
 }
 # onnxruntime fuses none of these QDQ groups: they run as float32 DQ -> op -> Q.
@@ -59,8 +59,9 @@ BUILTIN: dict[str, tuple[str, dict[str, dict[str, Any]], dict[str, dict[str, Any
     ),
     "exact": (
         "the ONNX specification computed exactly: rational arithmetic on the float32 scales, "
-        "round half to even, zero point added after rounding",
-        {c: {"scale": "exact"} for c in OP_CLASSES}, {},
+        "round half to even, zero point added after rounding; QuantizeLinear of a float32 tensor "
+        "divides in float32 (fl32(x / s)) as the ONNX reference evaluator and test data do",
+        {**{c: {"scale": "exact"} for c in OP_CLASSES}, "quantize": {"scale": "float32"}}, {},
     ),
     "tflite": (
         "TFLite / TFLM reference kernels and CMSIS-NN default build: Q31 multipliers, double "

@@ -20,11 +20,13 @@ from qprobe.backends.engine.graph import GNode, GraphView, Unit, plan_units, rea
 from qprobe.backends.engine.kernels import KERNELS, conv, gemm
 from qprobe.backends.engine.kernels.base import Kernel, Operand, OpSpec, QType, Ungroupable
 from qprobe.backends.engine.kernels.float_ops import float_group
-from qprobe.backends.engine.kernels.quantize import build_dequantize, build_quantize
+from qprobe.backends.engine.kernels.quantize import build_dequantize, build_dynamic_quantize, build_quantize
 from qprobe.backends.engine.profiles import Profile
-from qprobe.backends.engine.qoperator import lower
+from qprobe.backends.engine.qoperator import RuntimeParams, lower
 from qprobe.errors import InputError, ProfileError, UnsupportedOpError
 
+BOUNDARY = {"QuantizeLinear": build_quantize, "DequantizeLinear": build_dequantize,
+            "DynamicQuantizeLinear": build_dynamic_quantize}
 INTEGER_ONLY = {"MatMulInteger": ("gemm", gemm.build_matmul_integer), "ConvInteger": ("conv", conv.build_conv_integer)}
 
 
@@ -145,8 +147,9 @@ def _build_quantized(spec: OpSpec, unit: Unit, profile: Profile, notes: dict[str
     if spec.op_type in INTEGER_ONLY:
         return INTEGER_ONLY[spec.op_type][1](spec)
     assert entry is not None and entry.build_int is not None
-    if spec.numerics.compute == "float":
-        notes[spec.node] = "float32 (profile: compute=float)"
+    wide = any(q is not None and q.dtype in ("int16", "uint16") for q in (*spec.out_qtypes, *(o.qtype for o in spec.inputs)))
+    if spec.numerics.compute == "float" or (spec.numerics.compute == "integer8" and wide):
+        notes[spec.node] = f"float32 (profile: compute={spec.numerics.compute})"
         return float_group(spec, entry.build_float, qnum)
     try:
         return entry.build_int(spec)
@@ -157,37 +160,58 @@ def _build_quantized(spec: OpSpec, unit: Unit, profile: Profile, notes: dict[str
 
 def _unit_step(view: GraphView, unit: Unit, profile: Profile, notes: dict[str, str]) -> Step:
     node = unit.anchor
+    clamp = None
     if unit.kind == "group":
-        try:
-            spec = _group_spec(view, unit, profile)
-        except Ungroupable as e:  # e.g. blocked quantization: run the nodes one by one
-            notes[node.name] = f"not grouped ({e})"
-            raise
+        spec = _group_spec(view, unit, profile)
         kernel = _build_quantized(spec, unit, profile, notes)
         clamp = _fold_clamp(view, unit, spec.out_q)
     elif unit.kind == "qop":
-        op, attrs, ops, out_q = lower(view, node)
-        cls = INTEGER_ONLY[op][0] if op in INTEGER_ONLY else KERNELS[op].op_class
-        spec = OpSpec(node.name, op, attrs, ops, tuple(node.outputs[:1]), (out_q,),
-                      profile.numerics_for(cls, node.op_type, node.name), {})
-        kernel, clamp = _build_quantized(spec, unit, profile, notes), None
+        try:
+            spec = _qop_spec(view, node, profile, view.consts)
+        except RuntimeParams:
+            return _runtime_qop_step(view, unit, profile)
+        kernel = _build_quantized(spec, unit, profile, notes)
     else:
         spec, kernel = _single(view, node, profile)
-        clamp = None
     names = tuple("" if op.const is not None else op.name for op in spec.inputs)
     consts = tuple(op.const for op in spec.inputs)
     dtypes = tuple(q.dtype if q is not None else None for q in spec.out_qtypes)
-    if unit.kind == "qop" and spec.op_type in INTEGER_ONLY:
+    if spec.op_type in INTEGER_ONLY:
         dtypes = ("int32",)
     return Step(node.name, names, consts, spec.outputs, kernel, dtypes, clamp)
 
 
+def _qop_spec(view: GraphView, node: GNode, profile: Profile, values: Mapping[str, np.ndarray]) -> OpSpec:
+    op, attrs, ops, out_q = lower(view, node, values)
+    cls = INTEGER_ONLY[op][0] if op in INTEGER_ONLY else KERNELS[op].op_class
+    return OpSpec(node.name, op, attrs, ops, tuple(node.outputs[:1]), (out_q,),
+                  profile.numerics_for(cls, node.op_type, node.name), {})
+
+
+def _runtime_qop_step(view: GraphView, unit: Unit, profile: Profile) -> Step:
+    """A QOperator node whose scales or zero points are graph inputs: lowered on every run."""
+    node = unit.anchor
+
+    def kernel(args: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        values = dict(view.consts)
+        values.update({n: a for n, a in zip(node.inputs, args, strict=True) if n and a is not None})
+        spec = _qop_spec(view, node, profile, values)
+        out = _build_quantized(spec, unit, profile, {})([op.const for op in spec.inputs])
+        dtype = "int32" if spec.op_type in INTEGER_ONLY else spec.out_q.dtype
+        return [np.asarray(out[0]).astype(dtype)]
+
+    names = tuple("" if (not n or n in view.consts) else n for n in node.inputs)
+    consts = tuple(view.consts.get(n) if n else None for n in node.inputs)
+    return Step(node.name, names, consts, tuple(node.outputs[:1]), kernel, (None,))
+
+
 def _single(view: GraphView, node: GNode, profile: Profile) -> tuple[OpSpec, Kernel]:
     ops = tuple(Operand(n, view.consts.get(n) if n else None) for n in node.inputs)
-    if node.domain == "" and node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+    if node.domain == "" and node.op_type in BOUNDARY:
         num = profile.numerics_for("quantize", node.op_type, node.name)
-        spec = OpSpec(node.name, node.op_type, node.attrs, ops, tuple(node.outputs), (None,), num)
-        return spec, (build_quantize if node.op_type == "QuantizeLinear" else build_dequantize)(spec)
+        spec = OpSpec(node.name, node.op_type, node.attrs, ops, tuple(node.outputs), tuple(None for _ in node.outputs),
+                      num)
+        return spec, BOUNDARY[node.op_type](spec)
     entry = KERNELS.get(node.op_type) if node.domain == "" else None
     if entry is None:
         raise UnsupportedOpError(

@@ -197,7 +197,7 @@ def quantize_multiplier(real_multiplier: float, bits: int = 31) -> tuple[int, in
     """TFLite ``QuantizeMultiplier``: ``m ~= M * 2**(shift - bits)`` with ``M`` in [2**(bits-1), 2**bits).
 
     ``M`` is rounded half away from zero from the double mantissa; ``M == 2**bits``
-    becomes ``2**(bits-1)`` with ``shift + 1``; a shift below ``-bits`` flushes to (0, 0).
+    becomes ``2**(bits-1)`` with ``shift + 1``; a shift below -31 flushes to (0, 0).
     """
     if real_multiplier == 0.0:
         return 0, 0
@@ -208,7 +208,7 @@ def quantize_multiplier(real_multiplier: float, bits: int = 31) -> tuple[int, in
     if m == 1 << bits:
         m //= 2
         shift += 1
-    if shift < -bits:
+    if shift < -31:
         return 0, 0
     return m, shift
 

@@ -57,7 +57,9 @@ OP_CLASSES = ("conv", "gemm", "eltwise", "mul", "concat", "pool", "activation", 
 
 # knob -> (allowed values, or None for a non-negative integer; help)
 KNOBS: dict[str, tuple[tuple[str, ...] | None, str]] = {
-    "compute": (("integer", "float"), "integer kernel, or float32 DQ -> op -> Q as a CPU float fallback"),
+    "compute": (("integer", "float", "integer8"),
+                "integer kernel; float32 DQ -> op -> Q as a CPU float fallback; or integer8: integer for "
+                "8-bit groups and float for groups with a 16-bit tensor (onnxruntime's CPU EP fuses no 16-bit QDQ)"),
     "scale": (("float32", "double", "exact", "fixed", "pow2"),
               "multiplier representation: float32 as onnxruntime computes it, float64, exact rational, "
               "fixed-point of multiplier_bits bits with a shift, or power of two"),

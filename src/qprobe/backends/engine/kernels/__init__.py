@@ -11,7 +11,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qprobe.backends.engine.kernels import activation, concat, conv, eltwise, gemm, movement, pool, softmax
+from qprobe.backends.engine.kernels import (
+    activation,
+    concat,
+    conv,
+    eltwise,
+    gemm,
+    math,
+    movement,
+    pool,
+    softmax,
+)
 from qprobe.backends.engine.kernels.base import Builder
 
 
@@ -43,6 +53,7 @@ KERNELS: dict[str, KernelEntry] = {
     "Softmax": KernelEntry("activation", softmax.build_softmax_float, softmax.build_softmax_int),
     **_UNARY,
     **_MOVE,
+    **{op: KernelEntry("quantize", b, None) for op, b in math.MATH.items()},
 }
 
 # ops whose float output may be clamped by a following Relu/Clip folded into the group

@@ -47,6 +47,8 @@ class QType:
         z = np.asarray(0 if zero_point is None else zero_point).astype(np.int64).reshape(-1)
         if z.size == 1 and s.size > 1:
             z = np.repeat(z, s.size)
+        if s.size == 1 and z.size > 1:
+            s = np.repeat(s, z.size)
         return cls(s, z, dtype, axis if s.size > 1 else None)
 
     @property

@@ -37,8 +37,10 @@ def expand_param(p: np.ndarray, shape: tuple[int, ...], axis: int, block_size: i
     return v.reshape(out)
 
 
-def output_dtype(spec: OpSpec) -> str:
-    zp = spec.const(2) if len(spec.inputs) > 2 else None
+def output_dtype(spec: OpSpec, zp: np.ndarray | None = None) -> str:
+    """The integer type of a QuantizeLinear: its zero point's, else ``output_dtype``, else uint8."""
+    if zp is None and len(spec.inputs) > 2:
+        zp = spec.const(2)
     if zp is not None:
         return str(np.asarray(zp).dtype)
     return ONNX_INT_TYPES.get(int(spec.attr("output_dtype", 2)), "uint8")
@@ -83,11 +85,12 @@ def _bounded(v: np.ndarray) -> np.ndarray:
 
 def build_quantize(spec: OpSpec) -> Kernel:
     axis, block = int(spec.attr("axis", 1)), int(spec.attr("block_size", 0))
-    dtype = output_dtype(spec)
 
     def run(args: Sequence[np.ndarray | None]) -> list[np.ndarray]:
-        x, s = np.asarray(args[0]), np.asarray(args[1])
-        zp = args[2] if len(args) > 2 and args[2] is not None else np.zeros((), np.int64)
+        x, s = np.asarray(args[0]), np.asarray(args[1], np.float32)
+        given = args[2] if len(args) > 2 else None
+        dtype = output_dtype(spec, given)
+        zp = given if given is not None else np.zeros((), np.int64)
         s_b = expand_param(s, x.shape, axis, block)
         z_b = expand_param(np.asarray(zp).astype(np.int64), x.shape, axis, block)
         return [quantize_float(x, s_b, z_b, dtype, spec.numerics)]
@@ -108,5 +111,27 @@ def build_dequantize(spec: OpSpec) -> Kernel:
         if ort:
             return [(d.astype(np.float32) * s_b).astype(np.float32)]
         return [(d.astype(np.float64) * s_b.astype(np.float64)).astype(np.float32)]
+
+    return run
+
+
+def build_dynamic_quantize(spec: OpSpec) -> Kernel:
+    """DynamicQuantizeLinear (uint8): scale and zero point from the tensor's range, in float32.
+
+    The op is defined by a float32 function body (``round(x / y_scale)`` on a computed
+    float32 scale), so its quantization is that float32 division, whatever the profile.
+    """
+    num = Numerics(scale="float32", rounding="half_even")
+
+    def run(args: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        x = np.asarray(args[0], np.float32)
+        lo = np.float32(min(np.float32(0), x.min(initial=np.float32(0))))
+        hi = np.float32(max(np.float32(0), x.max(initial=np.float32(0))))
+        scale = np.float32((hi - lo) / np.float32(255))
+        if scale == 0:
+            scale = np.float32(1)
+        zp = np.uint8(np.clip(np.rint(np.float32(0) - np.float32(lo / scale)), 0, 255))
+        y = quantize_float(x, np.asarray(scale), np.asarray(int(zp)), "uint8", num)
+        return [y, np.asarray(scale, np.float32), np.asarray(zp, np.uint8)]
 
     return run
