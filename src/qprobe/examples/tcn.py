@@ -229,7 +229,8 @@ def _trunk_weights(proj: np.ndarray, rates: np.ndarray, a: float, c: float) -> W
         "block0_conv.bias": np.zeros(HIDDEN),
     }
     for i, d in enumerate(DILATIONS[1:], start=1):
-        g = rates**d / (1.0 + rates**d)  # (1 + r^d z^-d) / (1 + r^d), written as a residual
+        r_d = np.maximum(rates**d, 1e-3)  # floor: no all-zero weight rows (they get ORT's fallback scale 1.0)
+        g = r_d / (1.0 + r_d)  # (1 + r^d z^-d) / (1 + r^d), written as a residual
         w[f"block{i}_conv.weight"], w[f"block{i}_conv.bias"] = _diagonal_taps(g, -g), np.zeros(HIDDEN)
     return w
 
