@@ -216,6 +216,14 @@ def _unary(op: str, **attrs: object) -> OpFn:
     return build
 
 
+def _softmax(b: Builder, i: int, x: QTensor, live: list[QTensor]) -> QTensor:
+    owner = f"softmax_{i}"
+    axis = int(b.rng.choice([-1, 1])) if len(x.shape) > 1 else -1
+    out = b.node("Softmax", [b.dq(x, owner, 0)], owner, axis=axis)
+    lo, hi = _RANGES[b.act][0], _RANGES[b.act][1]
+    return b.quant(out, owner, list(x.shape), 0.0, None, scale=np.float32(1 / (hi - lo + 1)), zp=lo)
+
+
 def _clip(b: Builder, i: int, x: QTensor, live: list[QTensor]) -> QTensor:
     owner = f"clip_{i}"
     lo, hi = b.const(f"{owner}_min", np.float32(-x.std)), b.const(f"{owner}_max", np.float32(2 * x.std))
@@ -342,7 +350,7 @@ OPS: dict[str, OpFn] = {
     "Add": _binary("Add"), "Sub": _binary("Sub"), "Mul": _binary("Mul"),
     "Concat": _concat,
     "Relu": _unary("Relu"), "LeakyRelu": _unary("LeakyRelu", alpha=0.1), "Sigmoid": _unary("Sigmoid"),
-    "Tanh": _unary("Tanh"), "HardSwish": _unary("HardSwish"), "Clip": _clip, "PRelu": _prelu,
+    "Tanh": _unary("Tanh"), "HardSwish": _unary("HardSwish"), "Clip": _clip, "PRelu": _prelu, "Softmax": _softmax,
     "MaxPool": _pool("MaxPool"), "AveragePool": _pool("AveragePool"), "GlobalAveragePool": _global_pool,
     "Flatten": _move("Flatten"), "Transpose": _move("Transpose"), "Reshape": _move("Reshape"),
     "Slice": _move("Slice"), "Pad": _move("Pad"), "Resize": _move("Resize"),

@@ -51,6 +51,7 @@ class GraphView:
     outputs: list[str]
     dtypes: dict[str, str]
     fixed_batch_one: bool
+    opset: int = 13
     producer: dict[str, GNode] = field(default_factory=dict)
     consumers: dict[str, list[GNode]] = field(default_factory=lambda: defaultdict(list))
 
@@ -91,7 +92,7 @@ def read_graph(model: ir.Model) -> GraphView:
                            [v.name or "" if v is not None else "" for v in node.inputs], outs, attrs))
     fixed = any(v.shape is not None and len(v.shape) > 0 and v.shape[0] == 1 for v in g.inputs)
     return GraphView(nodes, consts, [v.name or "" for v in g.inputs if v.name not in consts],
-                     [v.name or "" for v in g.outputs], dtypes, fixed)
+                     [v.name or "" for v in g.outputs], dtypes, fixed, int(model.opset_imports.get("", 13)))
 
 
 def _constant_value(attrs: dict[str, Any]) -> np.ndarray:

@@ -112,7 +112,7 @@ def _group_spec(view: GraphView, unit: Unit, profile: Profile) -> OpSpec:
     entry = KERNELS[node.op_type]
     return OpSpec(node.name, node.op_type, node.attrs, tuple(ops), tuple(q.outputs[0] for q in unit.q), out_q,
                   profile.numerics_for(entry.op_class, node.op_type, node.name),
-                  {"fixed_batch_one": view.fixed_batch_one})
+                  {"fixed_batch_one": view.fixed_batch_one, "opset": view.opset})
 
 
 def _fold_clamp(view: GraphView, unit: Unit, out_q: QType) -> tuple[int, int] | None:
@@ -222,7 +222,7 @@ def _single(view: GraphView, node: GNode, profile: Profile) -> tuple[OpSpec, Ker
         )
     num = profile.numerics_for(entry.op_class, node.op_type, node.name)
     spec = OpSpec(node.name, node.op_type, node.attrs, ops, tuple(node.outputs),
-                  tuple(None for _ in node.outputs), num, {"fixed_batch_one": view.fixed_batch_one})
+                  tuple(None for _ in node.outputs), num, {"fixed_batch_one": view.fixed_batch_one, "opset": view.opset})
     return spec, entry.build_float(spec)
 
 

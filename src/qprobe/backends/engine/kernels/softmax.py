@@ -1,24 +1,94 @@
-"""Softmax: float32 kernel; the integer form is added in a later step (runs as a float group)."""
+"""Softmax (class ``activation``): integer QDQ/QLinearSoftmax form and float32 form.
+
+Integer path, knob ``scale``:
+
+* ``float32``: onnxruntime's QLinearSoftmax (8-bit): a 256-entry float32 table
+  ``T[i] = fl32(exp((i - 255 + b) * sx))`` (computed in double, ``b`` a range shift),
+  read at ``x - max(x) + 255``; a float32 running sum ``S`` along the axis; then
+  ``q = RNE(fl32(fl32(T * floor(1/sy)) / S)) + zy``, clamped above at 255 only and cast
+  to the output type (int8 wraps, as the kernel's cast does). The input zero point and
+  the exact output scale do not enter.
+* anything else: ``softmax`` of the dequantized input in float64, quantized exactly
+  (``exact``) or in float64, with ``rounding`` and ``zero_point``.
+
+The float32 kernel computes ``exp(x - max)`` with numpy and divides by the sum; its
+last bits can differ from MLAS's exp approximation (onnxruntime's unfused Softmax).
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
-from qprobe.backends.engine.kernels.base import Kernel, OpSpec, Ungroupable
+from qprobe.backends.engine.kernels.base import Kernel, OpSpec, QType, Ungroupable, require_per_tensor
+from qprobe.backends.engine.kernels.quantize import quantize_float
 
 
-def build_softmax_float(spec: OpSpec) -> Kernel:
-    axis = int(spec.attr("axis", -1))
+def _axis_view(spec: OpSpec, x: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+    """(2-D rows to normalize, original shape): one axis (opset >= 13) or all dims from axis (< 13)."""
+    opset = int(spec.info.get("opset", 13))
+    axis = int(spec.attr("axis", -1 if opset >= 13 else 1)) % x.ndim
+    if opset < 13:
+        return x.reshape(int(np.prod(x.shape[:axis])), -1), x.shape
+    moved = np.moveaxis(x, axis, -1)
+    return moved.reshape(-1, x.shape[axis]), moved.shape
+
+
+def _restore(spec: OpSpec, y2d: np.ndarray, shape: tuple[int, ...], ndim: int) -> np.ndarray:
+    opset = int(spec.info.get("opset", 13))
+    if opset < 13:
+        return y2d.reshape(shape)
+    axis = int(spec.attr("axis", -1)) % ndim
+    return np.moveaxis(y2d.reshape(shape), -1, axis)
+
+
+def _ort_table(xq: QType, length: int) -> np.ndarray:
+    shift = max(0.0, math.log(float(np.finfo(np.float32).max) / length) - 5.0) / float(xq.s)
+    i = np.arange(256, dtype=np.float64)
+    return np.exp((i - 255 + shift) * float(xq.s)).astype(np.float32)
+
+
+def _ort_rows(rows: np.ndarray, xq: QType, yq: QType) -> np.ndarray:
+    table = _ort_table(xq, rows.shape[1])
+    idx = rows - rows.max(axis=1, keepdims=True) + 255
+    vals = table[idx]
+    total = np.zeros(rows.shape[0], np.float32)
+    for j in range(rows.shape[1]):  # the kernel's sequential float32 sum
+        total = (total + vals[:, j]).astype(np.float32)
+    ymul = np.float32(math.floor(np.float32(1.0) / yq.s))
+    q = np.rint(((vals * ymul).astype(np.float32) / total[:, None]).astype(np.float32)).astype(np.int64) + yq.z
+    q = np.minimum(q, 255)
+    return q.astype(np.uint8).astype(np.dtype(yq.dtype)) if yq.dtype == "int8" else q
+
+
+def build_softmax_int(spec: OpSpec) -> Kernel:
+    require_per_tensor(spec, 0)
+    xq, yq, num = spec.q(0), spec.out_q, spec.numerics
+    if num.scale == "float32" and xq.dtype not in ("int8", "uint8"):
+        raise Ungroupable("onnxruntime's QLinearSoftmax is 8-bit only")
 
     def run(args: Sequence[np.ndarray | None]) -> list[np.ndarray]:
-        x = np.asarray(args[0], np.float32)
-        e = np.exp(x - x.max(axis=axis, keepdims=True))
-        return [(e / e.sum(axis=axis, keepdims=True)).astype(np.float32)]
+        x = np.asarray(args[0]).astype(np.int64)
+        rows, shape = _axis_view(spec, x)
+        if num.scale == "float32":
+            y = _ort_rows(rows, xq, yq)
+        else:
+            real = (rows - xq.z).astype(np.float64) * float(xq.s)
+            e = np.exp(real - real.max(axis=1, keepdims=True))
+            y = quantize_float(e / e.sum(axis=1, keepdims=True), np.asarray(yq.s), np.asarray(yq.z), yq.dtype, num)
+        return [_restore(spec, np.asarray(y), shape, x.ndim)]
 
     return run
 
 
-def build_softmax_int(spec: OpSpec) -> Kernel:
-    raise Ungroupable("integer Softmax is not implemented yet")
+def build_softmax_float(spec: OpSpec) -> Kernel:
+    def run(args: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        x = np.asarray(args[0], np.float32)
+        rows, shape = _axis_view(spec, x)
+        e = np.exp(rows - rows.max(axis=1, keepdims=True))
+        y = (e / e.sum(axis=1, keepdims=True, dtype=np.float32)).astype(np.float32)
+        return [_restore(spec, y, shape, x.ndim)]
+
+    return run
