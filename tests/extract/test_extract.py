@@ -139,7 +139,7 @@ def test_an_op_can_be_isolated_beside_a_prefix_that_computes_it(models: list[ir.
     fake = {t: np.roll(full[t], 1, axis=-1) for t in add_in}
     got = _run(merged.model, {"x": full["x"], **{merged.inputs[t]: fake[t] for t in add_in}})
     iso_name = merged.outputs[0][add_out[0]]
-    assert iso_name == add_out[0] + "__in" and merged.outputs[1][add_out[0]] == add_out[0]
+    assert iso_name == add_out[0] + "__iso" and merged.outputs[1][add_out[0]] == add_out[0]
     np.testing.assert_array_equal(got[add_out[0]], full[add_out[0]])
     single = _run(extract_subgraph(model, add_in, add_out), fake)
     np.testing.assert_array_equal(got[iso_name], single[add_out[0]])
@@ -167,3 +167,26 @@ def test_whole_model_cut_equals_the_model(models: list[ir.Model], tmp_path: Path
     cut = extract_subgraph(model, ["x"], ["y"])
     full = _all_tensors(model)
     np.testing.assert_array_equal(_run(cut, {"x": full["x"]})["y"], full["y"])
+
+
+def test_a_fed_input_and_an_isolated_copy_of_the_same_tensor_get_different_names(models: list[ir.Model]) -> None:
+    """conv2 isolated (its output computed from a fed c1) and the Add fed the reference's c2,
+    next to a prefix that computes c2 from x: three versions of c2 in one model."""
+    model = models[0]
+    idx = build_quant_index(model)
+    conv2, add = idx.op("conv2"), idx.op("add")
+    c1, c2 = conv2.q_inputs[0], conv2.q_outputs[0]
+    assert c1 is not None and c2 is not None
+    add_in = tuple(q for q in add.q_inputs if q)
+    add_out = tuple(q for q in add.q_outputs if q)
+    islands = [Island((c1,), (c2,)), Island(add_in, add_out), Island(("x",), (c2,))]
+    merged = extract_islands(model, islands)
+    assert merged.outputs[0][c2] == c2 + "__iso" and merged.outputs[2][c2] == c2
+    assert merged.inputs[c2] == c2 + "__in"
+    full = _all_tensors(model)
+    fake = {t: np.roll(full[t], 2, axis=-1) for t in {c1, *add_in}}
+    got = _run(merged.model, {"x": full["x"], **{merged.inputs[t]: v for t, v in fake.items()}})
+    np.testing.assert_array_equal(got[c2], full[c2])
+    np.testing.assert_array_equal(got[c2 + "__iso"], _run(extract_subgraph(model, [c1], [c2]), {c1: fake[c1]})[c2])
+    single_add = _run(extract_subgraph(model, list(add_in), list(add_out)), {t: fake[t] for t in add_in})
+    np.testing.assert_array_equal(got[add_out[0]], single_add[add_out[0]])

@@ -1,8 +1,11 @@
 """Test targets: onnxruntime on a copy of each opened model with a known defect injected.
 
 ``DefectTarget`` adds a constant offset after one named node's output in every model it
-opens (the whole model, probed models, cuts, and the ``__in`` copies that merged cuts
+opens (the whole model, probed models, cuts, and the ``__iso`` copies that merged cuts
 make), so that node *introduces* an error and every op downstream only carries it.
+With ``vanish_when_probed`` it behaves like an NPU compiler whose fusion breaks when a
+tensor is exposed: the defect disappears when the node's output codes are a graph output
+*and* still consumed inside the model (a probed whole model), and stays in cuts.
 """
 
 from __future__ import annotations
@@ -19,15 +22,20 @@ from qprobe.backends.onnxruntime import OrtBackend, OrtSession
 from qprobe.model.loader import model_from_proto, to_proto
 
 
-def add_offset(model: ir.Model, nodes: Sequence[str], offset: float) -> ir.Model:
+def _exposed_and_consumed(g: onnx.GraphProto, out: str) -> bool:
+    q = next((n.output[0] for n in g.node if out in n.input and n.op_type == "QuantizeLinear"), out)
+    return q in {o.name for o in g.output} and any(q in n.input for n in g.node)
+
+
+def add_offset(model: ir.Model, nodes: Sequence[str], offset: float, vanish_when_probed: bool = False) -> ir.Model:
     """``model`` with ``out := out + offset`` after the first output of each node in ``nodes``."""
     proto = to_proto(model)
     g = proto.graph
     new_nodes: list[onnx.NodeProto] = []
-    for n in g.node:
+    for n in list(g.node):
         new_nodes.append(n)
-        base = n.name[:-4] if n.name.endswith("__in") else n.name
-        if base in nodes:
+        base = n.name.removesuffix("__iso")
+        if base in nodes and not (vanish_when_probed and _exposed_and_consumed(g, n.output[0])):
             out = n.output[0]
             n.output[0] = out + "_raw"
             c = numpy_helper.from_array(np.array(offset, dtype=np.float32), f"{n.name}_defect_c")
@@ -39,8 +47,9 @@ def add_offset(model: ir.Model, nodes: Sequence[str], offset: float) -> ir.Model
 
 
 class DefectTarget:
-    def __init__(self, nodes: Sequence[str], offset: float, caps: Capabilities | None = None) -> None:
-        self.nodes, self.offset = list(nodes), offset
+    def __init__(self, nodes: Sequence[str], offset: float, caps: Capabilities | None = None,
+                 vanish_when_probed: bool = False) -> None:
+        self.nodes, self.offset, self.vanish = list(nodes), offset, vanish_when_probed
         self.spec = f"defect:{','.join(nodes)}"
         self._caps = caps or Capabilities()
         self._ort = OrtBackend(fused=False)
@@ -51,4 +60,4 @@ class DefectTarget:
 
     def open(self, model: ir.Model) -> OrtSession:
         self.opened_models.append(model)
-        return self._ort.open(add_offset(model, self.nodes, self.offset))
+        return self._ort.open(add_offset(model, self.nodes, self.offset, self.vanish))

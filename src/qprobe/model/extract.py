@@ -18,7 +18,7 @@ input is computed by another island (an op fed by the op before it, or by a pref
 the island reads a graph input renamed ``<name>__in`` instead (fed with the reference's
 values); a node that one island needs fed that way and another island needs computed
 (a DequantizeLinear shared by a residual Add and the branch before it) is kept twice,
-the fed copy with ``__in`` appended to its name and outputs. ``MergedIslands`` says which
+the fed copy with ``__iso`` appended to its name and outputs. ``MergedIslands`` says which
 names each island's inputs and outputs got; everything else keeps its name.
 """
 
@@ -37,6 +37,7 @@ from qprobe.model.graph import DQ_OPS, Q_OPS
 from qprobe.model.loader import model_from_proto, to_proto
 
 RENAME_SUFFIX = "__in"
+CLONE_SUFFIX = "__iso"
 
 
 @dataclass(frozen=True)
@@ -113,19 +114,23 @@ class Cutter:
         produced = {o for idx in kept for o in nodes[idx].output}
         fed = {t for p in parts for t in p[0] if t in produced}
         taints = [self._tainted(keep, set(ins) & fed) for ins, _o, keep, _i in parts]
-        tainted = set().union(*taints)
         clean = set().union(*(p[2] - t for p, t in zip(parts, taints, strict=True)))
-        cloned = tainted & clean
-        renamed = fed | {o for idx in cloned for o in nodes[idx].output}
+        cloned = set().union(*taints) & clean
+        fed_nodes: dict[int, onnx.NodeProto] = {}
+        for (ins, _o, _k, _i), taint in zip(parts, taints, strict=True):
+            for idx in sorted(taint):
+                node = self._fed_copy(nodes[idx], set(ins) & fed, taint & cloned, clone=idx in cloned)
+                if fed_nodes.setdefault(idx, node) != node:
+                    raise ValueError(f"islands disagree on what feeds node {nodes[idx].name!r}; cut them apart")
         out_nodes: list[onnx.NodeProto] = []
         for idx in sorted(kept):
             if idx in clean:
                 out_nodes.append(nodes[idx])
-            if idx in tainted:
-                out_nodes.append(_renamed(nodes[idx], renamed, clone=idx in cloned))
+            if idx in fed_nodes:
+                out_nodes.append(fed_nodes[idx])
         all_in = _unique(t for p in parts for t in p[0])
         out_names = tuple(
-            {o: o + RENAME_SUFFIX if self.producer.get(o) in (t & cloned) else o for o in p[1]}
+            {o: o + CLONE_SUFFIX if self.producer.get(o) in (t & cloned) else o for o in p[1]}
             for p, t in zip(parts, taints, strict=True)
         )
         all_out = _unique(n for d in out_names for n in d.values())
@@ -133,6 +138,24 @@ class Cutter:
         in_names = {t: t + RENAME_SUFFIX if t in fed else t for t in all_in}
         proto = self._graph(out_nodes, [(t, in_names[t]) for t in all_in], [(_base(t), t) for t in all_out], inits)
         return MergedIslands(model_from_proto(proto), in_names, out_names)
+
+    def _fed_copy(self, node: onnx.NodeProto, fed: set[str], cloned: set[int], clone: bool) -> onnx.NodeProto:
+        """``node`` reading the reference-fed inputs (``__in``) and the fed copies of cloned
+        producers (``__iso``); a clone also renames itself and its outputs (``__iso``) so that
+        the computed original stays in the model beside it."""
+        n = onnx.NodeProto()
+        n.CopyFrom(node)
+        for i, t in enumerate(n.input):
+            if t in fed:
+                n.input[i] = t + RENAME_SUFFIX
+            elif self.producer.get(t) in cloned:
+                n.input[i] = t + CLONE_SUFFIX
+        if clone:
+            n.name = (n.name or n.op_type) + CLONE_SUFFIX
+            for i, t in enumerate(n.output):
+                if t:
+                    n.output[i] = t + CLONE_SUFFIX
+        return n
 
     def _tainted(self, keep: set[int], fed: set[str]) -> set[int]:
         """Nodes of one island that compute from its reference-fed (renamed) inputs."""
@@ -280,24 +303,11 @@ def _outer_refs(graph: onnx.GraphProto) -> list[str]:
     return refs
 
 
-def _renamed(node: onnx.NodeProto, renamed: set[str], clone: bool) -> onnx.NodeProto:
-    """``node`` reading the renamed (reference-fed) version of its inputs; a clone also renames
-    its own name and outputs, so that the original can stay in the model beside it."""
-    n = onnx.NodeProto()
-    n.CopyFrom(node)
-    for i, t in enumerate(n.input):
-        if t in renamed:
-            n.input[i] = t + RENAME_SUFFIX
-    if clone:
-        n.name = (n.name or n.op_type) + RENAME_SUFFIX
-        for i, t in enumerate(n.output):
-            if t:
-                n.output[i] = t + RENAME_SUFFIX
-    return n
-
-
 def _base(name: str) -> str:
-    return name[: -len(RENAME_SUFFIX)] if name.endswith(RENAME_SUFFIX) else name
+    for suffix in (RENAME_SUFFIX, CLONE_SUFFIX):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def _value_infos(proto: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
