@@ -9,6 +9,7 @@ returns every graph output with the dtype onnxruntime would return.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 import numpy as np
@@ -27,6 +28,7 @@ class EngineBackend:
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
         self.spec = f"engine:{profile.name}"
+        self._opened = False
 
     @classmethod
     def from_spec(cls, arg: str, options: Mapping[str, str]) -> EngineBackend:
@@ -41,7 +43,14 @@ class EngineBackend:
         return Capabilities(max_outputs_per_run=None, cost_per_run_s=0.0, exact=True)
 
     def open(self, model: ir.Model) -> EngineSession:
-        return EngineSession(compile_program(model, self.profile), self.profile)
+        profile = self.profile
+        if self._opened and profile.nodes:
+            # node overrides are checked against the first model opened (the model under test);
+            # later models may be cuts of it (localize, extract) that lack some of those nodes
+            names = {n.name for n in model.graph}
+            profile = dataclasses.replace(profile, nodes={k: v for k, v in profile.nodes.items() if k in names})
+        self._opened = True
+        return EngineSession(compile_program(model, profile), profile)
 
 
 class EngineSession:
