@@ -24,7 +24,7 @@ _ORT_CLASSES: dict[str, dict[str, Any]] = {
     "quantize": {"scale": "float32"},
 }
 # onnxruntime fuses none of these QDQ groups: they run as float32 DQ -> op -> Q.
-_ORT_FLOAT_OPS = {op: {"compute": "float"} for op in ("Sub", "PRelu", "Tanh", "HardSwish")}
+_ORT_FLOAT_OPS: dict[str, dict[str, Any]] = {op: {"compute": "float"} for op in ("Sub", "PRelu", "Tanh", "HardSwish")}
 
 _TFL_FIXED: dict[str, Any] = {"scale": "fixed", "multiplier_bits": 31, "rounding": "tflite_double"}
 _TFL_CLASSES: dict[str, dict[str, Any]] = {
