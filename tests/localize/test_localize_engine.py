@@ -83,3 +83,35 @@ def test_a_second_override_downstream_introduces_its_own_error() -> None:
     d = localize(m, create_backend("ort-fused"), tgt, inp, strategy="probe-all").divergence
     assert d.culprit is not None and d.culprit.op == victim
     assert later[-1] in d.introducers() or later[-1] in [f.op for f in d.later if f.role == "carrier"]
+
+
+def test_a_qoperator_model(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """QLinearConv/QLinearAdd/QGemm (com.microsoft ops that shape inference cannot type)."""
+    import numpy as np
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from qdq_models import float_residual_model
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            data = np.random.default_rng(1).uniform(0, 1, (8, 3, 8, 8)).astype(np.float32)
+            self._it = iter([{"x": data[i : i + 1]} for i in range(8)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._it, None)
+
+    tmp = tmp_path_factory.mktemp("qop")
+    onnx.save(float_residual_model(0), tmp / "f.onnx")
+    quantize_static(str(tmp / "f.onnx"), str(tmp / "q.onnx"), Reader(), quant_format=QuantFormat.QOperator,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    from qprobe.model.inputs import random_inputs
+    from qprobe.model.loader import load_model
+
+    m = load_model(tmp / "q.onnx")
+    assert "QLinearAdd" in {n.op_type for n in m.graph}
+    for strategy in ("probe-all", "isolate", "bisect"):
+        tgt = create_backend("engine:onnxruntime", {"nodes.conv2_quant.scale": "pow2"})
+        d = localize(m, create_backend("ort-fused"), tgt, random_inputs(m, 4, 0), strategy=strategy).divergence
+        assert d.culprit is not None and (d.culprit.op, d.culprit.op_type) == ("conv2_quant", "QLinearConv"), strategy
+        assert d.introducers() == () and {"gap_quant", "gemm_quant"} <= set(d.carriers()), strategy

@@ -38,3 +38,21 @@ def test_every_strategy_names_block0_add_and_the_later_ops_are_carriers(tcn_file
     if strategy == "auto":
         assert d.strategy == "probe-all" and "any number of outputs per run" in d.reason
     assert "block0_add" in loc.isolated
+
+
+def test_replayed_board_tensors_give_an_unconfirmed_candidate(tcn_files: tuple[Path, Path], tmp_path: Path) -> None:
+    """A recording (as a board's dump would be) cannot run cuts: one replay, the first failing op."""
+    import numpy as np
+
+    from qprobe.model.probe import apply_probe_plan, plan_probes
+    from qprobe.model.quant import build_quant_index
+
+    model = load_model(tcn_files[0])
+    inputs = load_inputs(model, tcn_files[1])
+    plan = plan_probes(model, build_quant_index(model), "op-outputs")
+    dump = create_backend("engine:arith16-wrap").open(apply_probe_plan(model, plan)).run(inputs.arrays)
+    np.savez(tmp_path / "board.npz", **inputs.arrays, **dump)
+    d = localize(model, create_backend("ort-fused"), create_backend(f"recorded:{tmp_path / 'board.npz'}"), None).divergence
+    assert d.strategy == "probe-all" and all(r.kind == "model" for r in d.runs)
+    assert d.culprit is not None and (d.culprit.op, d.culprit.role) == ("block0_add", "unconfirmed")
+    assert any("cannot run cut models" in n for n in d.notes)

@@ -76,7 +76,7 @@ def localize(
     graph = build_op_graph(model, index)
     if not graph.ops:
         raise InputError("the model has no compute op with a non-constant input; nothing to localize")
-    inputs = inputs or _recorded_inputs(ref, target)
+    inputs = inputs or _recorded_inputs(model, ref, target)
     runner = LocalizeRunner(model, index, graph, ref, target, inputs, policy=policy, batch_size=batch_size)
     machine = localize_machine(graph, traits_of(target.capabilities()), strategy, ops, classify)
     div = drive(machine, runner.execute)
@@ -89,10 +89,10 @@ def localize(
     return Localization(div, dict(runner.isolated_arrays))
 
 
-def _recorded_inputs(*backends: Backend) -> InputSet:
+def _recorded_inputs(model: ir.Model, *backends: Backend) -> InputSet:
     for b in backends:
         get = getattr(b, "recorded_inputs", None)
-        arrays = get() if get is not None else None
+        arrays = get(model) if get is not None else None
         if arrays:
             return InputSet(dict(arrays), f"recorded by {b.spec}")
     raise InputError("no input samples: pass --inputs FILE.npz or --random N")

@@ -261,7 +261,9 @@ def _confirm(
         iso.pop()
     used = sum(len(o.outputs) for o in iso)
     prefix = tuple(t for t in h.inputs if t not in graph.graph_inputs)
-    prefix = prefix if used + len(prefix) <= cap else ()
+    # a prefix that computes another isolated op would make the cut copy that op under a new
+    # name (``__iso``), which targets that key behavior on node names would not recognize
+    prefix = prefix if used + len(prefix) <= cap and len(iso) == 1 else ()
     used += len(prefix)
     skipped = 0
     for o in graph.downstream(h.name) if classify else ():

@@ -28,6 +28,7 @@ import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import onnx
 import onnx_ir as ir
 from onnx import helper
@@ -35,6 +36,7 @@ from onnx import helper
 from qprobe.errors import InputError
 from qprobe.model.graph import DQ_OPS, Q_OPS
 from qprobe.model.loader import model_from_proto, to_proto
+from qprobe.model.quant import QuantIndex, build_quant_index
 
 RENAME_SUFFIX = "__in"
 CLONE_SUFFIX = "__iso"
@@ -77,6 +79,8 @@ class Cutter:
     """A model prepared once for many cuts (protobuf form, producers, inferred types)."""
 
     def __init__(self, model: ir.Model) -> None:
+        self.model = model
+        self._quant: QuantIndex | None = None
         proto = to_proto(model)
         self.proto = proto
         g = proto.graph
@@ -263,8 +267,18 @@ class Cutter:
         m.producer_name = "qprobe-extract"
         return m
 
+    def _quantized_type(self, tensor: str) -> onnx.ValueInfoProto | None:
+        """Codes that shape inference cannot type (outputs of com.microsoft QOperator ops):
+        the integer type of their quantization, rank unknown."""
+        if self._quant is None:
+            self._quant = build_quant_index(self.model)
+        q = self._quant.tensors.get(tensor)
+        if q is None:
+            return None
+        return helper.make_tensor_value_info(tensor, helper.np_dtype_to_tensor_dtype(np.dtype(q.dtype)), None)
+
     def _value_info(self, tensor: str, name: str) -> onnx.ValueInfoProto:
-        vi = self.types.get(tensor)
+        vi = self.types.get(tensor) or self._quantized_type(tensor)
         if vi is None:
             raise InputError(
                 f"the type of tensor {tensor!r} is unknown (no value_info and shape inference could not "
