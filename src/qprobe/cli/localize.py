@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import onnx_ir as ir
 import typer
 from rich.table import Table
 from rich.text import Text
@@ -31,7 +32,7 @@ from qprobe.cli.common import (
 )
 from qprobe.compare import TensorComparison, parse_policy
 from qprobe.errors import InputError
-from qprobe.localize import STRATEGIES, Divergence
+from qprobe.localize import STRATEGIES, Divergence, Localization
 from qprobe.localize import localize as run_localize
 from qprobe.localize.repro import culprit_cut
 from qprobe.model.quant import QuantIndex, build_quant_index
@@ -97,11 +98,17 @@ def localize(
         div.save(json_out)
         console.print(f"wrote {json_out}")
     if bundle is not None:
-        files = write_bundle(bundle, Repro(
-            title=div.verdict(), cut=culprit_cut(m, div, loc.isolated), ref=ref, target=target, source=name,
-            command=shlex.join(["qprobe", *sys.argv[1:]]), target_options=tuple(target_opt or ()), divergence=div,
-        ))
-        console.print(f"wrote the repro bundle {bundle}/ ({', '.join(p.name for p in files)})")
+        _bundle(bundle, m, loc, ref, target, name, target_opt)
+
+
+def _bundle(path: Path, m: ir.Model, loc: Localization, ref: str, target: str, name: str,
+            target_opt: list[str] | None) -> None:
+    div = loc.divergence
+    files = write_bundle(path, Repro(
+        title=div.verdict(), cut=culprit_cut(m, div, loc.isolated), ref=ref, target=target, source=name,
+        command=shlex.join(["qprobe", *sys.argv[1:]]), target_options=tuple(target_opt or ()), divergence=div,
+    ))
+    console.print(f"wrote the repro bundle {path}/ ({', '.join(p.name for p in files)})")
 
 
 def _cells(r: TensorComparison | None) -> list[Text | str]:
