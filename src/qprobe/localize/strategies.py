@@ -46,7 +46,10 @@ def bisect_budget(n_ops: int) -> int:
 
 
 def estimate_runs(graph: OpGraph, traits: TargetTraits) -> dict[str, float]:
-    """Expected target runs per strategy (inf: impossible on this target)."""
+    """Target runs each strategy needs to find and confirm the culprit (inf: impossible here).
+
+    Classifying the ops after the culprit (``classify``) can add runs to probe-all and isolate
+    when the target returns few outputs per run; bisect never exceeds its budget."""
     cap = traits.outputs_per_run
     n_obs = len(graph.observed())
     room = cap - len(graph.graph_outputs)
@@ -55,7 +58,7 @@ def estimate_runs(graph: OpGraph, traits: TargetTraits) -> dict[str, float]:
         return {"probe-all": probe_all, "isolate": math.inf, "bisect": math.inf}
     return {
         "probe-all": probe_all,
-        "isolate": 1 + max(1, math.ceil(n_obs / cap)) + 1,
+        "isolate": 1 + max(1, math.ceil(n_obs / cap)),
         "bisect": float(bisect_budget(len(graph.ops))),
     }
 
@@ -67,20 +70,24 @@ def choose_strategy(graph: OpGraph, traits: TargetTraits, requested: str = "auto
     caps = (f"target: {'any number of' if traits.max_outputs is None else f'at most {traits.max_outputs}'} "
             f"outputs per run, ~{traits.cost_per_run_s:g} s per run"
             f"{', replays recorded tensors (no cut models)' if not traits.accepts_models else ''}")
-    est_txt = ", ".join(f"{k} {_fmt(v)}" for k, v in est.items())
+    est_txt = "estimated target runs to find and confirm the culprit: " + ", ".join(f"{k} {_fmt(v)}" for k, v in est.items())
     if requested != "auto":
         if math.isinf(est[requested]):
             raise InputError(f"strategy {requested!r} cannot run on this target ({caps}); use --strategy auto")
-        return Choice(requested, f"requested; estimated target runs: {est_txt}", est)
+        return Choice(requested, f"requested; {est_txt}", est)
     best = min(("probe-all", "isolate", "bisect"), key=lambda s: est[s])  # min keeps the first on ties
     if math.isinf(est[best]):
         raise InputError(f"no strategy can run on this target ({caps})")
+    if traits.cost_per_run_s == 0 and not math.isinf(est["probe-all"]):
+        best = "probe-all"  # runs cost nothing: take the most informative
     why = {
-        "probe-all": "accumulated error at every tensor in one probed run, then local error of the failing ops",
+        "probe-all": "runs are cheap: accumulated error at every tensor in a probed run, then the local error "
+                     "of the failing ops" if traits.cost_per_run_s == 0 else
+                     "accumulated error at every tensor in a probed run, then the local error of the failing ops",
         "isolate": "one-op cuts cost fewer runs than probing every tensor",
         "bisect": "few outputs per run: a search over prefix cuts needs the fewest runs",
     }[best]
-    return Choice(best, f"{caps}; estimated target runs: {est_txt}; chose {best}: {why}", est)
+    return Choice(best, f"{caps}; {est_txt}; chose {best}: {why}", est)
 
 
 def _fmt(v: float) -> str:
