@@ -59,9 +59,10 @@ def extract(
 ) -> None:
     """Cut the subgraph from --inputs to --outputs into a valid, runnable model; names are kept.
 
-    In a QDQ model the cut keeps the quantization boundary: a DequantizeLinear output given as an
-    input becomes the int8 codes it reads, and an output that a QuantizeLinear consumes becomes
-    its int8 codes (the form stedgeai --cut-input-tensors/--cut-output-tensors and boards handle).
+    In a QDQ model the cut keeps the quantization boundary: a DequantizeLinear output becomes the
+    int8 codes it reads, and a float tensor that a QuantizeLinear consumes becomes its int8 codes,
+    so the cut takes and returns codes (the form stedgeai --cut-input-tensors/--cut-output-tensors
+    and boards handle). --float-boundary cuts exactly at the named tensors instead.
     """
     if out is None and bundle is None:
         raise InputError("nothing to write: give -o CUT.onnx and/or --bundle DIR")

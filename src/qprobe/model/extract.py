@@ -5,10 +5,10 @@
 in the original order, with every node and tensor name unchanged. The given inputs
 become the cut's graph inputs (their types come from the model or shape inference).
 
-For a QDQ model, ``quant_boundary`` moves a boundary to the integer codes: an input
-that is a DequantizeLinear output becomes the codes it reads (so the cut starts with
-the original DequantizeLinear) and an output that a QuantizeLinear consumes becomes
-that QuantizeLinear's output (so the cut ends with int8 codes), the form that
+For a QDQ model, ``quant_boundary`` moves a boundary to the integer codes: a tensor
+that is a DequantizeLinear output becomes the codes it reads, and a float tensor that a
+QuantizeLinear consumes becomes that QuantizeLinear's output, so the cut starts with
+int8 codes and the original DequantizeLinear and ends with int8 codes, the form that
 ``stedgeai --cut-input-tensors/--cut-output-tensors`` and hardware runners handle.
 
 ``extract_islands`` merges several cuts into one model of independent islands (one
@@ -173,15 +173,16 @@ class Cutter:
         return out
 
     def quant_boundary(self, inputs: Sequence[str], outputs: Sequence[str]) -> tuple[list[str], list[str]]:
+        return _unique(self._codes(t) or t for t in inputs), _unique(self._codes(t) or t for t in outputs)
+
+    def _codes(self, t: str) -> str | None:
+        """The integer codes behind float tensor ``t``: what its DequantizeLinear reads, or
+        what the QuantizeLinear that is its only consumer writes."""
         nodes = self.proto.graph.node
-        new_in = []
-        for t in inputs:
-            p = self.producer.get(t)
-            if p is not None and nodes[p].op_type in DQ_OPS and not self._is_const(nodes[p].input[0]):
-                new_in.append(nodes[p].input[0])
-            else:
-                new_in.append(self._quantized(t) or t)
-        return _unique(new_in), _unique(self._quantized(t) or t for t in outputs)
+        p = self.producer.get(t)
+        if p is not None and nodes[p].op_type in DQ_OPS and not self._is_const(nodes[p].input[0]):
+            return nodes[p].input[0]
+        return self._quantized(t)
 
     def _quantized(self, t: str) -> str | None:
         """The QuantizeLinear output of float tensor ``t`` when a Q is its only consumer."""
