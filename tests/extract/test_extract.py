@@ -190,3 +190,10 @@ def test_a_fed_input_and_an_isolated_copy_of_the_same_tensor_get_different_names
     np.testing.assert_array_equal(got[c2 + "__iso"], _run(extract_subgraph(model, [c1], [c2]), {c1: fake[c1]})[c2])
     single_add = _run(extract_subgraph(model, list(add_in), list(add_out)), {t: fake[t] for t in add_in})
     np.testing.assert_array_equal(got[add_out[0]], single_add[add_out[0]])
+
+
+def test_quant_boundary_moves_float_graph_outputs_to_their_codes(models: list[ir.Model]) -> None:
+    model = models[1]  # "y" is the DequantizeLinear of y_QuantizeLinear_Output; "x" is float
+    assert quant_boundary(model, ["x"], ["y"]) == (["x"], ["y_QuantizeLinear_Output"])
+    ins, outs = quant_boundary(model, ["t0_conv_DequantizeLinear_Output"], ["t0_conv"])
+    assert ins == outs == ["t0_conv_QuantizeLinear_Output"]
