@@ -193,7 +193,7 @@ def test_a_fed_input_and_an_isolated_copy_of_the_same_tensor_get_different_names
 
 
 def test_quant_boundary_moves_float_graph_outputs_to_their_codes(models: list[ir.Model]) -> None:
-    model = models[1]  # "y" is the DequantizeLinear of y_QuantizeLinear_Output; "x" is float
-    assert quant_boundary(model, ["x"], ["y"]) == (["x"], ["y_QuantizeLinear_Output"])
+    model = models[1]  # "y" is the DequantizeLinear of y_QuantizeLinear_Output; float "x" feeds only its Q
+    assert quant_boundary(model, ["x"], ["y"]) == (["x_QuantizeLinear_Output"], ["y_QuantizeLinear_Output"])
     ins, outs = quant_boundary(model, ["t0_conv_DequantizeLinear_Output"], ["t0_conv"])
     assert ins == outs == ["t0_conv_QuantizeLinear_Output"]
