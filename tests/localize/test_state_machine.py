@@ -147,6 +147,9 @@ def test_isolate_a_chosen_set_and_share_runs_within_the_output_limit() -> None:
     assert d.culprit.op == "op6"  # type: ignore[union-attr]
     with pytest.raises(InputError, match="unknown op"):
         run(g, tgt, "isolate", ops=["nope"])
+    with pytest.raises(InputError, match="applies to --strategy isolate"):
+        run(g, tgt, "bisect", ops=["op5"])
+    assert run(g, ScriptedTarget(g, {"op6"}), "auto", ops=["op6"]).strategy == "isolate"
 
 
 def test_auto_chooses_from_the_declared_capabilities_and_says_why() -> None:

@@ -102,8 +102,10 @@ def localize_machine(
     classify: bool = True,
 ) -> Generator[Command, Outcome, Divergence]:
     """The localization state machine: yields target runs, returns the Divergence."""
-    choice = choose_strategy(graph, traits, strategy)
     chosen = _chosen_ops(graph, ops)
+    if chosen and strategy not in ("auto", "isolate"):
+        raise InputError(f"--ops chooses the ops to isolate; it applies to --strategy isolate, not {strategy}")
+    choice = choose_strategy(graph, traits, "isolate" if chosen else strategy)
     k = Knowledge(graph)
     used, budget = choice.strategy, None
     if choice.strategy == "probe-all":
