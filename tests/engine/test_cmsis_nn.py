@@ -11,7 +11,7 @@ import pytest
 from cmsis_vectors import Case, params
 
 from qprobe.backends.engine import numerics as nx
-from qprobe.backends.engine.kernels.conv import Correlator
+from qprobe.backends.engine.kernels.correlate import Correlator
 from qprobe.backends.engine.kernels.window import Window
 from qprobe.backends.engine.requant import fixed_requantizer
 
@@ -69,10 +69,10 @@ def _conv_case(case: Case, depthwise: bool) -> tuple[np.ndarray, np.ndarray]:
     end_x = max((ow - 1) * sx + (fx - 1) * dx + 1 - w - px, 0)
     win = Window((fy, fx), (sy, sx), (dy, dx), (py, px, end_y, end_x))
     corr = Correlator(wts.astype(np.int64), group, win, np.float64)
-    acc = np.rint(corr(x)).astype(np.int64)
-    assert acc.shape == (n, cout, oh, ow)
+    acc = np.rint(corr(x)).astype(np.int64)  # channels last, as CMSIS-NN lays outputs out
+    assert acc.shape == (n, oh, ow, cout)
     bias = np.zeros(cout, np.int64) if not case.has("biases") else case.arr("biases").astype(np.int64)
-    return acc + bias.reshape(1, -1, 1, 1), case.arr("output_ref").reshape(n, oh, ow, cout).transpose(0, 3, 1, 2)
+    return acc + bias, case.arr("output_ref").reshape(n, oh, ow, cout)
 
 
 @pytest.mark.parametrize("case", [*params("conv_s8"), *params("grouped_conv_s8"), *params("depthwise_conv_s8"),
@@ -84,7 +84,7 @@ def test_conv_accumulation_and_requantization_are_bit_exact(case: Case) -> None:
     rounding = "tflite_double" if not (int64_bias or (no_bias_s16 and "xint32" not in case.name)) else "s64"
     requant = fixed_requantizer(case.arr("output_mult"), case.arr("output_shift"), case.mac("OUTPUT_OFFSET"),
                                 case.mac("OUT_ACTIVATION_MIN"), case.mac("OUT_ACTIVATION_MAX"), rounding)
-    np.testing.assert_array_equal(requant(acc, channel_axis=1), ref)
+    np.testing.assert_array_equal(requant(acc, channel_axis=3), ref)
 
 
 def test_requantize_s64_primitive_matches_the_formula() -> None:

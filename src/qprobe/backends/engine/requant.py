@@ -108,6 +108,29 @@ class Requantizer:
             raise ValueError(f"unknown scale representation {rep!r}")
         return np.clip(out, self.lo, self.hi)
 
+    def from_float(self, acc: np.ndarray, channel_axis: int | None = None) -> np.ndarray:
+        """The same on an accumulator held as exact integers in a float array (a BLAS result).
+
+        float32 (``|acc| < 2**24``) and float64 accumulators skip the int64 round trip for
+        ``scale`` = ``float32``/``double``; the result holds codes as floats.
+        """
+        rep, num = self.numerics.scale, self.numerics
+        if rep not in ("float32", "double") or (rep == "float32" and acc.dtype != np.float32):
+            return self(np.rint(acc).astype(np.int64), channel_axis)
+        dt = np.float32 if rep == "float32" else np.float64
+        m = self.ratio.float32() if rep == "float32" else self.ratio.double()
+        zp = _shaped(self.zero_point.astype(dt), acc.ndim, channel_axis)
+        v = np.multiply(acc, _shaped(m, acc.ndim, channel_axis), dtype=dt)
+        if num.zero_point == "before":
+            v += zp
+        if num.rounding == "half_even":
+            np.rint(v, out=v)
+        else:
+            v = nx.round_float(v, num.rounding).astype(dt)
+        if num.zero_point != "before":
+            v += zp
+        return np.clip(v, self.lo, self.hi, out=v)
+
     def _float(self, a: np.ndarray, zp: np.ndarray, axis: int | None, dt: type) -> np.ndarray:
         m = self.ratio.float32() if dt is np.float32 else self.ratio.double()
         v: np.ndarray = np.asarray(a.astype(dt) * _shaped(m, a.ndim, axis), dtype=dt)
@@ -184,6 +207,7 @@ def _channel_index(shape: tuple[int, ...], axis: int | None, channels: int) -> n
     size = int(np.prod(shape)) if shape else 1
     if channels == 1 or axis is None:
         return np.zeros(size, dtype=np.int64)
+    axis %= len(shape)
     idx = np.arange(shape[axis]).reshape([-1 if d == axis else 1 for d in range(len(shape))])
     return np.broadcast_to(idx, shape).reshape(-1)
 

@@ -24,47 +24,9 @@ from qprobe.backends.engine.kernels.base import (
     centered,
     require_per_tensor,
 )
+from qprobe.backends.engine.kernels.correlate import Correlator
 from qprobe.backends.engine.kernels.window import Window
 from qprobe.backends.engine.requant import Ratio, Requantizer
-
-
-class Correlator:
-    """N-d grouped correlation of (N, C, *spatial) with weights (M, C/group, *kernel) via BLAS."""
-
-    def __init__(self, w: np.ndarray, group: int, window: Window, dtype: type) -> None:
-        self.m = int(w.shape[0])
-        self.group = group
-        self.window = window
-        self.dtype = dtype
-        self.cg = int(w.shape[1])
-        self.depthwise = self.cg == 1 and group > 1 and self.m % group == 0
-        if self.depthwise:
-            self.mult = self.m // group
-            self.wtaps: np.ndarray = w.reshape(self.m, -1).T.astype(dtype)  # (taps, M)
-        else:
-            mg = self.m // group
-            self.wmats: list[np.ndarray] = [w[g * mg:(g + 1) * mg].reshape(mg, -1).T.astype(dtype) for g in range(group)]
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        xp, out = self.window.padded(np.asarray(x, dtype=self.dtype))
-        if self.depthwise:
-            return self._taps(xp, out)
-        n, parts = x.shape[0], []
-        for g, wmat in enumerate(self.wmats):
-            cols = self.window.columns(xp[:, g * self.cg:(g + 1) * self.cg], out)
-            cols = cols.reshape(n * int(np.prod(out)), -1)
-            parts.append((cols @ wmat).reshape(n, *out, -1))
-        res = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
-        return np.moveaxis(res, -1, 1)
-
-    def _taps(self, xp: np.ndarray, out: Sequence[int]) -> np.ndarray:
-        if self.mult > 1:
-            xp = np.repeat(xp, self.mult, axis=1)
-        acc = np.zeros((xp.shape[0], self.m, *out), dtype=self.dtype)
-        extra = (1,) * len(out)
-        for t, (_k, view) in enumerate(self.window.taps(xp, out)):
-            acc += view * self.wtaps[t].reshape(1, self.m, *extra)
-        return acc
 
 
 def _window(spec: OpSpec, w_shape: Sequence[int]) -> Window:
@@ -72,10 +34,9 @@ def _window(spec: OpSpec, w_shape: Sequence[int]) -> Window:
     return Window.from_attrs(spec.attrs, kernel)
 
 
-def exact_dtype(x_bound: int, w_centered: np.ndarray) -> type:
+def exact_dtype(x_bound: int, w_centered: np.ndarray, extra: int = 0) -> type:
     """float32 when every partial sum is an integer below 2**24, else float64 (below 2**53)."""
-    per_out = np.abs(w_centered.reshape(w_centered.shape[0], -1)).sum(axis=1).max(initial=0)
-    bound = int(x_bound) * int(per_out)
+    bound = acc_bound(x_bound, w_centered) + extra
     if bound < 2**24:
         return np.float32
     if bound < 2**53:
@@ -83,12 +44,18 @@ def exact_dtype(x_bound: int, w_centered: np.ndarray) -> type:
     raise Ungroupable(f"accumulator bound {bound} exceeds float64's exact integer range")
 
 
+def acc_bound(x_bound: int, w_centered: np.ndarray) -> int:
+    """A bound on ``|sum x * w|`` over one output: ``max|x| * max_m sum|w[m]|``."""
+    per_out = np.abs(w_centered.reshape(w_centered.shape[0], -1)).sum(axis=1).max(initial=0)
+    return int(x_bound) * int(per_out)
+
+
 def x_bound(q: QType) -> int:
     return int(max(q.qmax - q.zero_point.min(), q.zero_point.max() - q.qmin))
 
 
-def int_accumulator(spec: OpSpec, w_index: int = 1) -> tuple[Correlator, np.ndarray]:
-    """The exact correlator for a quantized conv and its centered int64 weights."""
+def int_accumulator(spec: OpSpec, w_index: int = 1, extra: int = 0) -> tuple[Correlator, np.ndarray]:
+    """The exact correlator for a quantized conv (``extra``: headroom for a bias) and its centered weights."""
     w = spec.const(w_index)
     if w is None:
         raise Ungroupable("weights are not constant")
@@ -96,7 +63,7 @@ def int_accumulator(spec: OpSpec, w_index: int = 1) -> tuple[Correlator, np.ndar
     if not wq.per_tensor and (wq.axis or 0) % w.ndim != 0:
         raise Ungroupable("weights are quantized per axis on an axis other than 0")
     wc = centered(w, wq)
-    dt = exact_dtype(x_bound(spec.q(0)), wc)
+    dt = exact_dtype(x_bound(spec.q(0)), wc, extra)
     return Correlator(wc, int(spec.attr("group", 1)), _window(spec, w.shape), dt), wc
 
 
@@ -117,21 +84,28 @@ def int_bias(spec: OpSpec, index: int, ratio_num: Sequence[np.ndarray], channels
 def build_conv_int(spec: OpSpec) -> Kernel:
     """Quantized Conv (QDQ group or QLinearConv with inputs x, w, bias)."""
     require_per_tensor(spec, 0)
-    xq, wq, yq = spec.q(0), spec.q(1), spec.out_q
-    corr, _wc = int_accumulator(spec)
+    xq, wq, yq, num = spec.q(0), spec.q(1), spec.out_q, spec.numerics
     ratio = Ratio.of([xq.scale, wq.scale], [yq.scale])
-    bias = int_bias(spec, 2, ratio.num, corr.m)
-    extra = (1,) * (len(corr.window.kernel))
-    bias_b = bias.reshape(1, -1, *extra)
-    num = spec.numerics
+    channels = int(np.asarray(spec.const(1)).shape[0]) if spec.const(1) is not None else 0
+    bias = int_bias(spec, 2, ratio.num, channels)
+    bias_max = int(np.abs(bias).max(initial=0))
+    corr, wc = int_accumulator(spec, extra=bias_max)
     requant = Requantizer(num, ratio, yq.zero_point, yq.qmin, yq.qmax)
+    bound = acc_bound(x_bound(xq), wc) + bias_max
+    fits = num.acc_overflow == "exact" or bound < 2 ** (num.acc_bits - 1)
+    bias_f: np.ndarray | None = bias.astype(corr.dtype) if bias_max else None
+    zx = corr.dtype(xq.z)
 
     def run(args: Sequence[np.ndarray | None]) -> list[np.ndarray]:
-        x = args[0]
-        assert x is not None
-        acc = np.rint(corr(centered(x, xq))).astype(np.int64) + bias_b
-        acc = nx.limit(acc, num.acc_bits, num.acc_overflow)
-        return [requant(acc, channel_axis=1)]
+        xf: np.ndarray = np.asarray(args[0]).astype(corr.dtype)
+        xf -= zx
+        acc = corr(xf)  # channels last
+        if bias_f is not None:
+            acc += bias_f
+        if fits:
+            return [np.moveaxis(requant.from_float(acc, channel_axis=-1), -1, 1)]
+        acc = nx.limit(np.rint(acc).astype(np.int64), num.acc_bits, num.acc_overflow)
+        return [np.moveaxis(requant(acc, channel_axis=acc.ndim - 1), -1, 1)]
 
     return run
 
@@ -144,7 +118,7 @@ def build_conv_integer(spec: OpSpec) -> Kernel:
     def run(args: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         x = args[0]
         assert x is not None
-        acc = np.rint(corr(centered(x, xq))).astype(np.int64)
+        acc = np.moveaxis(np.rint(corr(centered(x, xq))).astype(np.int64), -1, 1)
         return [nx.limit(acc, num.acc_bits, num.acc_overflow).astype(np.int32)]
 
     return run
@@ -164,7 +138,7 @@ def build_conv_float(spec: OpSpec) -> Kernel:
         y = corr(np.asarray(x, np.float32))
         b = args[2] if len(args) > 2 else None
         if b is not None:
-            y = y + np.asarray(b, np.float32).reshape(1, -1, *(1,) * (y.ndim - 2))
-        return [y.astype(np.float32)]
+            y = y + np.asarray(b, np.float32)
+        return [np.ascontiguousarray(np.moveaxis(y, -1, 1), dtype=np.float32)]
 
     return run

@@ -1,4 +1,4 @@
-"""Sliding-window geometry shared by Conv and the pools (N-d, NCHW layout).
+"""Sliding-window geometry shared by Conv and the pools (N-d; NCHW, or NHWC with ``last=True``).
 
 ``Window`` resolves ONNX's ``kernel_shape``/``strides``/``dilations``/``pads``/``auto_pad``
 (and ``ceil_mode`` for pools) against a runtime input shape, pads an array and returns
@@ -68,17 +68,22 @@ class Window:
             out.append(o)
         return begin, end, out
 
-    def padded(self, x: np.ndarray, value: float = 0) -> tuple[np.ndarray, list[int]]:
-        """``x`` (N, C, *spatial) padded so that every window fits; returns it and the output sizes."""
-        begin, end, out = self.resolve(x.shape[2:])
-        extra = [max((o - 1) * s + self.extent(i) - (x.shape[2 + i] + b + e), 0)
+    def padded(self, x: np.ndarray, value: float = 0, last: bool = False) -> tuple[np.ndarray, list[int]]:
+        """``x`` (N, C, *spatial), or (N, *spatial, C) with ``last``, padded so that every
+        window fits; returns it and the output sizes."""
+        first = 1 if last else 2
+        spatial = x.shape[first:first + len(self.kernel)]
+        begin, end, out = self.resolve(spatial)
+        extra = [max((o - 1) * s + self.extent(i) - (spatial[i] + b + e), 0)
                  for i, (o, s, b, e) in enumerate(zip(out, self.strides, begin, end, strict=True))]
-        widths = [(0, 0), (0, 0)] + [(b, e + x_) for b, e, x_ in zip(begin, end, extra, strict=True)]
+        pads = [(b, e + x_) for b, e, x_ in zip(begin, end, extra, strict=True)]
+        widths = [(0, 0), *pads, (0, 0)] if last else [(0, 0), (0, 0), *pads]
         if any(w != (0, 0) for w in widths):
             x = np.pad(x, widths, constant_values=value)
         return x, out
 
-    def taps(self, xp: np.ndarray, out: Sequence[int]) -> Iterator[tuple[tuple[int, ...], np.ndarray]]:
+    def taps(self, xp: np.ndarray, out: Sequence[int], last: bool = False
+             ) -> Iterator[tuple[tuple[int, ...], np.ndarray]]:
         """(kernel index, strided view of ``xp`` with the output's spatial shape) for each tap."""
         for k in np.ndindex(*self.kernel):
             sl = tuple(
@@ -86,15 +91,4 @@ class Window:
                       self.strides[i])
                 for i in range(len(self.kernel))
             )
-            yield k, xp[(slice(None), slice(None), *sl)]
-
-    def columns(self, xp: np.ndarray, out: Sequence[int]) -> np.ndarray:
-        """im2col: (N, *out, C, *kernel) view-then-copy of the windows of ``xp`` (N, C, *spatial)."""
-        n = len(self.kernel)
-        ext = [self.extent(i) for i in range(n)]
-        win = np.lib.stride_tricks.sliding_window_view(xp, ext, axis=tuple(range(2, 2 + n)))
-        pos = tuple(slice(0, (out[i] - 1) * self.strides[i] + 1, self.strides[i]) for i in range(n))
-        tap = tuple(slice(None, None, self.dilations[i]) for i in range(n))
-        win = win[(slice(None), slice(None), *pos, *tap)]  # (N, C, *out, *kernel)
-        order = (0, *range(2, 2 + n), 1, *range(2 + n, 2 + 2 * n))
-        return win.transpose(order)
+            yield k, xp[(slice(None), *sl)] if last else xp[(slice(None), slice(None), *sl)]
