@@ -1,13 +1,10 @@
 """The bundled example: an int8 QDQ TCN forecasting ln(gas concentration), like the motivating case.
 
-Owns the example's network, its closed-form fit, its quantization and the files it ships.
-Deterministic and offline: numpy for the fit, onnxruntime for features, calibration and
-reference outputs; the data come from :mod:`qprobe.examples.gas_signal`.
-
-**Network** (``window`` ``[N, 8, 1, 64]`` -> ``log_conc`` ``[N, 1]``, opset 17): ``input_proj``
-(1x1 Conv); six blocks ``Conv(1x3, dilation d, pads 2d) -> causal Slice -> Add(block
-input) -> Relu``, d = 1, 2, ..., 32; last time step (Slice) -> Flatten -> ``head_gemm1`` ->
-Relu -> ``head_gemm2``. Conv x7 + Gemm x2.
+Owns the example's closed-form fit, the build that quantizes and evaluates it, and the
+files it ships. Deterministic and offline: numpy for the fit; the network, onnxruntime
+(features, calibration, reference outputs) and the quantization recipe are in
+:mod:`qprobe.examples.tcn_graph` (its public names are re-exported here); the data come
+from :mod:`qprobe.examples.gas_signal`.
 
 **Weights**, structured and fit in closed form (no training loop):
 ``input_proj`` emits the 8 principal components of the channels, twice, each as ``+u``
@@ -20,10 +17,6 @@ moving averages (rate 0 for the first copy, 0.75 for the second; block i multipl
 ridge regression from the 32 last-step features to ln(ppm) at lags 0, 3, 6, 12 gives a
 state; ``head_gemm1`` + Relu are hinge units on the state and its slopes (each peaking
 at 4, to share one int8 scale); ``head_gemm2`` is a ridge regression on the units.
-
-**Quantization**: ``quantize_static``, QDQ, int8 activations (asymmetric), int8 weights
-(symmetric, per channel, as ST recommends), MinMax on 128 calibration windows spread
-over the training part, no ``extra_options``.
 
 **The block-0 ratio, and how it is reached.** ORT's QDQ quantizer removes a Relu that
 follows an Add, so ``block0_add``'s output is quantized over the post-Relu range [0, M],
@@ -41,22 +34,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import platform
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
-from onnxruntime import quantization as q
 
-from qprobe.errors import ModelError, QprobeError
+from qprobe.errors import QprobeError
 from qprobe.examples.gas_signal import (
     ExampleData,
     RegressionMetrics,
@@ -64,43 +52,42 @@ from qprobe.examples.gas_signal import (
     history,
     regression_metrics,
 )
+from qprobe.examples.tcn_graph import (
+    CHANNELS,
+    DILATIONS,
+    HIDDEN,
+    N_CALIBRATION,
+    OPSET,
+    QUANTIZATION,
+    WINDOW,
+    AddScales,
+    block0_add_ratios,
+    build_tcn_graph,
+    quantize,
+    run_model,
+)
 from qprobe.fileio import atomic_save_npz, atomic_write_bytes
 
-WINDOW, CHANNELS, HIDDEN, HEAD_UNITS, HORIZON, OPSET = 64, 8, 32, 64, 4, 17
-DILATIONS = (1, 2, 4, 8, 16, 32)
+__all__ = [
+    "CHANNELS", "DILATIONS", "FILES", "HEAD_UNITS", "HIDDEN", "HORIZON", "LAGS", "N_CALIBRATION",
+    "OPSET", "PACKAGED_INPUTS", "PEAK", "QUANTIZATION", "RATES", "RATIO_BAND", "TARGET_OTHER_RATIO",
+    "TARGET_RATIO", "WINDOW", "AddScales", "TcnExample", "Weights", "block0_add_ratios", "build_tcn_example",
+    "build_tcn_graph", "environment", "fit_head", "fit_tcn_weights", "packaged_example_dir", "quantize",
+    "run_model", "tune_block0",
+]
+
+HEAD_UNITS, HORIZON = 64, 4
 RATES = (0.0,) * CHANNELS + (0.75,) * CHANNELS  # EMA rate of each signal: as is, and smoothed
 LAGS = (0, 3, 6, 12)
 PEAK = 4.0  # every projected signal and head unit peaks here on the training windows
 TARGET_RATIO, TARGET_OTHER_RATIO, RATIO_BAND = 2.05, 1.06, (2.0, 2.1)
-N_CALIBRATION = 128
 PACKAGED_INPUTS = 64  # validation windows in the shipped copy (keeps it small)
 FILES = {
     "int8_model": "tcn_int8.onnx", "float_model": "tcn_float.onnx", "inputs": "tcn_inputs.npz",
     "calibration": "tcn_calibration.npz", "truth": "tcn_truth.npz", "golden": "tcn_golden.npz",
     "metadata": "tcn_example.json",
 }
-QUANTIZATION = {
-    "tool": "onnxruntime.quantization.quantize_static", "quant_format": "QDQ", "activation_type": "QInt8",
-    "weight_type": "QInt8", "per_channel": True, "activation_symmetric": False, "weight_symmetric": True,
-    "calibrate_method": "MinMax", "calibration_windows": N_CALIBRATION, "extra_options": None,
-}
 Weights = dict[str, np.ndarray]
-
-
-@dataclass(frozen=True)
-class AddScales:
-    """Quantization scales around one Add: ``ratios[i] = operand_scales[i] / output_scale``."""
-
-    node: str
-    operand_scales: tuple[float, float]
-    output_scale: float
-
-    @property
-    def ratios(self) -> tuple[float, float]:
-        return (self.operand_scales[0] / self.output_scale, self.operand_scales[1] / self.output_scale)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "ratios": list(self.ratios)}
 
 
 @dataclass(frozen=True)
@@ -148,57 +135,6 @@ class TcnExample:
             f"  block0_add scales {b.operand_scales[0]:.5f}, {b.operand_scales[1]:.5f} -> {b.output_scale:.5f}: "
             f"ratios {b.ratios[0]:.3f}, {b.ratios[1]:.3f}"
         )
-
-
-# --------------------------------------------------------------------------- graph
-
-
-def _ints(name: str, values: list[int]) -> TensorProto:
-    return numpy_helper.from_array(np.asarray(values, dtype=np.int64), name)
-
-
-def _node(op: str, inputs: list[str], output: str, name: str, **attrs: Any) -> onnx.NodeProto:
-    return helper.make_node(op, inputs, [output], name=name, **attrs)
-
-
-def _block_nodes(i: int, d: int, x: str) -> list[onnx.NodeProto]:
-    b = f"block{i}"
-    return [
-        _node("Conv", [x, f"{b}_conv.weight", f"{b}_conv.bias"], f"{b}_conv_out", f"{b}_conv",
-              kernel_shape=[1, 3], dilations=[1, d], pads=[0, 2 * d, 0, 2 * d]),
-        _node("Slice", [f"{b}_conv_out", "causal.starts", "causal.ends", "time.axis"], f"{b}_slice_out", f"{b}_slice"),
-        _node("Add", [x, f"{b}_slice_out"], f"{b}_add_out", f"{b}_add"),
-        _node("Relu", [f"{b}_add_out"], f"{b}_relu_out", f"{b}_relu"),
-    ]
-
-
-def build_tcn_graph(weights: Mapping[str, np.ndarray], *, head: bool = True) -> onnx.ModelProto:
-    """The float TCN; without ``head`` its output is the last-step ``features`` ``[N, 32]``."""
-    nodes = [_node("Conv", ["window", "input_proj.weight", "input_proj.bias"], "input_proj_out", "input_proj",
-                   kernel_shape=[1, 1])]
-    x = "input_proj_out"
-    for i, d in enumerate(DILATIONS):
-        nodes += _block_nodes(i, d, x)
-        x = f"block{i}_relu_out"
-    nodes += [_node("Slice", [x, "last.starts", "last.ends", "time.axis"], "last_step_out", "last_step"),
-              _node("Flatten", ["last_step_out"], "features", "flatten", axis=1)]
-    out = helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", HIDDEN])
-    if head:
-        nodes += [_node("Gemm", ["features", "head_gemm1.weight", "head_gemm1.bias"], "head_gemm1_out", "head_gemm1",
-                        transB=1),
-                  _node("Relu", ["head_gemm1_out"], "head_relu_out", "head_relu"),
-                  _node("Gemm", ["head_relu_out", "head_gemm2.weight", "head_gemm2.bias"], "log_conc", "head_gemm2",
-                        transB=1)]
-        out = helper.make_tensor_value_info("log_conc", TensorProto.FLOAT, ["N", 1])
-    inits = [numpy_helper.from_array(np.asarray(weights[k], np.float32), k) for k in sorted(weights)]
-    inits += [_ints("causal.starts", [0]), _ints("causal.ends", [WINDOW]), _ints("time.axis", [3]),
-              _ints("last.starts", [WINDOW - 1]), _ints("last.ends", [WINDOW])]
-    window = helper.make_tensor_value_info("window", TensorProto.FLOAT, ["N", CHANNELS, 1, WINDOW])
-    graph = helper.make_graph(nodes, "tcn_gas_forecaster", [window], [out], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="qprobe.examples.tcn", ir_version=8)
-    onnx.checker.check_model(model, full_check=True)
-    return model
 
 
 # --------------------------------------------------------------------------- trunk weights
@@ -312,85 +248,6 @@ def fit_head(features: np.ndarray, past: np.ndarray, target: np.ndarray, rng: np
     w1, b1 = w1 * gain[:, None], b1 * gain
     w2, b2 = _ridge(np.maximum(features @ w1.T + b1, 0.0), target[:, None].astype(np.float64), 10.0)
     return {"head_gemm1.weight": w1, "head_gemm1.bias": b1, "head_gemm2.weight": w2.T, "head_gemm2.bias": b2}
-
-
-# --------------------------------------------------------------------------- onnxruntime
-
-
-def run_model(model: bytes, windows: np.ndarray, *, fused: bool = False, batch: int = 1024) -> np.ndarray:
-    """First output on ``windows``: ORT_DISABLE_ALL, or (``fused``) ORT_ENABLE_ALL with int8 QDQ kernels."""
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.graph_optimization_level = (
-        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if fused else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    )
-    if fused:
-        options.add_session_config_entry("session.qdqisint8allowed", "1")
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    name = session.get_outputs()[0].name
-    parts = [session.run([name], {"window": windows[i : i + batch]})[0] for i in range(0, len(windows), batch)]
-    return np.concatenate(parts)
-
-
-class _CalibrationWindows(q.CalibrationDataReader):
-    def __init__(self, windows: np.ndarray, batch: int = 32) -> None:
-        self._batches: Iterator[np.ndarray] = iter([windows[i : i + batch] for i in range(0, len(windows), batch)])
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        batch = next(self._batches, None)
-        return None if batch is None else {"window": batch}
-
-
-@contextmanager
-def _quiet_root_logger() -> Iterator[None]:
-    """quantize_static warns on the root logger (and would install a handler there)."""
-    root, handler = logging.getLogger(), logging.NullHandler()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
-
-
-def quantize(float_model: bytes, calibration: np.ndarray) -> bytes:
-    """int8 QDQ model of ``float_model``, calibrated on ``calibration`` windows (see QUANTIZATION)."""
-    with tempfile.TemporaryDirectory(prefix="qprobe-tcn-") as tmp, _quiet_root_logger():
-        src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
-        src.write_bytes(float_model)
-        q.quantize_static(
-            str(src), str(dst), _CalibrationWindows(calibration), quant_format=q.QuantFormat.QDQ,
-            activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8, per_channel=True,
-            calibrate_method=q.CalibrationMethod.MinMax, calibration_providers=["CPUExecutionProvider"],
-        )
-        return dst.read_bytes()
-
-
-# --------------------------------------------------------------------------- scales of an Add
-
-
-def _scale_of(inits: Mapping[str, np.ndarray], node: onnx.NodeProto | None, what: str) -> float:
-    if node is None or node.op_type not in ("QuantizeLinear", "DequantizeLinear") or node.input[1] not in inits:
-        raise ModelError(f"{what} has no Q/DQ node with a constant scale next to it; expected a QDQ model")
-    scale = inits[node.input[1]]
-    if scale.size != 1:
-        raise ModelError(f"{what} has a per-channel scale of shape {scale.shape}; expected one per tensor")
-    return float(scale.reshape(()))
-
-
-def block0_add_ratios(model: Path | onnx.ModelProto, node_name: str = "block0_add") -> AddScales:
-    """Operand scales (projection, causal conv), output scale and ratios of a QDQ Add, block0's by default."""
-    m = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
-    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
-    add = next((n for n in m.graph.node if n.name == node_name), None)
-    if add is None or add.op_type != "Add":
-        raise ModelError(f"no Add node named {node_name!r} in the model; is it the qprobe TCN example?")
-    producers = {o: n for n in m.graph.node for o in n.output}
-    consumer = next((n for n in m.graph.node if add.output[0] in n.input), None)
-    x, y = (_scale_of(inits, producers.get(i), f"{node_name} input {i!r}") for i in add.input)
-    return AddScales(node_name, (x, y), _scale_of(inits, consumer, f"{node_name} output"))
 
 
 # --------------------------------------------------------------------------- build
