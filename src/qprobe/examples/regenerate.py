@@ -1,6 +1,6 @@
 """Rebuild the packaged copy of the TCN example: ``python -m qprobe.examples.regenerate``.
 
-Run it after changing :mod:`qprobe.examples.tcn` or :mod:`qprobe.examples.gas_signal`, and
+Run it after changing :mod:`qprobe.examples.tcn`, :mod:`qprobe.examples.tcn_graph` or :mod:`qprobe.examples.gas_signal`, and
 commit the files it writes (the default seed, ``PACKAGED_INPUTS`` validation windows).
 """
 
