@@ -1,9 +1,9 @@
 """Conv family: Conv (QDQ), QLinearConv, ConvInteger, and float Conv.
 
-Integer path: ``acc[n,m,...] = sum (x - zx) * (w[m] - zw[m]) + bias[m]``, exact. The
-products are summed through float BLAS (im2col + GEMM, or a loop over taps for
-depthwise convs) in float32 when ``max|x - zx| * max_m sum|w[m] - zw[m]|`` stays below
-2**24 and in float64 otherwise (exact below 2**53), then converted back to int64.
+Integer path: ``acc[n,m,...] = sum (x - zx) * (w[m] - zw[m]) + bias[m]``, exact. It is
+computed as ``sum x * w'[m] + (bias[m] - zx * sum w'[m])`` on the raw codes (padding
+reads ``zx``), summed through float BLAS (``correlate.Correlator``) in float32 while every
+partial sum stays below 2**24 and in float64 otherwise (exact below 2**53).
 Knobs read: ``acc_bits``, ``acc_overflow`` (applied to ``acc``), then the requantizer's
 ``scale``, ``multiplier_bits``, ``rounding``, ``zero_point`` with the per-channel
 multiplier ``sx * sw[m] / sy``.
@@ -55,16 +55,25 @@ def x_bound(q: QType) -> int:
 
 
 def int_accumulator(spec: OpSpec, w_index: int = 1, extra: int = 0) -> tuple[Correlator, np.ndarray]:
-    """The exact correlator for a quantized conv (``extra``: headroom for a bias) and its centered weights."""
+    """The exact correlator on raw codes for a quantized conv (``extra``: headroom) and its centered weights."""
     w = spec.const(w_index)
     if w is None:
         raise Ungroupable("weights are not constant")
     wq = spec.q(w_index)
     if not wq.per_tensor and (wq.axis or 0) % w.ndim != 0:
         raise Ungroupable("weights are quantized per axis on an axis other than 0")
+    xq = spec.q(0)
+    if not xq.per_tensor:
+        raise Ungroupable("input is quantized per axis")
     wc = centered(w, wq)
-    dt = exact_dtype(x_bound(spec.q(0)), wc, extra)
-    return Correlator(wc, int(spec.attr("group", 1)), _window(spec, w.shape), dt), wc
+    raw_bound = max(abs(xq.qmin), abs(xq.qmax))
+    dt = exact_dtype(max(raw_bound, x_bound(xq)), wc, extra + abs(xq.z) * acc_bound(1, wc))
+    return Correlator(wc, int(spec.attr("group", 1)), _window(spec, w.shape), dt, order="kc"), wc
+
+
+def zero_point_correction(xq: QType, wc: np.ndarray) -> np.ndarray:
+    """``-zx * sum w'[m]``: what turns a correlation of raw codes into one of ``x - zx``."""
+    return -xq.z * wc.reshape(wc.shape[0], -1).sum(axis=1)
 
 
 def int_bias(spec: OpSpec, index: int, ratio_num: Sequence[np.ndarray], channels: int) -> np.ndarray:
@@ -90,16 +99,17 @@ def build_conv_int(spec: OpSpec) -> Kernel:
     bias = int_bias(spec, 2, ratio.num, channels)
     bias_max = int(np.abs(bias).max(initial=0))
     corr, wc = int_accumulator(spec, extra=bias_max)
+    bias = bias + zero_point_correction(xq, wc)
+    bias_max = int(np.abs(bias).max(initial=0))
     requant = Requantizer(num, ratio, yq.zero_point, yq.qmin, yq.qmax)
     bound = acc_bound(x_bound(xq), wc) + bias_max
     fits = num.acc_overflow == "exact" or bound < 2 ** (num.acc_bits - 1)
     bias_f: np.ndarray | None = bias.astype(corr.dtype) if bias_max else None
-    zx = corr.dtype(xq.z)
 
     def run(args: Sequence[np.ndarray | None]) -> list[np.ndarray]:
-        xf: np.ndarray = np.asarray(args[0]).astype(corr.dtype)
-        xf -= zx
-        acc = corr(xf)  # channels last
+        x = args[0]
+        assert x is not None
+        acc = corr(x, pad_value=xq.z)  # raw codes, channels last
         if bias_f is not None:
             acc += bias_f
         if fits:
@@ -112,13 +122,15 @@ def build_conv_int(spec: OpSpec) -> Kernel:
 
 def build_conv_integer(spec: OpSpec) -> Kernel:
     """ConvInteger: int32 ``sum (x - zx) * (w - zw)`` (acc_bits/acc_overflow applied)."""
-    corr, _wc = int_accumulator(spec)
+    corr, wc = int_accumulator(spec)
     xq, num = spec.q(0), spec.numerics
+    correction = zero_point_correction(xq, wc)
 
     def run(args: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         x = args[0]
         assert x is not None
-        acc = np.moveaxis(np.rint(corr(centered(x, xq))).astype(np.int64), -1, 1)
+        acc = np.rint(corr(x, pad_value=xq.z)).astype(np.int64) + correction
+        acc = np.moveaxis(acc, -1, 1)
         return [nx.limit(acc, num.acc_bits, num.acc_overflow).astype(np.int32)]
 
     return run

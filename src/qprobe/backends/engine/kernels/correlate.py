@@ -28,11 +28,16 @@ _CHUNK_BYTES = 1 << 20
 
 
 class Correlator:
-    def __init__(self, w: np.ndarray, group: int, window: Window, dtype: type) -> None:
+    """``order`` is the column order of im2col: ``ck`` (channel-major, as onnxruntime's float
+    conv; used for float convs) or ``kc`` (tap-major, contiguous copies; any order is exact
+    on integers)."""
+
+    def __init__(self, w: np.ndarray, group: int, window: Window, dtype: type, order: str = "ck") -> None:
         self.m = int(w.shape[0])
         self.group = group
         self.window = window
         self.dtype = dtype
+        self.order = order
         self.cg = int(w.shape[1])
         self.depthwise = self.cg == 1 and group > 1 and self.m % group == 0
         taps = int(np.prod(window.kernel))
@@ -41,23 +46,30 @@ class Correlator:
             self.wtaps: np.ndarray = np.ascontiguousarray(w.reshape(self.m, taps).T, dtype=dtype)  # (K, M)
         else:
             mg = self.m // group
-            # stored (M/g, C/g*K) and used transposed: BLAS then sums in the order onnxruntime's
+            # stored (M/g, cols) and used transposed: BLAS then sums in the order onnxruntime's
             # float conv does (measured: identical float32 results on the tests' convs)
-            self.wmats: list[np.ndarray] = [np.ascontiguousarray(w[g * mg:(g + 1) * mg].reshape(mg, self.cg * taps), dtype=dtype)
-                          for g in range(group)]
+            blocks = [w[g * mg:(g + 1) * mg].reshape(mg, self.cg, taps) for g in range(group)]
+            if order == "kc":
+                blocks = [b.transpose(0, 2, 1) for b in blocks]
+            self.wmats: list[np.ndarray] = [np.ascontiguousarray(b.reshape(mg, -1), dtype=dtype) for b in blocks]
         self.pointwise = (taps == 1 and all(s == 1 for s in window.strides)
                           and not any(window.pads) and window.auto_pad in ("NOTSET", "VALID"))
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        xl: np.ndarray = np.ascontiguousarray(np.moveaxis(np.asarray(x, dtype=self.dtype), 1, -1))
-        if self.depthwise:
-            return self._depthwise(xl)
+    def __call__(self, x: np.ndarray, pad_value: float = 0) -> np.ndarray:
+        """Correlate ``x`` (codes or floats, NCHW, padded with ``pad_value``); channels-last result."""
+        xl: np.ndarray = np.ascontiguousarray(np.moveaxis(np.asarray(x), 1, -1))  # narrow copy for codes
         n = xl.shape[0]
         if self.pointwise:
             out = list(xl.shape[1:-1])
-            cols = [xl.reshape(-1, xl.shape[-1])[:, g * self.cg:(g + 1) * self.cg] for g in range(self.group)]
+            xp = xl.astype(self.dtype)
         else:
-            xp, out = self.window.padded(xl, last=True)
+            padded, out = self.window.padded(xl, value=pad_value, last=True)
+            xp = padded.astype(self.dtype)
+        if self.depthwise:
+            return self._depthwise(xp, out)
+        if self.pointwise:
+            cols = [xp.reshape(-1, xp.shape[-1])[:, g * self.cg:(g + 1) * self.cg] for g in range(self.group)]
+        else:
             cols = [self._columns(xp[..., g * self.cg:(g + 1) * self.cg], out) for g in range(self.group)]
         parts = [c @ wmat.T for c, wmat in zip(cols, self.wmats, strict=True)]
         res = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
@@ -65,15 +77,19 @@ class Correlator:
 
     def _columns(self, xp: np.ndarray, out: Sequence[int]) -> np.ndarray:
         k = int(np.prod(self.window.kernel))
-        cols = np.empty((xp.shape[0], *out, xp.shape[-1], k), dtype=self.dtype)
+        c = xp.shape[-1]
+        shape = (xp.shape[0], *out, k, c) if self.order == "kc" else (xp.shape[0], *out, c, k)
+        cols = np.empty(shape, dtype=self.dtype)
         for t, (_k, view) in enumerate(self.window.taps(xp, out, last=True)):
-            cols[..., t] = view
-        return cols.reshape(-1, k * xp.shape[-1])
+            if self.order == "kc":
+                cols[..., t, :] = view
+            else:
+                cols[..., t] = view
+        return cols.reshape(-1, k * c)
 
-    def _depthwise(self, xl: np.ndarray) -> np.ndarray:
+    def _depthwise(self, xp: np.ndarray, out: Sequence[int]) -> np.ndarray:
         if self.mult > 1:
-            xl = np.repeat(xl, self.mult, axis=-1)
-        xp, out = self.window.padded(xl, last=True)
+            xp = np.repeat(xp, self.mult, axis=-1)
         acc = np.zeros((xp.shape[0], *out, self.m), dtype=self.dtype)
         per_sample = max(1, int(np.prod(out)) * self.m * np.dtype(self.dtype).itemsize * 3)
         step = max(1, _CHUNK_BYTES // per_sample)

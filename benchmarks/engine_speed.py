@@ -1,0 +1,92 @@
+"""Speed of qprobe's integer engine against onnxruntime, measured in the same run.
+
+Models: the bundled example TCN and a MobileNetV2-like QDQ model (depthwise convs,
+residual Adds; ``qprobe.examples.mobilenet``). For each model and batch size it times
+onnxruntime in ``ort`` mode (optimizations off: float DQ -> op -> Q) and in ``ort-fused``
+mode (ORT_ENABLE_ALL + qdqisint8allowed), and ``engine:onnxruntime``, and prints
+engine time / onnxruntime time. Every engine run is also checked bit-exact against
+ort-fused. Both sides use their default threading (onnxruntime's intra-op pool and
+numpy's BLAS threads).
+
+    python benchmarks/engine_speed.py [--repeats 7] [--batches 1 64] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import onnxruntime as ort
+
+from qprobe.backends.engine import EngineBackend, get_profile
+from qprobe.examples.mobilenet import build_mobilenet_like
+from qprobe.examples.tcn import packaged_example_dir
+
+
+def _median_ms(fn: Callable[[], object], repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+def _ort(model: onnx.ModelProto, fused: bool) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if fused:
+        so.add_session_config_entry("session.qdqisint8allowed", "1")
+    else:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def _models() -> dict[str, onnx.ModelProto]:
+    return {"tcn": onnx.load(packaged_example_dir() / "tcn_int8.onnx"), "mobilenet-like": build_mobilenet_like(0)}
+
+
+def bench(name: str, model: onnx.ModelProto, batch: int, repeats: int) -> dict[str, float | str | int | bool]:
+    vi = model.graph.input[0]
+    shape = [d.dim_value for d in vi.type.tensor_type.shape.dim][1:]
+    feeds = {vi.name: np.random.default_rng(0).standard_normal((batch, *shape)).astype(np.float32)}
+    plain, fused = _ort(model, False), _ort(model, True)
+    engine = EngineBackend(get_profile("onnxruntime")).open(ir.from_proto(model))
+    t_ort = _median_ms(lambda: plain.run(None, feeds), repeats)
+    t_fused = _median_ms(lambda: fused.run(None, feeds), repeats)
+    t_engine = _median_ms(lambda: engine.run(feeds), repeats)
+    ref = fused.run(None, feeds)
+    got = engine.run(feeds)
+    exact = all(np.array_equal(got[o.name], r) for o, r in zip(fused.get_outputs(), ref, strict=True))
+    return {"model": name, "batch": batch, "ort_ms": t_ort, "ort_fused_ms": t_fused, "engine_ms": t_engine,
+            "engine_over_ort": t_engine / t_ort, "engine_over_ort_fused": t_engine / t_fused,
+            "bit_exact_vs_ort_fused": exact}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 64])
+    parser.add_argument("--json", type=Path)
+    args, _unknown = parser.parse_known_args()
+    rows = [bench(name, model, b, args.repeats) for name, model in _models().items() for b in args.batches]
+    print(f"{'model':16} {'batch':>5} {'ort ms':>8} {'fused ms':>9} {'engine ms':>10} "
+          f"{'engine/ort':>11} {'engine/fused':>13}  bit-exact")
+    for r in rows:
+        print(f"{r['model']:16} {r['batch']:>5} {r['ort_ms']:>8.2f} {r['ort_fused_ms']:>9.2f} {r['engine_ms']:>10.2f} "
+              f"{r['engine_over_ort']:>11.2f} {r['engine_over_ort_fused']:>13.2f}  {r['bit_exact_vs_ort_fused']}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0 if all(r["bit_exact_vs_ort_fused"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
