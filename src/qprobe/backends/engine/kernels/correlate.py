@@ -61,7 +61,7 @@ class Correlator:
         n = xl.shape[0]
         if self.pointwise:
             out = list(xl.shape[1:-1])
-            xp = xl.astype(self.dtype)
+            xp: np.ndarray = xl.astype(self.dtype)
         else:
             padded, out = self.window.padded(xl, value=pad_value, last=True)
             xp = padded.astype(self.dtype)
