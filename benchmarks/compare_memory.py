@@ -5,7 +5,7 @@ qdq_loss_debug's ``collect_activations`` keeps every tapped tensor of every samp
 memory; qprobe's ``compare_backends`` keeps one batch and merges metrics. Each side runs in
 its own subprocess, and its peak RSS (``ru_maxrss``) is reported together with the ratio.
 
-    python benchmarks/compare_memory.py [--samples 2048]
+    python benchmarks/compare_memory.py [--samples 1024 4096]
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ def _qprobe(samples: int) -> dict[str, float]:
 
 def _qdq_loss_debug(samples: int) -> dict[str, float]:
     import numpy as np
-    import onnx
     from onnxruntime.quantization import CalibrationDataReader
     from onnxruntime.quantization.qdq_loss_debug import (
         collect_activations,
@@ -64,8 +63,7 @@ def _qdq_loss_debug(samples: int) -> dict[str, float]:
 
     with tempfile.TemporaryDirectory() as d:
         aug = Path(d) / "aug.onnx"
-        model = onnx.load(str(packaged_example_dir() / "tcn_int8.onnx"))
-        onnx.save(modify_model_output_intermediate_tensors(model), str(aug))
+        modify_model_output_intermediate_tensors(str(packaged_example_dir() / "tcn_int8.onnx"), str(aug))
         t0 = time.perf_counter()
         acts = collect_activations(str(aug), Reader())
         return {"seconds": time.perf_counter() - t0, "tensors": len(acts)}
@@ -79,22 +77,24 @@ def _child(which: str, samples: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--samples", type=int, default=2048)
+    ap.add_argument("--samples", type=int, nargs="+", default=[1024, 4096])
     ap.add_argument("--child", choices=["qprobe", "qdq_loss_debug"])
     a = ap.parse_args()
     if a.child:
-        _child(a.child, a.samples)
+        _child(a.child, a.samples[0])
         return
-    out = {}
-    for which in ("qprobe", "qdq_loss_debug"):
-        r = subprocess.run([sys.executable, __file__, "--child", which, "--samples", str(a.samples)],
-                           capture_output=True, text=True, check=True)
-        out[which] = json.loads(r.stdout.strip().splitlines()[-1])
-    q, o = out["qprobe"], out["qdq_loss_debug"]
-    print(f"compare memory, TCN, {a.samples} samples, every activation tapped")
-    print(f"  qprobe compare (streaming, batch 64): peak RSS {q['peak_rss_mb']:.0f} MB, {q['seconds']:.2f} s, {q['tensors']} tensors")
-    print(f"  ORT qdq_loss_debug.collect_activations: peak RSS {o['peak_rss_mb']:.0f} MB, {o['seconds']:.2f} s, {o['tensors']} tensors")
-    print(f"  ratio qprobe/qdq_loss_debug: memory {q['peak_rss_mb'] / o['peak_rss_mb']:.2f}x")
+    print("compare memory on the TCN, every activation tapped (qprobe: quantized tensors, two backends "
+          "and metrics; qdq_loss_debug: every float tensor, one backend, no metrics)")
+    for n in a.samples:
+        out = {}
+        for which in ("qprobe", "qdq_loss_debug"):
+            r = subprocess.run([sys.executable, __file__, "--child", which, "--samples", str(n)],
+                               capture_output=True, text=True, check=True)
+            out[which] = json.loads(r.stdout.strip().splitlines()[-1])
+        q, o = out["qprobe"], out["qdq_loss_debug"]
+        print(f"  {n} samples: qprobe compare (batch 64) peak RSS {q['peak_rss_mb']:.0f} MB, {q['seconds']:.2f} s, "
+              f"{q['tensors']} tensors | qdq_loss_debug.collect_activations {o['peak_rss_mb']:.0f} MB, "
+              f"{o['seconds']:.2f} s, {o['tensors']} tensors | memory ratio {q['peak_rss_mb'] / o['peak_rss_mb']:.2f}x")
 
 
 if __name__ == "__main__":
