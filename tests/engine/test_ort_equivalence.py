@@ -25,7 +25,7 @@ SETTINGS = settings(max_examples=150, deadline=None, derandomize=True, database=
 
 def _check(seed: int, ops: tuple[str, ...], num_ops: int, head: bool, act: str = "int8", pow2: float = 0.4) -> None:
     model = with_q_outputs(random_qdq_model(seed, ops=ops, num_ops=num_ops, head=head, activation_type=act,
-                                            pow2_share=pow2))
+                                            pow2_share=pow2, relu_nodes=seed % 2 == 1))
     feeds = random_inputs(model, 6, seed)
     ref = run_ort(model, feeds, fused=True)
     got = run_engine(model, feeds, "onnxruntime")
@@ -93,3 +93,18 @@ def test_softmax_differs_from_qlinearsoftmax_only_at_rare_near_ties() -> None:
                 diff += int(np.sum(got[node.output[0]] != ref[node.output[0]]))
                 total += ref[node.output[0]].size
     assert total > 10**4 and diff / total < 1e-4, f"{diff}/{total}"
+
+
+def test_compare_probe_all_is_exact_on_generated_models() -> None:
+    """``qprobe compare --ref ort-fused --target engine:onnxruntime --probe all`` on random models."""
+    from qprobe.backends.registry import create_backend
+    from qprobe.compare.run import compare_backends
+    from qprobe.model.inputs import InputSet
+    from qprobe.model.loader import model_from_proto
+
+    for seed in range(8):
+        model = random_qdq_model(seed, ops=STRICT_OPS, num_ops=6, head=seed % 2 == 0)
+        result = compare_backends(model_from_proto(model), create_backend("ort-fused"),
+                                  create_backend("engine:onnxruntime"), InputSet(random_inputs(model, 16, seed), "t"),
+                                  probe="all")
+        assert [r.name for r in result.rows if r.verdict != "exact"] == [], f"seed {seed}"

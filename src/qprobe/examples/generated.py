@@ -43,11 +43,15 @@ def random_qdq_model(
     activation_type: str = "int8",
     pow2_share: float = 0.3,
     head: bool = False,
+    relu_nodes: bool = False,
     opset: int = 17,
 ) -> onnx.ModelProto:
     """A random QDQ model; ``ops`` picks from ``ALL_OPS`` (default ``DEFAULT_OPS``).
 
-    ``head`` appends GlobalAveragePool -> Flatten -> Gemm. ``activation_type`` is int8,
+    ``head`` appends GlobalAveragePool -> Flatten -> Gemm. A ReLU after a conv is expressed
+    as an output zero point at the type minimum, as ``quantize_static`` leaves it;
+    ``relu_nodes`` also keeps an explicit Relu node between the conv and its
+    QuantizeLinear (a group whose Relu the engine folds into its output clamp). ``activation_type`` is int8,
     uint8 or int16 (opset 21 then). ``spatial_dims`` is 1 (NCW, a
     TCN-like signal) or 2 (NCHW); random when None.
     """
@@ -59,7 +63,7 @@ def random_qdq_model(
     dims = spatial_dims if spatial_dims is not None else int(rng.integers(1, 3))
     c = channels if channels is not None else int(rng.integers(2, 9))
     spatial = [int(rng.integers(5, 13)) for _ in range(dims)]
-    b = Builder(rng, activation_type, pow2_share)
+    b = Builder(rng, activation_type, pow2_share, relu_nodes)
     x = b.model_input("input", [c, *spatial])
     live = [x]
     for i in range(num_ops):

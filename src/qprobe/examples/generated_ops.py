@@ -33,8 +33,9 @@ class QTensor:
 
 
 class Builder:
-    def __init__(self, rng: np.random.Generator, act: str, pow2_share: float) -> None:
+    def __init__(self, rng: np.random.Generator, act: str, pow2_share: float, relu_nodes: bool = False) -> None:
         self.rng = rng
+        self.relu_nodes = relu_nodes
         self.act = act
         self.mid = 0 if act == "int16" else _RANGES[act][0] + 128
         self.pow2_share = pow2_share
@@ -157,10 +158,10 @@ def _conv(b: Builder, i: int, x: QTensor, live: list[QTensor], depthwise: bool =
     std = x.std * gain
     inputs = [b.dq(x, owner, 0), w, b.bias(owner, x.scale, sw, std)]
     y = b.node("Conv", inputs, owner, **attrs)
-    relu = rng.random() < 0.3
-    if relu:
+    relu = rng.random() < 0.3  # a ReLU is the output zero point at qmin, as quantize_static leaves it,
+    if relu and b.relu_nodes:  # or, on request, an explicit Relu node before the QuantizeLinear
         y = b.node("Relu", [y], f"{owner}_relu")
-    return b.quant(y, owner, [m, *out_sp], std, x.scale, nonneg=relu)  # zp = qmin, as quantize_static sets it
+    return b.quant(y, owner, [m, *out_sp], std, x.scale, nonneg=relu)
 
 
 def _partner(b: Builder, i: int, x: QTensor, live: list[QTensor], same_channels: bool) -> QTensor:
