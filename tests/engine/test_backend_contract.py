@@ -68,6 +68,8 @@ def test_node_override_changes_that_node_only() -> None:
     assert producers[order[first]] == f"{add}_quant"
     with pytest.raises(ProfileError, match="not in the model"):
         run_engine(model, feeds, "onnxruntime", {"nodes.no_such_node.rounding": "floor"})
+    with pytest.raises(ProfileError, match="reads the 'eltwise' class"):
+        run_engine(model, feeds, "onnxruntime", {f"nodes.{add}.conv.rounding": "floor"})
 
 
 def test_int16_activations_match_unfused_onnxruntime() -> None:

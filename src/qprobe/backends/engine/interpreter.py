@@ -10,6 +10,7 @@ without any kernel stops compilation with an ``UnsupportedOpError`` naming it.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -20,9 +21,14 @@ from qprobe.backends.engine.graph import GNode, GraphView, Unit, plan_units, rea
 from qprobe.backends.engine.kernels import KERNELS, conv, gemm
 from qprobe.backends.engine.kernels.base import Kernel, Operand, OpSpec, QType, Ungroupable
 from qprobe.backends.engine.kernels.float_ops import float_group
-from qprobe.backends.engine.kernels.quantize import build_dequantize, build_dynamic_quantize, build_quantize
+from qprobe.backends.engine.kernels.quantize import (
+    ONNX_INT_TYPES,
+    build_dequantize,
+    build_dynamic_quantize,
+    build_quantize,
+)
 from qprobe.backends.engine.profiles import Profile
-from qprobe.backends.engine.qoperator import RuntimeParams, lower
+from qprobe.backends.engine.qoperator import LAYOUT, RuntimeParams, lower
 from qprobe.errors import InputError, ProfileError, UnsupportedOpError
 
 BOUNDARY = {"QuantizeLinear": build_quantize, "DequantizeLinear": build_dequantize,
@@ -56,15 +62,17 @@ class Program:
     consts: dict[str, np.ndarray]
     notes: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.last_uses = _last_uses(self.steps, self.outputs)  # tensors freed after each step
+
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = [n for n in self.inputs if n not in feeds]
         if missing:
             raise InputError(f"missing model input(s) {missing}; the model takes {self.inputs}")
         env: dict[str, np.ndarray] = {n: np.asarray(feeds[n]) for n in self.inputs}
-        last = _last_uses(self.steps, self.outputs)
         for i, step in enumerate(self.steps):
             step.run(env)
-            for name in last.get(i, ()):
+            for name in self.last_uses.get(i, ()):
                 env.pop(name, None)
         return {n: env[n] if n in env else self.consts[n] for n in self.outputs}
 
@@ -88,6 +96,8 @@ def _qtype(view: GraphView, node: GNode, codes: str, dtype_default: str) -> QTyp
     zp = view.consts.get(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
     if zp is not None:
         dtype = str(zp.dtype)
+    elif "output_dtype" in node.attrs:
+        dtype = ONNX_INT_TYPES.get(int(node.attrs["output_dtype"]), dtype_default)
     elif codes in view.consts:
         dtype = str(view.consts[codes].dtype)
     else:
@@ -226,17 +236,32 @@ def _single(view: GraphView, node: GNode, profile: Profile) -> tuple[OpSpec, Ker
     return spec, entry.build_float(spec)
 
 
-def _check_node_overrides(view: GraphView, profile: Profile) -> None:
-    names = {n.name for n in view.nodes}
-    unknown = sorted(set(profile.nodes) - names)
-    if unknown:
-        import difflib
+def _node_class(node: GNode) -> str:
+    op = LAYOUT[node.op_type][0] if node.op_type in LAYOUT else node.op_type
+    if op in INTEGER_ONLY:
+        return INTEGER_ONLY[op][0]
+    if op == "QLinearConcat":
+        return "concat"
+    return KERNELS[op].op_class if op in KERNELS else "quantize"
 
-        hints = {u: difflib.get_close_matches(u, list(names), n=1) for u in unknown}
+
+def _check_node_overrides(view: GraphView, profile: Profile) -> None:
+    """Node overrides must name nodes of the model, and a stated class must be the node's."""
+    nodes = {n.name: n for n in view.nodes}
+    unknown = sorted(set(profile.nodes) - set(nodes))
+    if unknown:
+        hints = {u: difflib.get_close_matches(u, list(nodes), n=1) for u in unknown}
         raise ProfileError(
             "profile overrides name node(s) that are not in the model: "
             + ", ".join(f"{u!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for u, h in hints.items())
         )
+    for name, claimed in profile.node_class_claims().items():
+        actual = _node_class(nodes[name])
+        if claimed - {actual}:
+            raise ProfileError(
+                f"override nodes.{name}.{sorted(claimed - {actual})[0]}.*: node {name!r} "
+                f"({nodes[name].op_type}) reads the {actual!r} class; use nodes.{name}.{actual}.<knob>"
+            )
 
 
 def compile_program(model: ir.Model, profile: Profile) -> Program:

@@ -129,10 +129,9 @@ def check_knob(name: str, value: Any) -> None:
 
 def coerce_knob(name: str, value: Any) -> Any:
     """Turn a CLI/TOML value into the knob's type, checking it."""
-    check_name = KNOBS.get(name)
-    if check_name is None:
-        check_knob(name, value)
-    if check_name is not None and check_name[0] is None and isinstance(value, str):
+    if name not in KNOBS:
+        check_knob(name, value)  # raises, listing the known knobs
+    if KNOBS[name][0] is None and isinstance(value, str):
         try:
             value = int(value.strip())
         except ValueError as e:
