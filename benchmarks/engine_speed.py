@@ -5,13 +5,22 @@ residual Adds; ``qprobe.examples.mobilenet``). For each model and batch size it 
 onnxruntime in ``ort`` mode (optimizations off: float DQ -> op -> Q) and in ``ort-fused``
 mode (ORT_ENABLE_ALL + qdqisint8allowed), and ``engine:onnxruntime``, and prints
 engine time / onnxruntime time. Every engine run is also checked bit-exact against
-ort-fused. Both sides use their default threading (onnxruntime's intra-op pool and
-numpy's BLAS threads).
+ort-fused. onnxruntime uses its default intra-op thread pool; numpy's BLAS gets
+``--blas-threads`` threads (default 1: on small machines OpenBLAS's spinning worker
+threads steal the cores that onnxruntime and numpy's own loops need, which makes both
+sides slower and the timings erratic). Times are medians of interleaved rounds.
 
-    python benchmarks/engine_speed.py [--repeats 7] [--batches 1 64] [--json out.json]
+    python benchmarks/engine_speed.py [--repeats 15] [--batches 1 64] [--blas-threads 1] [--json out.json]
 """
 
 from __future__ import annotations
+
+import os
+import sys
+
+if __name__ == "__main__":  # BLAS threads must be fixed before numpy loads
+    _arg = next((sys.argv[i + 1] for i, a in enumerate(sys.argv[:-1]) if a == "--blas-threads"), "1")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", _arg)
 
 import argparse
 import json
@@ -30,14 +39,17 @@ from qprobe.examples.mobilenet import build_mobilenet_like
 from qprobe.examples.tcn import packaged_example_dir
 
 
-def _median_ms(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def _median_ms(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Median wall time of each function, measured in interleaved rounds (same load for all)."""
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, ts in zip(fns, times, strict=True):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+    return [1e3 * statistics.median(ts) for ts in times]
 
 
 def _ort(model: onnx.ModelProto, fused: bool) -> ort.InferenceSession:
@@ -60,9 +72,8 @@ def bench(name: str, model: onnx.ModelProto, batch: int, repeats: int) -> dict[s
     feeds = {vi.name: np.random.default_rng(0).standard_normal((batch, *shape)).astype(np.float32)}
     plain, fused = _ort(model, False), _ort(model, True)
     engine = EngineBackend(get_profile("onnxruntime")).open(ir.from_proto(model))
-    t_ort = _median_ms(lambda: plain.run(None, feeds), repeats)
-    t_fused = _median_ms(lambda: fused.run(None, feeds), repeats)
-    t_engine = _median_ms(lambda: engine.run(feeds), repeats)
+    t_ort, t_fused, t_engine = _median_ms(
+        [lambda: plain.run(None, feeds), lambda: fused.run(None, feeds), lambda: engine.run(feeds)], repeats)
     ref = fused.run(None, feeds)
     got = engine.run(feeds)
     exact = all(np.array_equal(got[o.name], r) for o, r in zip(fused.get_outputs(), ref, strict=True))
@@ -73,11 +84,14 @@ def bench(name: str, model: onnx.ModelProto, batch: int, repeats: int) -> dict[s
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--blas-threads", default="1", help="numpy BLAS threads (set before numpy loads)")
     args, _unknown = parser.parse_known_args()
     rows = [bench(name, model, b, args.repeats) for name, model in _models().items() for b in args.batches]
+    print(f"onnxruntime {ort.__version__} (default intra-op threads); numpy BLAS threads "
+          f"{os.environ.get('OPENBLAS_NUM_THREADS', 'default')}")
     print(f"{'model':16} {'batch':>5} {'ort ms':>8} {'fused ms':>9} {'engine ms':>10} "
           f"{'engine/ort':>11} {'engine/fused':>13}  bit-exact")
     for r in rows:

@@ -21,6 +21,7 @@ rule); ``before`` adds it to the value before rounding (onnxruntime's QLinearAdd
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,11 +52,19 @@ class Ratio:
             v = (v / d.astype(dtype)).astype(dtype)
         return np.asarray(v)
 
-    def float32(self) -> np.ndarray:
+    @functools.cached_property
+    def _f32(self) -> np.ndarray:
         return self._fold(np.float32)
 
-    def double(self) -> np.ndarray:
+    @functools.cached_property
+    def _f64(self) -> np.ndarray:
         return self._fold(np.float64)
+
+    def float32(self) -> np.ndarray:
+        return self._f32
+
+    def double(self) -> np.ndarray:
+        return self._f64
 
     def fractions(self) -> list[Fraction]:
         size = max(v.size for v in self.num + self.den)
@@ -112,7 +121,8 @@ class Requantizer:
         """The same on an accumulator held as exact integers in a float array (a BLAS result).
 
         float32 (``|acc| < 2**24``) and float64 accumulators skip the int64 round trip for
-        ``scale`` = ``float32``/``double``; the result holds codes as floats.
+        ``scale`` = ``float32``/``double``; the result holds codes as floats. ``acc`` may be
+        overwritten.
         """
         rep, num = self.numerics.scale, self.numerics
         if rep not in ("float32", "double") or (rep == "float32" and acc.dtype != np.float32):
@@ -120,7 +130,8 @@ class Requantizer:
         dt = np.float32 if rep == "float32" else np.float64
         m = self.ratio.float32() if rep == "float32" else self.ratio.double()
         zp = _shaped(self.zero_point.astype(dt), acc.ndim, channel_axis)
-        v = np.multiply(acc, _shaped(m, acc.ndim, channel_axis), dtype=dt)
+        v = np.multiply(acc, _shaped(m, acc.ndim, channel_axis), out=acc) if acc.dtype == dt else \
+            np.multiply(acc, _shaped(m, acc.ndim, channel_axis), dtype=dt)
         if num.zero_point == "before":
             v += zp
         if num.rounding == "half_even":

@@ -25,6 +25,7 @@ import numpy as np
 from qprobe.backends.engine.kernels.window import Window
 
 _CHUNK_BYTES = 1 << 20
+_FEW_CHANNELS = 16
 
 
 class Correlator:
@@ -57,6 +58,8 @@ class Correlator:
 
     def __call__(self, x: np.ndarray, pad_value: float = 0) -> np.ndarray:
         """Correlate ``x`` (codes or floats, NCHW, padded with ``pad_value``); channels-last result."""
+        if self.order == "kc" and self.cg < _FEW_CHANNELS and not (self.depthwise or self.pointwise):
+            return self._channels_first(np.asarray(x), pad_value)
         xl: np.ndarray = np.ascontiguousarray(np.moveaxis(np.asarray(x), 1, -1))  # narrow copy for codes
         n = xl.shape[0]
         if self.pointwise:
@@ -64,6 +67,8 @@ class Correlator:
             xp: np.ndarray = xl.astype(self.dtype)
         else:
             padded, out = self.window.padded(xl, value=pad_value, last=True)
+            if self.depthwise:  # the tap products convert the codes they read; no full float copy
+                return self._depthwise(padded, out)
             xp = padded.astype(self.dtype)
         if self.depthwise:
             return self._depthwise(xp, out)
@@ -74,6 +79,20 @@ class Correlator:
         parts = [c @ wmat.T for c, wmat in zip(cols, self.wmats, strict=True)]
         res = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
         return res.reshape(n, *out, self.m)
+
+    def _channels_first(self, x: np.ndarray, pad_value: float) -> np.ndarray:
+        """Few input channels: gather (C/g*K, N*P) rows from the NCHW input (long inner
+        loops), one GEMM per group, and return a channels-last view of the (M, N*P) result."""
+        xp, out = self.window.padded(x, value=pad_value)
+        k, n = int(np.prod(self.window.kernel)), x.shape[0]
+        parts = []
+        for g, wmat in enumerate(self.wmats):
+            cols = np.empty((k, self.cg, n, *out), dtype=self.dtype)
+            for t, (_k, view) in enumerate(self.window.taps(xp[:, g * self.cg:(g + 1) * self.cg], out)):
+                cols[t] = np.moveaxis(view, 1, 0)
+            parts.append(wmat @ cols.reshape(k * self.cg, -1))  # "kc" weights: (M/g, K*C/g)
+        res = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+        return res.T.reshape(n, *out, self.m)
 
     def _columns(self, xp: np.ndarray, out: Sequence[int]) -> np.ndarray:
         k = int(np.prod(self.window.kernel))
@@ -91,11 +110,18 @@ class Correlator:
         if self.mult > 1:
             xp = np.repeat(xp, self.mult, axis=-1)
         acc = np.zeros((xp.shape[0], *out, self.m), dtype=self.dtype)
+        # with a unit stride along the last spatial axis, each tap's (width, channel) block is
+        # contiguous: flatten it and tile the weights so numpy runs one long inner loop
+        flat = self.window.strides[-1] == 1
+        weights = np.tile(self.wtaps, (1, out[-1])) if flat else self.wtaps
         per_sample = max(1, int(np.prod(out)) * self.m * np.dtype(self.dtype).itemsize * 3)
         step = max(1, _CHUNK_BYTES // per_sample)
         for lo in range(0, xp.shape[0], step):
-            part, tmp = acc[lo:lo + step], np.empty_like(acc[lo:lo + step])
+            part = acc[lo:lo + step]
+            if flat:
+                part = part.reshape(*part.shape[:-2], -1)
+            tmp = np.empty_like(part)
             for t, (_k, view) in enumerate(self.window.taps(xp[lo:lo + step], out, last=True)):
-                np.multiply(view, self.wtaps[t], out=tmp)
+                np.multiply(view.reshape(part.shape) if flat else view, weights[t], out=tmp)
                 part += tmp
         return acc

@@ -55,6 +55,8 @@ def quantize_float(x: np.ndarray, s: np.ndarray, z: np.ndarray, dtype: str, num:
     lo, hi = INT_RANGES[dtype]
     before = num.zero_point == "before"
     s32 = nx.fl32(s)
+    if num.scale == "float32" and num.rounding == "half_even" and not before:
+        return _quantize_mlas(x, s32, z, lo, hi, dtype)
     if num.scale == "float32":
         v = (nx.fl32(x) / s32).astype(np.float32)
         if before:
@@ -76,6 +78,18 @@ def quantize_float(x: np.ndarray, s: np.ndarray, z: np.ndarray, dtype: str, num:
             r = nx.round_float(approx, num.rounding)
     out = np.asarray(r).astype(np.int64) + (0 if before else z)
     return np.clip(out, lo, hi).astype(dtype)
+
+
+def _quantize_mlas(x: np.ndarray, s32: np.ndarray, z: np.ndarray, lo: int, hi: int, dtype: str) -> np.ndarray:
+    """MLAS's QuantizeLinear: ``v = fl32(x / s)`` clamped in float to ``[lo - z, hi - z]``, RNE, ``+ z``."""
+    v = np.divide(nx.fl32(x), s32, dtype=np.float32)
+    zf = np.asarray(z, np.float32)
+    np.clip(v, lo - zf, hi - zf, out=v)
+    np.rint(v, out=v)
+    nan = np.isnan(v)
+    if nan.any():  # x86 MAXPS returns its second operand: NaN becomes the low end
+        v = np.where(nan, lo - zf, v)
+    return (v + zf).astype(dtype)
 
 
 def _bounded(v: np.ndarray) -> np.ndarray:
