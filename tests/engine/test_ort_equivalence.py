@@ -108,3 +108,21 @@ def test_compare_probe_all_is_exact_on_generated_models() -> None:
                                   create_backend("engine:onnxruntime"), InputSet(random_inputs(model, 16, seed), "t"),
                                   probe="all")
         assert [r.name for r in result.rows if r.verdict != "exact"] == [], f"seed {seed}"
+
+
+@settings(max_examples=20, deadline=None, derandomize=True, database=None)
+@given(seed=st.integers(0, 10**6))
+def test_wide_convs_are_bit_exact(seed: int) -> None:
+    """16+ channels take the channels-last GEMM path of the correlator (fewer take channels-first)."""
+    model = with_q_outputs(random_qdq_model(seed, ops=("Conv", "DepthwiseConv", "Add", "AveragePool"), num_ops=3,
+                                            channels=20, pow2_share=0.5))
+    feeds = random_inputs(model, 4, seed)
+    assert mismatch(run_engine(model, feeds), run_ort(model, feeds, fused=True)) == {}
+
+
+def test_mobilenet_like_is_bit_exact() -> None:
+    from qprobe.examples.mobilenet import build_mobilenet_like
+
+    model = with_q_outputs(build_mobilenet_like(1, calibration=4))
+    feeds = {"image": np.random.default_rng(2).standard_normal((4, 3, 64, 64)).astype(np.float32)}
+    assert mismatch(run_engine(model, feeds), run_ort(model, feeds, fused=True)) == {}
