@@ -91,3 +91,11 @@ def test_bad_toml_is_a_profile_error(tmp_path: Path) -> None:
     path.write_text("[convv]\nrounding = 'half_up'")
     with pytest.raises(ProfileError, match="unknown table"):
         load_profile_file(path)
+
+
+def test_to_dict_round_trips() -> None:
+    from qprobe.backends.engine.profiles import profile_from_dict
+
+    p = get_profile("arith16-wrap").with_overrides({"nodes.n1.eltwise.coeff_bits": "12", "ops.Mul.rounding": "floor"})
+    q = profile_from_dict(p.to_dict())
+    assert q.classes == p.classes and q.ops == p.ops and q.nodes == p.nodes

@@ -151,8 +151,8 @@ def _group(view: GraphView, node: GNode) -> Unit | None:
     dq: dict[int, GNode] = {}
     for i in present:
         p = view.producer.get(node.inputs[i])
-        if _is(p, "DequantizeLinear") and all(s in view.consts for s in p.inputs[1:] if s):  # type: ignore[union-attr]
-            dq[i] = p  # type: ignore[assignment]
+        if p is not None and _is(p, "DequantizeLinear") and all(s in view.consts for s in p.inputs[1:] if s):
+            dq[i] = p
         elif i in wanted:
             return None
     if not wanted:

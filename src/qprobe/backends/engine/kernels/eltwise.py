@@ -85,7 +85,7 @@ def _binary_kernel(fn: Binary, qa: QType, qb: QType, qc: QType) -> Kernel:
     return run
 
 
-def _rescale_each(qa: QType, qb: QType, qc: QType, sign: int, num: Numerics):  # type: ignore[no-untyped-def]
+def _rescale_each(qa: QType, qb: QType, qc: QType, sign: int, num: Numerics) -> Binary:
     if num.scale == "float32":
         return _ort_float32_add(qa, qb, qc, sign, num)
     if num.scale == "exact":
@@ -121,7 +121,7 @@ def _sat(v: np.ndarray, num: Numerics) -> np.ndarray:
     return nx.saturate(v, num.intermediate_bits) if num.intermediate_bits else v
 
 
-def _ort_float32_add(qa: QType, qb: QType, qc: QType, sign: int, num: Numerics):  # type: ignore[no-untyped-def]
+def _ort_float32_add(qa: QType, qb: QType, qc: QType, sign: int, num: Numerics) -> Binary:
     ra = np.float32(qa.s / qc.s)
     rb = np.float32(sign * np.float32(qb.s / qc.s))
     if num.zero_point == "before":
@@ -142,7 +142,7 @@ def _ort_float32_add(qa: QType, qb: QType, qc: QType, sign: int, num: Numerics):
     return run_after
 
 
-def _exact_add(qa: QType, qb: QType, qc: QType, sign: int, num: Numerics):  # type: ignore[no-untyped-def]
+def _exact_add(qa: QType, qb: QType, qc: QType, sign: int, num: Numerics) -> Binary:
     fa, fb, fc = (Fraction(float(q.s)) for q in (qa, qb, qc))
     before = num.zero_point == "before"
 
@@ -169,7 +169,7 @@ def _mbqm(x: np.ndarray, m: int, shift: int, num: Numerics) -> np.ndarray:
     return nx.round_shift(x * m, num.multiplier_bits - shift, num.rounding)
 
 
-def _tflite_add(qa: QType, qb: QType, qc: QType, sign: int, num: Numerics):  # type: ignore[no-untyped-def]
+def _tflite_add(qa: QType, qb: QType, qc: QType, sign: int, num: Numerics) -> Binary:
     wide = qa.dtype in ("int16", "uint16") or qc.dtype in ("int16", "uint16")
     ls = num.pre_shift16 if wide else num.pre_shift8
     twice_max = 2.0 * max(float(qa.s), float(qb.s))
