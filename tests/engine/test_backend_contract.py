@@ -116,7 +116,8 @@ def test_qoperator_model_from_quantize_static(tmp_path: Path) -> None:
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=False)
     model = onnx.load(out)
     ops = {n.op_type for n in model.graph.node}
-    assert {"QLinearConv", "QLinearAdd", "QLinearGlobalAveragePool"} <= ops, ops
+    assert {"QLinearConv", "QLinearAdd", "QLinearMul", "QLinearConcat", "QLinearAveragePool", "QLinearLeakyRelu",
+            "QLinearSigmoid", "QLinearGlobalAveragePool", "QLinearMatMul", "QGemm"} <= ops, ops
     feeds = {"x": np.random.default_rng(1).standard_normal((16, 3, 8, 8)).astype(np.float32)}
     assert mismatch(run_engine(model, feeds, "onnxruntime"), run_ort(model, feeds, fused=False)) == {}
 
@@ -133,12 +134,18 @@ def _float_net() -> onnx.ModelProto:
         helper.make_node("Add", ["c1", "c2"], ["s"], name="add"),
         helper.make_node("Mul", ["s", "c1"], ["m"], name="mul"),
         helper.make_node("Concat", ["m", "s"], ["cat"], name="cat", axis=1),
-        helper.make_node("GlobalAveragePool", ["cat"], ["p"], name="gap"),
+        helper.make_node("AveragePool", ["cat"], ["ap"], name="avgpool", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("LeakyRelu", ["ap"], ["lr"], name="leaky", alpha=0.1),
+        helper.make_node("Sigmoid", ["lr"], ["sg"], name="sigmoid"),
+        helper.make_node("GlobalAveragePool", ["sg"], ["p"], name="gap"),
         helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
         helper.make_node("Slice", ["f", "st", "en", "ax"], ["fs"], name="slice"),
-        helper.make_node("MatMul", ["fs", "wg"], ["y"], name="matmul"),
+        helper.make_node("MatMul", ["fs", "wg"], ["mm"], name="matmul"),
+        helper.make_node("Gemm", ["mm", "wh", "bh"], ["y"], name="gemm", transB=1),
     ]
-    inits = [w1, w2, b, wg, numpy_helper.from_array(np.array([0], np.int64), "st"),
+    wh = numpy_helper.from_array(rng.normal(0, 0.5, (5, 5)).astype(np.float32), "wh")
+    bh = numpy_helper.from_array(rng.normal(0, 0.1, (5,)).astype(np.float32), "bh")
+    inits = [w1, w2, b, wg, wh, bh, numpy_helper.from_array(np.array([0], np.int64), "st"),
              numpy_helper.from_array(np.array([4], np.int64), "en"), numpy_helper.from_array(np.array([1], np.int64), "ax")]
     graph = helper.make_graph(nodes, "net", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])], inits)
