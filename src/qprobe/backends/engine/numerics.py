@@ -31,7 +31,6 @@ import numpy as np
 
 ROUNDING_MODES = ("half_even", "half_up", "half_down", "half_away", "floor", "truncate", "tflite_double")
 
-Int = np.ndarray | int
 I64 = np.int64
 INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1

@@ -151,8 +151,4 @@ def centered(codes: np.ndarray, q: QType) -> np.ndarray:
     return a - q.shaped(q.zero_point, a.ndim)
 
 
-def clip_codes(v: np.ndarray, q: QType) -> np.ndarray:
-    return np.clip(v, q.qmin, q.qmax)
-
-
 Builder = Callable[[OpSpec], Kernel]
