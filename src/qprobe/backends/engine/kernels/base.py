@@ -19,13 +19,10 @@ import numpy as np
 
 from qprobe.backends.engine import numerics as nx
 from qprobe.backends.engine.profiles import Numerics
+from qprobe.tensors import INT_RANGES
 
 Kernel = Callable[[Sequence[np.ndarray | None]], list[np.ndarray]]
 
-INT_RANGES: dict[str, tuple[int, int]] = {
-    "int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767), "uint16": (0, 65535),
-    "int32": (-(2**31), 2**31 - 1),
-}
 
 
 class Ungroupable(Exception):
@@ -34,7 +31,12 @@ class Ungroupable(Exception):
 
 @dataclass(frozen=True)
 class QType:
-    """Quantization of one tensor: float32 scale(s), zero point(s), integer dtype, axis."""
+    """Quantization of one tensor: float32 scale(s), zero point(s), integer dtype, axis.
+
+    The engine's array form of ``qprobe.tensors.QuantParams`` (which keeps Python tuples
+    for JSON): scales and zero points stay numpy arrays, shaped for broadcasting on the
+    hot path.
+    """
 
     scale: np.ndarray
     zero_point: np.ndarray

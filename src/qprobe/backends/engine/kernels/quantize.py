@@ -16,8 +16,9 @@ from fractions import Fraction
 import numpy as np
 
 from qprobe.backends.engine import numerics as nx
-from qprobe.backends.engine.kernels.base import INT_RANGES, Kernel, OpSpec
+from qprobe.backends.engine.kernels.base import Kernel, OpSpec
 from qprobe.backends.engine.profiles import Numerics
+from qprobe.tensors import INT_RANGES
 
 # ONNX TensorProto data types of the integer outputs the engine produces
 ONNX_INT_TYPES = {2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32"}
