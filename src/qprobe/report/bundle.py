@@ -13,7 +13,10 @@ nothing but the quantization table of the cut; everything else comes in ``Repro`
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,19 +49,35 @@ class Repro:
 
 
 def write_bundle(out_dir: Path, repro: Repro) -> list[Path]:
-    """Write the bundle into ``out_dir`` (created if needed); return the files written."""
+    """Write the bundle into ``out_dir`` (created if needed); return the files written.
+
+    Everything is written into a staging folder beside ``out_dir`` first and moved in at the
+    end, so a failure leaves no partial bundle behind.
+    """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} exists and is not a directory; pick another bundle path")
-    out.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
+    try:
+        names = _write_files(stage, repro)
+        out.mkdir(exist_ok=True)
+        for name in names:
+            os.replace(stage / name, out / name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return [out / n for n in names]
+
+
+def _write_files(stage: Path, repro: Repro) -> list[str]:
     c = repro.cut
-    written = [out / "model.onnx", out / "inputs.npz", out / "expected.npz"]
-    save_model(c.model, written[0])
-    atomic_save_npz(written[1], c.inputs)
-    atomic_save_npz(written[2], c.expected)
+    save_model(c.model, stage / "model.onnx")
+    atomic_save_npz(stage / "inputs.npz", c.inputs)
+    atomic_save_npz(stage / "expected.npz", c.expected)
+    names = ["model.onnx", "inputs.npz", "expected.npz"]
     if c.observed is not None:
-        written.append(out / "observed.npz")
-        atomic_save_npz(written[-1], c.observed)
+        atomic_save_npz(stage / "observed.npz", c.observed)
+        names.append("observed.npz")
     quant = quant_table(repro)
     texts = {
         "metrics.json": json.dumps(_metrics(repro, quant), indent=2),
@@ -68,9 +87,9 @@ def write_bundle(out_dir: Path, repro: Repro) -> list[Path]:
     if repro.divergence is not None:
         texts["divergence.json"] = json.dumps(repro.divergence.to_json(), indent=2)
     for name, text in texts.items():
-        atomic_write_text(out / name, text)
-        written.append(out / name)
-    return written
+        atomic_write_text(stage / name, text)
+        names.append(name)
+    return names
 
 
 def quant_table(repro: Repro) -> list[dict[str, Any]]:
