@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -99,6 +100,29 @@ def resolve_inputs(
     if allow_none:
         return None
     return random_inputs(m, 10, seed, random_mode)
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """What compare and localize both start from: model, its display name, backends, samples."""
+
+    model: ir.Model
+    name: str
+    ref: Backend
+    target: Backend
+    inputs: InputSet | None
+
+
+def resolve_run(
+    model: Path | None, example: str | None, ref: str, ref_opt: list[str] | None, target: str,
+    target_opt: list[str] | None, inputs: Path | None, random: int | None, seed: int, random_mode: str,
+) -> RunSetup:
+    """Model (or example), both backends and the samples, with stedgeai's default of 10 random samples."""
+    m, name, example_inputs = resolve_model(model, example)
+    ref_b = make_backend(ref, ref_opt, "--ref-opt")
+    tgt_b = make_backend(target, target_opt, "--target-opt")
+    inp = resolve_inputs(m, inputs, random, seed, random_mode, example_inputs, allow_none=True)
+    return RunSetup(m, name, ref_b, tgt_b, default_inputs(m, inp, [ref_b, tgt_b], seed, random_mode))
 
 
 @contextmanager

@@ -20,11 +20,8 @@ from qprobe.cli.common import (
     TargetKv,
     TargetOpt,
     console,
-    default_inputs,
-    make_backend,
     progress_bar,
-    resolve_inputs,
-    resolve_model,
+    resolve_run,
 )
 from qprobe.compare import compare_backends, parse_policy
 from qprobe.report.terminal import comparison_summary, comparison_table
@@ -53,16 +50,12 @@ def compare(
     json_out: JsonOpt = None,
 ) -> None:
     """Compare a reference and a target backend tensor by tensor, with ST's metrics and LSB metrics."""
-    m, name, example_inputs = resolve_model(model, example)
-    ref_b = make_backend(ref, ref_opt, "--ref-opt")
-    tgt_b = make_backend(target, target_opt, "--target-opt")
-    inp = resolve_inputs(m, inputs, random, seed, random_mode, example_inputs, allow_none=True)
-    inp = default_inputs(m, inp, [ref_b, tgt_b], seed, random_mode)
+    run = resolve_run(model, example, ref, ref_opt, target, target_opt, inputs, random, seed, random_mode)
     policy = parse_policy(tol, tol_tensor)
     with progress_bar("comparing") as update:
         cmp = compare_backends(
-            m, ref_b, tgt_b, inp, probe=probe, policy=policy, batch_size=batch_size,
-            classifier=True if classifier else None, progress=update, model_name=name,
+            run.model, run.ref, run.target, run.inputs, probe=probe, policy=policy, batch_size=batch_size,
+            classifier=True if classifier else None, progress=update, model_name=run.name,
         )
     console.print(comparison_table(cmp))
     for line in comparison_summary(cmp):

@@ -25,10 +25,7 @@ from qprobe.cli.common import (
     SeedOpt,
     TargetKv,
     console,
-    default_inputs,
-    make_backend,
-    resolve_inputs,
-    resolve_model,
+    resolve_run,
 )
 from qprobe.compare import TensorComparison, parse_policy
 from qprobe.errors import InputError
@@ -78,14 +75,11 @@ def localize(
     """
     if not target:
         raise InputError("missing --target: the backend to localize the error on, e.g. --target engine:arith16-wrap")
-    m, name, example_inputs = resolve_model(model, example)
-    ref_b = make_backend(ref, ref_opt, "--ref-opt")
-    tgt_b = make_backend(target, target_opt, "--target-opt")
-    inp = resolve_inputs(m, inputs, random, seed, random_mode, example_inputs, allow_none=True)
-    inp = default_inputs(m, inp, [ref_b, tgt_b], seed, random_mode)
+    run = resolve_run(model, example, ref, ref_opt, target, target_opt, inputs, random, seed, random_mode)
+    m, name = run.model, run.name
     op_list = [o.strip() for o in ops.split(",") if o.strip()] if ops else None
     with console.status("localizing (each target run: prepare the model, run every sample)"):
-        loc = run_localize(m, ref_b, tgt_b, inp, strategy=strategy, ops=op_list, classify=classify,
+        loc = run_localize(m, run.ref, run.target, run.inputs, strategy=strategy, ops=op_list, classify=classify,
                            policy=parse_policy(tol, tol_tensor), batch_size=batch_size, model_name=name)
     div = loc.divergence
     console.print(f"[bold]strategy[/]: {div.strategy} ({div.reason})", highlight=False)
