@@ -18,6 +18,13 @@ def _num(v: float | None, fmt: str) -> str:
     return format(v, fmt)
 
 
+def _pct(share: float | None) -> str:
+    """A share in percent that never shows 100.00 unless every element is identical."""
+    if share is None or share != share:
+        return "-"
+    return "100" if share == 1.0 else f"{min(100 * share, 99.99):.2f}"
+
+
 def comparison_table(cmp: Comparison) -> Table:
     t = Table(title=f"{cmp.ref} (reference) vs {cmp.target} (target), {cmp.num_samples} samples", title_justify="left")
     for col, just in [("#", "right"), ("tensor", "left"), ("op", "left"), ("scale", "right"), ("cos", "right"),
@@ -34,7 +41,7 @@ def comparison_table(cmp: Comparison) -> Table:
         t.add_row(
             str(i), r.name, f"{r.producer} ({r.op_type})", scale, _num(r.st.cos, ".5f"), _num(r.st.rmse, ".4g"),
             _num(lsb.mean_delta_lsb if lsb else None, "+.3f"), _num(lsb.max_abs_lsb if lsb else None, ".0f"),
-            _num(100 * lsb.exact_share if lsb else None, ".1f"), verdict,
+            _pct(lsb.exact_share if lsb else None), verdict,
         )
     return t
 
@@ -46,7 +53,9 @@ def comparison_summary(cmp: Comparison) -> list[str]:
         lines.append(f"probe effect on {e.backend}: {mark}")
     first = cmp.first_failing
     if first is None:
-        lines.append(f"PASS: all {len(cmp.rows)} tensors within tolerance")
+        n_exact = sum(r.verdict == EXACT for r in cmp.rows)
+        lines.append(f"PASS: all {len(cmp.rows)} tensors within tolerance ({n_exact} exact, "
+                     f"{len(cmp.rows) - n_exact} within tolerance but not identical)")
     else:
         n_fail = sum(r.failed for r in cmp.rows)
         lines.append(f"FAIL: {n_fail} of {len(cmp.rows)} tensors fail; first failing: {first.name} "
