@@ -223,3 +223,17 @@ class Trace:
             first_sample=int(meta["first_sample"]),
         )
 
+
+
+class TraceFolder:
+    """A sink for (reference, target) Traces: ``ref-<first sample>.json`` / ``target-...json``."""
+
+    def __init__(self, folder: Path) -> None:
+        if folder.exists() and not folder.is_dir():
+            raise InputError(f"{folder} exists and is not a folder; pick another path to save traces in")
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+
+    def __call__(self, ref: Trace, target: Trace) -> None:
+        for role, trace in (("ref", ref), ("target", target)):
+            trace.save(self.folder / f"{role}-{trace.first_sample:06d}.json")

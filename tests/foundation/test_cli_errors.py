@@ -64,3 +64,15 @@ def test_compare_fails_with_exit_1_on_a_divergent_target() -> None:
     res = qprobe("compare", "--example", "tcn", "--ref", "ort-fused", "--target", "engine:arith16-wrap")
     assert res.returncode == 1, res.stdout + res.stderr  # a failing tensor gates CI
     assert "first failing" in res.stdout and "block0_add" in res.stdout
+
+
+def test_compare_saves_traces_per_batch(model: Path, tmp_path: Path) -> None:
+    from qprobe.tensors import Trace
+
+    res = qprobe("compare", str(model), "--random", "5", "--batch-size", "2", "--save-traces", str(tmp_path / "tr"))
+    assert res.returncode == 0, res.stderr
+    names = sorted(p.name for p in (tmp_path / "tr").glob("*.json"))
+    assert names == [f"{role}-{i:06d}.json" for role in ("ref", "target") for i in (0, 2, 4)]
+    t = Trace.load(tmp_path / "tr" / "target-000004.json")
+    assert t.backend == "ort-fused" and t.first_sample == 4 and t.num_samples == 1
+    assert t.session_info["session.qdqisint8allowed"] == "1"

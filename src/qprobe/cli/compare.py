@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -48,6 +49,7 @@ def compare(
     classifier: Annotated[bool, typer.Option("--classifier", help="Report accuracy on outputs (like stedgeai --classifier).")] = False,
     batch_size: BatchOpt = 64,
     json_out: JsonOpt = None,
+    save_traces: Annotated[Path | None, typer.Option("--save-traces", help="Save every batch's reference and target Trace (JSON + .npz) into this folder.")] = None,
 ) -> None:
     """Compare a reference and a target backend tensor by tensor, with ST's metrics and LSB metrics."""
     run = resolve_run(model, example, ref, ref_opt, target, target_opt, inputs, random, seed, random_mode)
@@ -56,6 +58,7 @@ def compare(
         cmp = compare_backends(
             run.model, run.ref, run.target, run.inputs, probe=probe, policy=policy, batch_size=batch_size,
             classifier=True if classifier else None, progress=update, model_name=run.name,
+            on_traces=TraceFolder(save_traces) if save_traces is not None else None,
         )
     console.print(comparison_table(cmp))
     for line in comparison_summary(cmp):
@@ -64,3 +67,4 @@ def compare(
         cmp.save(json_out)
         console.print(f"wrote {json_out}")
     raise typer.Exit(0 if cmp.passed else 1)
+
