@@ -26,6 +26,7 @@ from qprobe.cli.common import (
 )
 from qprobe.compare import compare_backends, parse_policy
 from qprobe.report.terminal import comparison_summary, comparison_table
+from qprobe.tensors import TraceFolder
 
 ProbeOpt = Annotated[str, typer.Option("--probe", help="outputs | op-outputs | all | T1,T2,... (tensor names).")]
 TolOpt = Annotated[str | None, typer.Option("--tol", help="Tolerance, e.g. cos=0.99,bias=0.5,max=2 (bias and max in LSB).")]
