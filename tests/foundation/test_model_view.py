@@ -105,3 +105,15 @@ def test_random_inputs_like_stedgeai(qdq_path: Path) -> None:
     s = build_quant_index(m).tensors["x_QuantizeLinear_Output"]
     lo, hi = (s.qmin - s.zero_point[0]) * s.scale[0], (s.qmax - s.zero_point[0]) * s.scale[0]
     assert q.min() >= lo - 1e-6 and q.max() <= hi + 1e-6
+
+
+def test_models_with_external_data_load(qdq_path: Path, tmp_path: Path) -> None:
+    proto = onnx.load(str(qdq_path))
+    ext = tmp_path / "ext.onnx"
+    onnx.save(proto, str(ext), save_as_external_data=True, all_tensors_to_one_file=True, location="ext.data", size_threshold=0)
+    assert (tmp_path / "ext.data").exists()
+    m = load_model(ext)
+    inp = random_inputs(m, 3, 1)
+    got = create_backend("ort").open(m).run(inp.arrays)
+    want = create_backend("ort").open(load_model(qdq_path)).run(inp.arrays)
+    np.testing.assert_array_equal(got["y"], want["y"])
