@@ -101,10 +101,14 @@ class QuantParams:
         return (q - z).astype(np.float64) * s
 
     def dequantize_f32(self, codes: np.ndarray) -> np.ndarray:
-        """``float32(q - z) * float32(s)`` in float32, the way ST dequantizes for its metrics."""
-        q = np.asarray(codes).astype(np.int64)
-        diff = (q - self.zero_point_array(q.ndim)).astype(np.float32)
-        return diff * self.scale_array(q.ndim)
+        """``float32(q - z) * float32(s)`` in float32, the way ST dequantizes for its metrics.
+
+        ``q - z`` of 8/16-bit codes is exact in float32, so the subtraction is done there.
+        """
+        q = np.asarray(codes)
+        diff = q.astype(np.float32) - self.zero_point_array(q.ndim).astype(np.float32)
+        diff *= self.scale_array(q.ndim)
+        return diff
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -59,23 +59,29 @@ class LsbAccumulator:
         if t.shape != r.shape:
             t = t.reshape(r.shape)
         if np.issubdtype(r.dtype, np.integer) and np.issubdtype(t.dtype, np.integer):
-            delta = (r.astype(np.int64) - t.astype(np.int64)).astype(np.float64)
+            delta_i = r.astype(np.int32) - t.astype(np.int32)  # exact for codes up to 16 bits
             q = self.quant
             at_rail = (t == q.qmin) | (t == q.qmax)
-            self._sat += int(np.sum(at_rail & (r != t)))
+            self._sat += int(np.count_nonzero(at_rail & (delta_i != 0)))
+            a_i = np.abs(delta_i)
+            self._add_counts(a_i == 0, a_i == 1, a_i >= 2, float(delta_i.sum(dtype=np.int64)), a_i)
+            bins: np.ndarray = np.clip(delta_i, -HIST_LIMIT, HIST_LIMIT) + HIST_LIMIT
         else:
             scale = self.quant.scale_array(r.ndim).astype(np.float64)
             delta = (r.astype(np.float64) - t.astype(np.float64)) / scale
-        a = np.abs(delta)
+            a = np.abs(delta)
+            self._add_counts(a < 0.5, (a >= 0.5) & (a < 1.5), a >= 1.5, float(np.sum(delta)), a)
+            bins = np.clip(np.rint(delta), -HIST_LIMIT, HIST_LIMIT).astype(np.int64) + HIST_LIMIT
+        self._hist += np.bincount(bins.reshape(-1), minlength=2 * HIST_LIMIT + 1)
+
+    def _add_counts(self, exact: np.ndarray, one: np.ndarray, big: np.ndarray, total: float, a: np.ndarray) -> None:
         self._n += int(a.size)
-        self._exact += int(np.sum(a < 0.5))
-        self._one += int(np.sum((a >= 0.5) & (a < 1.5)))
-        self._big += int(np.sum(a >= 1.5))
-        self._sum += float(np.sum(delta))
+        self._exact += int(np.count_nonzero(exact))
+        self._one += int(np.count_nonzero(one))
+        self._big += int(np.count_nonzero(big))
+        self._sum += total
         if a.size:
             self._max = max(self._max, float(np.max(a)))
-        bins = np.clip(np.rint(delta), -HIST_LIMIT, HIST_LIMIT).astype(np.int64) + HIST_LIMIT
-        self._hist += np.bincount(bins.reshape(-1), minlength=2 * HIST_LIMIT + 1)
 
     def result(self) -> LsbMetrics:
         n = self._n

@@ -74,7 +74,8 @@ class _Moments:
         if nb == 0:
             return
         mb = float(np.mean(x))
-        m2b = float(np.sum((x - mb) ** 2))
+        dev = x - mb
+        m2b = float(np.dot(dev, dev))
         n = self.n + nb
         delta = mb - self.mean
         self.mean += delta * nb / n
