@@ -66,6 +66,7 @@ def localize(
     batch_size: BatchOpt = 64,
     bundle: BundleOpt = None,
     json_out: JsonOpt = None,
+    exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 when an op introducing an error is found (for CI); default: exit 0 when localization completes.")] = False,
 ) -> None:
     """Find the op that introduces the error (not one that only carries it), counting target runs.
 
@@ -93,6 +94,8 @@ def localize(
         console.print(f"wrote {json_out}")
     if bundle is not None:
         _bundle(bundle, m, loc, ref, target, name, target_opt)
+    if exit_code and div.culprit is not None:
+        raise typer.Exit(1)
 
 
 def _bundle(path: Path, m: ir.Model, loc: Localization, ref: str, target: str, name: str,
