@@ -276,7 +276,7 @@ class CommandSession:
                 rc = proc.wait(timeout=o.timeout_s)
             except subprocess.TimeoutExpired as e:
                 _terminate(proc)
-                raise _RunFailure(f"the command timed out after {o.timeout_s:g} s and was killed (timeout=)") from e
+                raise _RunFailure(f"the command timed out after {o.timeout_s:g} s and was killed; raise the limit with --target-opt timeout=SECONDS") from e
             except BaseException:  # Ctrl-C: stop the command, keep the work directory
                 _terminate(proc)
                 raise
