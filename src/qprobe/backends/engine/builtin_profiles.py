@@ -34,14 +34,16 @@ _TFL_CLASSES: dict[str, dict[str, Any]] = {
     "mul": _TFL_FIXED,
     "concat": _TFL_FIXED,
     "pool": {"scale": "exact", "rounding": "half_away"},
-    "activation": {"scale": "double", "rounding": "half_away"},
+    "activation": {"scale": "double", "rounding": "half_away", "softmax": "tflite_fixed"},
     "quantize": {"scale": "float32", "rounding": "half_away"},
 }
 
 
 def _single(classes: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {c: {**kv, "rounding": "half_up"} if kv.get("rounding") == "tflite_double" else kv
-            for c, kv in classes.items()}
+    out = {c: {**kv, "rounding": "half_up"} if kv.get("rounding") == "tflite_double" else kv
+           for c, kv in classes.items()}
+    out["activation"] = {**out["activation"], "softmax": "tflite_fixed_single"}
+    return out
 
 
 _AFFINE: dict[str, Any] = {
@@ -65,7 +67,8 @@ BUILTIN: dict[str, tuple[str, dict[str, dict[str, Any]], dict[str, dict[str, Any
     ),
     "tflite": (
         "TFLite / TFLM reference kernels and CMSIS-NN default build: Q31 multipliers, double "
-        "rounding (SRDHM + RDBPOT), ADD with a 20-bit (int8) / 15-bit (int16) pre-shift",
+        "rounding (SRDHM + RDBPOT), ADD with a 20-bit (int8) / 15-bit (int16) pre-shift, the "
+        "reference fixed-point Softmax",
         _TFL_CLASSES, {},
     ),
     "tflite-single-rounding": (

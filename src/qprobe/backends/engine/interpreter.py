@@ -162,7 +162,10 @@ def _build_quantized(spec: OpSpec, unit: Unit, profile: Profile, notes: dict[str
         notes[spec.node] = f"float32 (profile: compute={spec.numerics.compute})"
         return float_group(spec, entry.build_float, qnum)
     try:
-        return entry.build_int(spec)
+        kernel = entry.build_int(spec)
+        if "note" in spec.info:  # the kernel chose a fallback within its integer form
+            notes[spec.node] = str(spec.info["note"])
+        return kernel
     except Ungroupable as e:
         notes[spec.node] = f"float32 ({e})"
         return float_group(spec, entry.build_float, qnum)

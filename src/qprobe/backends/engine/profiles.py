@@ -10,8 +10,9 @@ MatMul, QGemm, QLinearMatMul, MatMulInteger), ``eltwise`` (Add, Sub, QLinearAdd)
 of codes from one scale to another: data movement and MaxPool whose output
 quantization differs from their input's), ``pool`` (AveragePool, GlobalAveragePool
 and their QLinear forms), ``activation`` (Relu, Clip, PRelu, LeakyRelu,
-Sigmoid, Tanh, HardSwish, Softmax and their QLinear forms), ``quantize``
-(QuantizeLinear of float tensors).
+Sigmoid, Tanh, HardSwish, Softmax and their QLinear forms; knob ``softmax`` chooses
+between a float softmax and TFLite's fixed-point one), ``quantize`` (QuantizeLinear of
+float tensors).
 
 Resolution order for one node: class defaults, then ``ops.<OpType>``, then
 ``nodes.<node>``.
@@ -80,6 +81,10 @@ KNOBS: dict[str, tuple[tuple[str, ...] | None, str]] = {
     "operand_rounding": (("half_even", "half_up", "half_down", "half_away", "floor", "truncate"),
                          "affine unit: rounding of the per-operand right shifts (A*x >> sa)"),
     "intermediate_bits": (None, "saturate eltwise intermediates (operand terms and sums) to N bits; 0: never"),
+    "softmax": (("float", "tflite_fixed", "tflite_fixed_single"),
+                "integer Softmax: float (the path knob scale selects) or TFLite's reference fixed-point "
+                "softmax when the output quantization is TFLite's (int16 input: double/single-rounded "
+                "input rescaling); other quantizations fall back to float, with a note"),
 }
 
 
@@ -102,6 +107,7 @@ class Numerics:
     shift_o: int = 14
     operand_rounding: str = "floor"
     intermediate_bits: int = 0
+    softmax: str = "float"
 
     def __post_init__(self) -> None:
         for f in fields(self):

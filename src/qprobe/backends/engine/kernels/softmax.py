@@ -1,6 +1,18 @@
 """Softmax (class ``activation``): integer QDQ/QLinearSoftmax form and float32 form.
 
-Integer path, knob ``scale``:
+Integer path, knob ``softmax``:
+
+* ``tflite_fixed`` / ``tflite_fixed_single``: TFLite's reference fixed-point softmax
+  (TFLM, CMSIS-NN; ``numerics_softmax.py``) with ``beta = 1`` and the parameters TFLite
+  derives from the float32 input scale, when the output quantization is the one TFLite
+  requires: int8 in -> int8 out (1/256, -128) or int16 out (1/65536, -32768); uint8 in ->
+  uint8 out (1/256, 0); int16 in -> int16 out (1/32768, 0), with TFLM's float32-generated
+  tables and the input rescaling double-rounded (``tflite_fixed``) or single-rounded
+  (``tflite_fixed_single``). The scale must be within 0.1 % of TFLite's, as TFLite checks.
+  Any other quantization falls back to the ``float`` path below, with a note in the
+  session info (``float_nodes``). TFLite's *optimized* kernels use a float table
+  instead; this models the reference kernels.
+* ``float``: the paths chosen by knob ``scale``:
 
 * ``float32``: onnxruntime's QLinearSoftmax (8-bit): a 256-entry float32 table
   ``T[i] = fl32(exp((i - 255 + b) * sx))`` (computed in double, ``b`` a range shift),
@@ -19,13 +31,22 @@ last bits can differ from MLAS's exp approximation (onnxruntime's unfused Softma
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from qprobe.backends.engine import numerics_softmax as nsm
 from qprobe.backends.engine.kernels.base import Kernel, OpSpec, QType, Ungroupable, require_per_tensor
 from qprobe.backends.engine.kernels.quantize import quantize_float
 from qprobe.backends.engine.numerics import round_float
+
+# (input dtype, output dtype) -> (output scale, output zero point) that TFLite's kernels require
+_TFLITE_OUT: dict[tuple[str, str], tuple[float, int]] = {
+    ("int8", "int8"): (1 / 256, -128),
+    ("uint8", "uint8"): (1 / 256, 0),
+    ("int8", "int16"): (1 / 65536, -32768),
+    ("int16", "int16"): (1 / 32768, 0),
+}
 
 
 def _axis_view(spec: OpSpec, x: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -65,16 +86,47 @@ def _ort_rows(rows: np.ndarray, xq: QType, yq: QType, rounding: str) -> np.ndarr
     return np.clip(round_float(v, rounding).astype(np.int64) + yq.z, yq.qmin, yq.qmax)
 
 
+def _tflite_rows(xq: QType, yq: QType, single_rounding: bool) -> Callable[[np.ndarray], np.ndarray] | str:
+    """TFLite's fixed-point softmax on rows of codes, or why this quantization cannot use it."""
+    want = _TFLITE_OUT.get((xq.dtype, yq.dtype))
+    if want is None:
+        pairs = ", ".join(f"{i}->{o}" for i, o in _TFLITE_OUT)
+        return f"TFLite's fixed-point softmax has no {xq.dtype}->{yq.dtype} kernel (it has {pairs})"
+    s, z = want
+    if yq.z != z or abs(float(yq.s) - s) > 0.001 * s:
+        return (f"TFLite's fixed-point softmax needs output scale {s:g} and zero point {z} for "
+                f"{xq.dtype}->{yq.dtype}, found {float(yq.s):g} and {yq.z}")
+    try:
+        if xq.dtype == "int16":
+            mult, shift = nsm.softmax_params_s16(1.0, float(xq.s))
+            exp_lut, recip_lut = nsm.softmax_s16_luts()
+            return lambda rows: nsm.softmax_s16(rows, mult, shift, exp_lut, recip_lut, single_rounding=single_rounding)
+        mult, shift, diff_min = nsm.softmax_params_s8(1.0, float(xq.s))
+    except ValueError as e:
+        return str(e)
+    fn = {"int8": nsm.softmax_s8, "uint8": nsm.softmax_u8, "int16": nsm.softmax_s8_s16}[yq.dtype]
+    return lambda rows: fn(rows, mult, shift, diff_min)
+
+
 def build_softmax_int(spec: OpSpec) -> Kernel:
     require_per_tensor(spec, 0)
     xq, yq, num = spec.q(0), spec.out_q, spec.numerics
-    if num.scale == "float32" and xq.dtype not in ("int8", "uint8"):
+    fixed: Callable[[np.ndarray], np.ndarray] | None = None
+    if num.softmax != "float":
+        chosen = _tflite_rows(xq, yq, single_rounding=num.softmax == "tflite_fixed_single")
+        if isinstance(chosen, str):
+            spec.info["note"] = f"float64 softmax ({chosen})"
+        else:
+            fixed = chosen
+    if fixed is None and num.scale == "float32" and xq.dtype not in ("int8", "uint8"):
         raise Ungroupable("onnxruntime's QLinearSoftmax is 8-bit only")
 
     def run(args: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         x = np.asarray(args[0]).astype(np.int64)
         rows, shape = _axis_view(spec, x)
-        if num.scale == "float32":
+        if fixed is not None:
+            y = fixed(rows)
+        elif num.scale == "float32":
             y = _ort_rows(rows, xq, yq, num.rounding)
         else:
             real = (rows - xq.z).astype(np.float64) * float(xq.s)
