@@ -20,7 +20,7 @@ from qprobe.examples.generated import ALL_OPS, random_inputs, random_qdq_model
 
 def test_registry_builds_the_engine_with_overrides() -> None:
     b = create_backend("engine:tflite", {"conv.rounding": "half_up"})
-    assert isinstance(b, Backend) and b.spec == "engine:tflite"
+    assert isinstance(b, Backend) and b.spec == "engine:tflite (set conv.rounding=half_up)"
     assert isinstance(b, EngineBackend) and b.profile.classes["conv"].rounding == "half_up"
     caps = b.capabilities()
     assert caps.exact and caps.max_outputs_per_run is None and caps.cost_per_run_s == 0

@@ -35,9 +35,12 @@ class EngineBackend:
         if not arg:
             raise BackendError("engine needs a profile: engine:PROFILE (a built-in name or a .toml file)")
         profile = get_profile(arg)
-        if options:
-            profile = profile.with_overrides(dict(options))
-        return cls(profile)
+        if not options:
+            return cls(profile)
+        backend = cls(profile.with_overrides(dict(options)))
+        # the label names the overrides, so tables and JSON say what was actually run
+        backend.spec += " (set " + ", ".join(f"{k}={v}" for k, v in options.items()) + ")"
+        return backend
 
     def capabilities(self) -> Capabilities:
         return Capabilities(max_outputs_per_run=None, cost_per_run_s=0.0, exact=True)
