@@ -106,29 +106,18 @@ def compare_backends(
     inputs = inputs or _recorded_inputs(ref, target)
     plan = _restrict(plan_probes(model, index, probe), ref, target)
     probed = apply_probe_plan(model, plan)
-    runners = [_Runner(ref, probed, inputs, plan), _Runner(target, probed, inputs, plan)]
-    roles = {"ref": ref, "target": target}
-    plain = _plain_runners(model, plan, inputs, roles, check_probe_effect)
+    runners = {"ref": _Runner(ref, probed, inputs, plan), "target": _Runner(target, probed, inputs, plan)}
+    plain = _plain_runners(model, plan, inputs, {"ref": ref, "target": target}, check_probe_effect)
     accs = {t: _make_acc(t, index, classifier, model) for t in plan.tensors}
-    changed: dict[str, set[str]] = {role: set() for role in plain}
-    done = 0
     try:
-        for first, feeds in inputs.batches(batch_size):
-            traces = {"ref": runners[0].trace(first, feeds, index), "target": runners[1].trace(first, feeds, index)}
-            _accumulate(accs, traces["ref"], traces["target"])
-            if on_traces:
-                on_traces(traces["ref"], traces["target"])
-            for role, runner in plain.items():
-                changed[role] |= _changed_outputs(runner.run(first, feeds), traces[role])
-            done += next(iter(feeds.values())).shape[0]
-            if progress:
-                progress(done, inputs.num_samples)
+        changed = _run_batches(runners, plain, accs, index, inputs, batch_size, progress, on_traces)
     finally:
-        for rn in [*runners, *plain.values()]:
+        for rn in [*runners.values(), *plain.values()]:
             rn.close()
     effects = [
-        _effect(b.spec, changed[role]) if role in plain else ProbeEffect(b.spec, False, (), _no_check_reason(b, plan))
-        for role, b in roles.items()
+        _effect(rn.backend.spec, changed[role]) if role in plain
+        else ProbeEffect(rn.backend.spec, False, (), _no_check_reason(rn.backend, plan))
+        for role, rn in runners.items()
     ]
     rows = tuple(_row(t, accs[t], index, policy or TolerancePolicy()) for t in plan.tensors if t in accs)
     return Comparison(
@@ -140,8 +129,29 @@ def compare_backends(
         plan=plan,
         rows=rows,
         probe_effects=tuple(effects),
-        session_info={"ref": runners[0].session.info, "target": runners[1].session.info},
+        session_info={role: rn.session.info for role, rn in runners.items()},
     )
+
+
+def _run_batches(
+    runners: Mapping[str, _Runner], plain: Mapping[str, _Runner], accs: dict[str, _TensorAcc], index: QuantIndex,
+    inputs: InputSet, batch_size: int, progress: Progress | None, on_traces: Callable[[Trace, Trace], None] | None,
+) -> dict[str, set[str]]:
+    """Feed every batch to both runners and the accumulators; return, per role, the final
+    outputs that differed between the probed and the unprobed run."""
+    changed: dict[str, set[str]] = {role: set() for role in plain}
+    done = 0
+    for first, feeds in inputs.batches(batch_size):
+        traces = {role: rn.trace(first, feeds, index) for role, rn in runners.items()}
+        _accumulate(accs, traces["ref"], traces["target"])
+        if on_traces:
+            on_traces(traces["ref"], traces["target"])
+        for role, runner in plain.items():
+            changed[role] |= _changed_outputs(runner.run(first, feeds), traces[role])
+        done += next(iter(feeds.values())).shape[0]
+        if progress:
+            progress(done, inputs.num_samples)
+    return changed
 
 
 def _recorded_inputs(*backends: Backend) -> InputSet:
