@@ -76,3 +76,8 @@ def test_compare_saves_traces_per_batch(model: Path, tmp_path: Path) -> None:
     t = Trace.load(tmp_path / "tr" / "target-000004.json")
     assert t.backend == "ort-fused" and t.first_sample == 4 and t.num_samples == 1
     assert t.session_info["session.qdqisint8allowed"] == "1"
+
+
+def test_unknown_profile_is_a_user_error() -> None:
+    _user_error(qprobe("profiles", "npu9000"), "unknown numerics profile 'npu9000'")
+    _user_error(qprobe("profiles", "tflite", "--set", "roundng=half_up"), "roundng")

@@ -16,6 +16,7 @@ from qprobe.cli import example as example_cmd
 from qprobe.cli import extract as extract_cmd
 from qprobe.cli import inspect as inspect_cmd
 from qprobe.cli import localize as localize_cmd
+from qprobe.cli import profiles as profiles_cmd
 from qprobe.cli import stedgeai as stedgeai_cmd
 from qprobe.cli.common import err_console
 from qprobe.errors import QprobeError
@@ -30,6 +31,7 @@ app = typer.Typer(
 app.command("inspect")(inspect_cmd.inspect)
 app.command("compare")(compare_cmd.compare)
 app.command("example")(example_cmd.example)
+app.command("profiles")(profiles_cmd.profiles)
 app.command("localize")(localize_cmd.localize)
 app.command("extract")(extract_cmd.extract)
 app.command(
