@@ -1,6 +1,6 @@
 """The bundled TCN example: what it ships, that it runs, that it forecasts, that it is reproducible.
 
-Needs onnxruntime. Builds the example three times (about 1.5 s each).
+Needs onnxruntime. Builds (trains) the example three times (about 15 s each).
 """
 
 from __future__ import annotations
@@ -95,7 +95,9 @@ def test_int8_model_runs_in_onnxruntime(fused: bool, batch: int) -> None:
     windows = _load(PACKAGED, "inputs")["window"][:batch]
     out = run_model(model, windows, fused=fused, batch=batch)
     assert out.shape == (batch, 1) and np.isfinite(out).all()
-    np.testing.assert_allclose(out, run_model(model, windows, batch=1), atol=0.023)  # within one output LSB
+    # fused QLinear kernels requantize in float32 where DQ -> op -> Q rounds in float: the dense
+    # trunk moves a few intermediate codes by one LSB, the output by a few of its LSBs (scale ~0.022)
+    np.testing.assert_allclose(out, run_model(model, windows, batch=1), atol=0.1)
 
 
 def test_golden_is_the_reference_output_of_the_int8_model() -> None:
@@ -115,6 +117,22 @@ def test_block0_add_has_the_forum_scale_ratios(where: str, request: pytest.Fixtu
     assert 2.0 <= projection <= 2.1
     assert 0.95 <= conv <= 1.2
     assert scales.output_scale < min(scales.operand_scales)
+
+
+def test_trunk_is_dense_and_every_block_contributes() -> None:
+    """A trained TCN, not a designed one: dense convs, no block near identity, Relus that clip."""
+    weights = _initializers(PACKAGED / FILES["float_model"])
+    for i in range(6):
+        w = np.abs(weights[f"block{i}_conv.weight"][:, :, 0, :]).sum(axis=2)
+        assert (w > 0).all() and w.trace() < 0.25 * w.sum(), f"block{i}_conv is (nearly) diagonal"
+    blocks = json.loads((PACKAGED / FILES["metadata"]).read_text())["blocks"]
+    assert [b["block"] for b in blocks] == list(range(6))
+    for b in blocks:
+        assert 0.1 <= b["conv_scale"] / b["input_scale"] <= 10.0, b
+        assert b["relu_clip_share"] > 0.05, b
+    int8 = onnx.load(str(PACKAGED / FILES["int8_model"]))
+    for i in range(1, 6):  # only block0_add needs an operand-to-output ratio >= 2 (arith16-wrap wraps it)
+        assert max(block0_add_ratios(int8, f"block{i}_add").ratios) < 1.9
 
 
 def test_block0_add_ratios_refuses_a_float_model() -> None:

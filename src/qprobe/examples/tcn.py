@@ -1,33 +1,40 @@
 """The bundled example: an int8 QDQ TCN forecasting ln(gas concentration), like the motivating case.
 
-Owns the example's closed-form fit, the build that quantizes and evaluates it, and the
-files it ships. Deterministic and offline: numpy for the fit; the network, onnxruntime
-(features, calibration, reference outputs) and the quantization recipe are in
-:mod:`qprobe.examples.tcn_graph` (its public names are re-exported here); the data come
-from :mod:`qprobe.examples.gas_signal`.
+Owns the example's weights (trained, then block 0 tuned), the build that quantizes and
+evaluates it, and the files it ships. Deterministic and offline: the training loop is in
+:mod:`qprobe.examples.tcn_train` (numpy); the network, onnxruntime (calibration, reference
+outputs) and the quantization recipe are in :mod:`qprobe.examples.tcn_graph` (its public
+names are re-exported here); the data come from :mod:`qprobe.examples.gas_signal`.
 
-**Weights**, structured and fit in closed form (no training loop):
-``input_proj`` emits the 8 principal components of the channels, twice, each as ``+u``
-and ``-u`` (peak 4 on the training windows): after a Relu a pair still carries the sign,
-and orthogonal components keep small inter-sensor differences (a fast minus a slow
-sensor is a time derivative) at full int8 resolution. ``block0`` is a per-channel
-two-tap average ``(1 - a) x[t] + a x[t-1]``; ``block1..5`` are per-channel normalised
-moving averages (rate 0 for the first copy, 0.75 for the second; block i multiplies by
-``(1 + g z^-d) / (1 + g)``, g = r**d), non-negative so their Relus never clip. Head:
-ridge regression from the 32 last-step features to ln(ppm) at lags 0, 3, 6, 12 gives a
-state; ``head_gemm1`` + Relu are hinge units on the state and its slopes (each peaking
-at 4, to share one int8 scale); ``head_gemm2`` is a ridge regression on the units.
+**Weights**, trained like a user's would be: a dense random initialisation, then Adam on
+the MSE of ln(ppm) over the training windows (TRAIN; every conv mixes all 32 channels,
+every block's Relu clips), plus a penalty that keeps block 0's ranges near the target
+ratios (``TrainConfig.block0_penalty``) so that the tuning afterwards is small and does
+not make block 0's Relu clip most of its outputs. Then block 0 is tuned (below), blocks 1-5 and the head are
+fine-tuned with input_proj and block 0 frozen (FINE_TUNE), and ``head_gemm2`` is refit
+in closed form (ridge on the head's hidden units).
 
 **The block-0 ratio, and how it is reached.** ORT's QDQ quantizer removes a Relu that
 follows an Add, so ``block0_add``'s output is quantized over the post-Relu range [0, M],
-while its first operand, the projection ``x0 = +-u + c``, spans [-m + c, m + c]: the
-scale ratio is 2m / M. We reach 2.05 (band [2.0, 2.1]; the forum case: 0.099/0.049 =
-2.02) **through the weights, not** ``TensorQuantOverrides``: the projection bias ``c``
-is set by bisection on the calibration windows (M moves with c, 2m does not), and the
-block-0 tap ``a`` so that the other operand (the conv output, whose parameters the
-Slice shares) gets the forum's 1.06. So the int8 model comes out of a plain, default
-``quantize_static`` call, as a user's would; overrides would force the scales and hide
-where the ratio comes from.
+while its first operand, the projection, spans both signs: the scale ratio is its width
+over M. We reach 2.05 (band [2.0, 2.1]; the forum case: 0.099/0.049 = 2.02) and ~1.06 for
+the other operand (the conv output, whose parameters the Slice shares) **through the
+weights, not** ``TensorQuantOverrides``, after training, on the calibration windows
+(:func:`tune_block0`, :func:`_block0_variant`):
+
+* input_proj's bias moves by ``delta`` (block 0's conv bias takes it back) so that the
+  projection's zero point is PROJECTION_ZERO_POINT;
+* block 0's conv is scaled by ``gain`` and its bias moved by ``beta``: for each gain,
+  ``beta`` is bisected so that the projection ratio is TARGET_RATIO (M moves with beta,
+  the projection's width does not); ``gain`` is bisected so that the conv ratio is
+  TARGET_OTHER_RATIO;
+* the trunk is rescaled (a symmetry: no prediction changes) so that the projection's
+  width is 255 * PROJECTION_SCALE, the scale earlier releases had (reports and repro
+  bundles stay comparable), and its last float32 ulps are pinned on onnxruntime's values.
+
+Blocks 1-5 and the head then learn around the tuned block 0. So the int8 model comes out
+of a plain, default ``quantize_static`` call, as a user's would; overrides would force the
+scales and hide where the ratio comes from.
 """
 
 from __future__ import annotations
@@ -45,13 +52,7 @@ import onnx
 import onnxruntime as ort
 
 from qprobe.errors import QprobeError
-from qprobe.examples.gas_signal import (
-    ExampleData,
-    RegressionMetrics,
-    example_data,
-    history,
-    regression_metrics,
-)
+from qprobe.examples.gas_signal import ExampleData, RegressionMetrics, example_data, regression_metrics
 from qprobe.examples.tcn_graph import (
     CHANNELS,
     DILATIONS,
@@ -65,29 +66,41 @@ from qprobe.examples.tcn_graph import (
     build_tcn_graph,
     quantize,
     run_model,
+    run_tensors,
+)
+from qprobe.examples.tcn_train import (
+    HEAD_UNITS,
+    TrainConfig,
+    Weights,
+    as_sequences,
+    block_conv,
+    init_weights,
+    projection,
+    rescale_channels,
+    train,
 )
 from qprobe.fileio import atomic_save_npz, atomic_write_bytes
 
 __all__ = [
-    "CHANNELS", "DILATIONS", "FILES", "HEAD_UNITS", "HIDDEN", "HORIZON", "LAGS", "N_CALIBRATION",
-    "OPSET", "PACKAGED_INPUTS", "PEAK", "QUANTIZATION", "RATES", "RATIO_BAND", "TARGET_OTHER_RATIO",
-    "TARGET_RATIO", "WINDOW", "AddScales", "TcnExample", "Weights", "block0_add_ratios", "build_tcn_example",
-    "build_tcn_graph", "environment", "fit_head", "fit_tcn_weights", "packaged_example_dir", "quantize",
-    "run_model", "tune_block0",
+    "CHANNELS", "DILATIONS", "FILES", "FINE_TUNE", "HEAD_UNITS", "HIDDEN", "HORIZON", "N_CALIBRATION", "OPSET",
+    "PACKAGED_INPUTS", "PROJECTION_SCALE", "PROJECTION_ZERO_POINT", "QUANTIZATION", "RATIO_BAND",
+    "TARGET_OTHER_RATIO", "TARGET_RATIO", "TRAIN", "WINDOW", "AddScales", "TcnExample", "Weights",
+    "block0_add_ratios", "build_tcn_example", "build_tcn_graph", "environment", "fit_tcn_weights",
+    "packaged_example_dir", "quantize", "rescale_channels", "run_model", "trunk_report", "tune_block0",
 ]
 
-HEAD_UNITS, HORIZON = 64, 4
-RATES = (0.0,) * CHANNELS + (0.75,) * CHANNELS  # EMA rate of each signal: as is, and smoothed
-LAGS = (0, 3, 6, 12)
-PEAK = 4.0  # every projected signal and head unit peaks here on the training windows
+HORIZON = 4
 TARGET_RATIO, TARGET_OTHER_RATIO, RATIO_BAND = 2.05, 1.06, (2.0, 2.1)
+TRAIN = TrainConfig(epochs=8, block0_penalty=1.0, block0_ratios=(TARGET_RATIO, TARGET_OTHER_RATIO))
+FINE_TUNE = TrainConfig(epochs=8, lr=1e-3, lr_end=1e-4)
+FROZEN = ("input_proj.weight", "input_proj.bias", "block0_conv.weight", "block0_conv.bias")
+PROJECTION_SCALE, PROJECTION_ZERO_POINT = 0.031372562, 2  # input_proj_out's int8 parameters
 PACKAGED_INPUTS = 64  # validation windows in the shipped copy (keeps it small)
 FILES = {
     "int8_model": "tcn_int8.onnx", "float_model": "tcn_float.onnx", "inputs": "tcn_inputs.npz",
     "calibration": "tcn_calibration.npz", "truth": "tcn_truth.npz", "golden": "tcn_golden.npz",
     "metadata": "tcn_example.json",
 }
-Weights = dict[str, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -137,38 +150,29 @@ class TcnExample:
         )
 
 
-# --------------------------------------------------------------------------- trunk weights
+# --------------------------------------------------------------------------- block 0
 
 
-def _projection(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pair rows ``[+u; -u]`` ``[32, C]`` of principal components (peak PEAK), and their EMA rates."""
-    x = train[:, :, 0, :].transpose(0, 2, 1).reshape(-1, CHANNELS).astype(np.float64)
-    vectors = np.linalg.eigh(np.cov(x.T))[1][:, ::-1].T
-    vectors *= np.sign(vectors[np.arange(CHANNELS), np.abs(vectors).argmax(axis=1)])[:, None]
-    rows = np.vstack([vectors, vectors])
-    rows *= (PEAK / np.abs(x @ rows.T).max(axis=0))[:, None]
-    return np.vstack([rows, -rows]), np.array(RATES + RATES)
+def _block0_base(w: Weights, x0: np.ndarray, delta: float) -> np.ndarray:
+    """Block 0's trained conv on all T + 2 output steps, as if its input were shifted by ``delta``.
+
+    The bias is compensated so that the shift cancels wherever all three taps see the
+    window (see :func:`_block0_variant`): ``K0 * (x0 + delta) + k0 - delta * sum(K0)``.
+    """
+    ext = np.concatenate([x0 + delta, np.zeros_like(x0[:, :2])], axis=1)
+    row = w["block0_conv.weight"].sum(axis=(1, 2, 3))
+    return block_conv(w, 0, ext) - delta * row
 
 
-def _diagonal_taps(delayed: np.ndarray, current: np.ndarray) -> np.ndarray:
-    """Conv weight ``[H, H, 1, 3]``: y_j = delayed_j * x_j[t - d] + current_j * x_j[t]."""
-    w = np.zeros((HIDDEN, HIDDEN, 1, 3))
-    j = np.arange(HIDDEN)
-    w[j, j, 0, 1], w[j, j, 0, 2] = delayed, current
-    return w
+def _block0_ratios(x0: np.ndarray, base: np.ndarray, gain: float, beta: float, delta: float) -> tuple[float, float]:
+    """Scale ratios (projection / output, conv / output) MinMax calibration gives block0_add.
 
-
-def _trunk_weights(proj: np.ndarray, rates: np.ndarray, a: float, c: float) -> Weights:
-    w: Weights = {
-        "input_proj.weight": proj[:, :, None, None], "input_proj.bias": np.full(HIDDEN, c),
-        "block0_conv.weight": _diagonal_taps(np.full(HIDDEN, a), np.full(HIDDEN, -a)),
-        "block0_conv.bias": np.zeros(HIDDEN),
-    }
-    for i, d in enumerate(DILATIONS[1:], start=1):
-        r_d = np.maximum(rates**d, 1e-3)  # floor: no all-zero weight rows (they get ORT's fallback scale 1.0)
-        g = r_d / (1.0 + r_d)  # (1 + r^d z^-d) / (1 + r^d), written as a residual
-        w[f"block{i}_conv.weight"], w[f"block{i}_conv.bias"] = _diagonal_taps(g, -g), np.zeros(HIDDEN)
-    return w
+    ``x0`` is the trained projection ``[n, T, H]`` on the calibration windows; the variant's
+    projection is ``x0 + delta``, its conv ``gain * base + beta - delta`` (every output step,
+    the Slice shares the conv's parameters) and the Add ``x0 + gain * base + beta``.
+    """
+    out = max(float((x0 + gain * base[:, :WINDOW] + beta).max()), 1e-12)  # the Relu's range [0, max]
+    return _width(x0 + delta) / out, _width(gain * base + (beta - delta)) / out
 
 
 def _width(x: np.ndarray) -> float:
@@ -176,20 +180,7 @@ def _width(x: np.ndarray) -> float:
     return float(max(x.max(), 0.0) - min(x.min(), 0.0))
 
 
-def _block0_ratios(u: np.ndarray, a: float, c: float) -> tuple[float, float]:
-    """Scale ratios (projection / output, conv / output) block0_add gets from MinMax calibration.
-
-    ``u`` is the projection without bias on the calibration windows, ``[n, H, T]``.
-    """
-    x0 = u + c
-    prev = np.concatenate([np.zeros_like(x0[..., :1]), x0[..., :-1]], axis=-1)
-    causal = a * (prev - x0)
-    conv = np.concatenate([causal, a * x0[..., -1:], np.zeros_like(x0[..., :1])], axis=-1)  # all T + 2 outputs
-    out = max(float(np.maximum(x0 + causal, 0.0).max()), 1e-12)
-    return _width(x0) / out, _width(conv) / out
-
-
-def _bisect(f: Callable[[float], float], lo: float, hi: float, steps: int = 60) -> float:
+def _bisect(f: Callable[[float], float], lo: float, hi: float, steps: int) -> float:
     """Root of a decreasing ``f`` in ``[lo, hi]``."""
     if not f(lo) > 0.0 > f(hi):
         raise QprobeError(f"block-0 tuning found no root in [{lo}, {hi}]; try another seed")
@@ -199,69 +190,104 @@ def _bisect(f: Callable[[float], float], lo: float, hi: float, steps: int = 60) 
     return 0.5 * (lo + hi)
 
 
-def _solve_bias(u: np.ndarray, a: float) -> float:
-    return _bisect(lambda c: _block0_ratios(u, a, c)[0] - TARGET_RATIO, -PEAK / 2, PEAK / 2)
+def _channel_scales(x0: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Per-channel scales bringing block 0's ratios near the targets without changing the function.
 
-
-def tune_block0(proj: np.ndarray, calibration: np.ndarray) -> tuple[float, float]:
-    """Tap ``a`` and bias ``c`` giving block0_add the ratios TARGET_RATIO and ~TARGET_OTHER_RATIO."""
-    u = np.einsum("hc,nct->nht", proj, calibration[:, :, 0, :].astype(np.float64))
-    a = 0.5
-    for _ in range(7):
-        a *= TARGET_OTHER_RATIO / _block0_ratios(u, a, _solve_bias(u, a))[1]
-    return a, _solve_bias(u, a)
-
-
-# --------------------------------------------------------------------------- head
-
-
-def _ridge(x: np.ndarray, y: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
-    """argmin |x W + b - y|^2 + lam |W|^2 (intercept not penalised): (W, b)."""
-    mx, my = x.mean(axis=0), y.mean(axis=0)
-    xc = x - mx
-    w = np.linalg.solve(xc.T @ xc + lam * np.eye(x.shape[1]), xc.T @ (y - my))
-    return w, my - mx @ w
-
-
-def _hinge_units(state: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Directions ``[G, S]`` and knots ``[G]``: unit k is relu(state . D_k - knot_k).
-
-    Each state axis twice (both signs, knot at the 0.5 % quantile: nearly linear), the rest
-    random directions with knots at random quantiles.
+    The ranges of the projection, the Add and the conv are maxima over channels, so
+    widening a channel whose projection is wide but whose Add and conv outputs are narrow
+    (or narrowing one that sets the Add's or the conv's range) moves the ratios. Greedy:
+    up to 8 times, the one channel factor in [1/2, 2] that helps most; ``gain`` and
+    ``beta`` then have little left to do (they change the function; this does not).
     """
-    s = state.shape[1]
-    directions = np.vstack([np.eye(s), -np.eye(s), rng.normal(size=(HEAD_UNITS - 2 * s, s))]) / state.std(axis=0)
-    z = state @ directions.T
-    levels = np.concatenate([np.full(2 * s, 0.005), rng.uniform(0.02, 0.98, HEAD_UNITS - 2 * s)])
-    return directions, np.array([np.quantile(z[:, k], levels[k]) for k in range(HEAD_UNITS)])
+    stats = np.stack([x0.max(axis=(0, 1)), -x0.min(axis=(0, 1)), (x0 + base[:, :WINDOW]).max(axis=(0, 1)),
+                      base.max(axis=(0, 1)), -base.min(axis=(0, 1))]).clip(min=0.0)  # [5, H]
+
+    def cost(s: np.ndarray) -> float:
+        a, b, m, p, q = (stats * s).max(axis=1)
+        miss = np.log((a + b) / m / TARGET_RATIO) ** 2 + np.log((p + q) / m / TARGET_OTHER_RATIO) ** 2
+        return float(miss + 0.01 * np.sum(np.log(s) ** 2))
+
+    best = np.ones(HIDDEN)
+    for _ in range(8):
+        trials = [best * np.where(np.arange(HIDDEN) == j, f, 1.0) for j in range(HIDDEN)
+                  for f in 2.0 ** np.linspace(-1.0, 1.0, 17)]
+        step = min(trials, key=cost)
+        if cost(step) > cost(best) - 1e-4:
+            break
+        best = step
+    return best
 
 
-def fit_head(features: np.ndarray, past: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> Weights:
-    """State (ln c and its slopes over LAGS) -> hinge units (head_gemm1 + Relu) -> ridge (head_gemm2)."""
-    to_slopes = np.eye(len(LAGS))
-    to_slopes[0, 1:], to_slopes[1:, 1:] = 1.0, -np.eye(len(LAGS) - 1)  # ln c[t], ln c[t] - ln c[t - lag]
-    a, a0 = _ridge(features, past, 1e-2)
-    lin, off = a @ to_slopes, a0 @ to_slopes
-    directions, knots = _hinge_units(features @ lin + off, rng)
-    w1, b1 = directions @ lin.T, directions @ off - knots
-    gain = PEAK / np.maximum(np.maximum(features @ w1.T + b1, 0.0).max(axis=0), 1e-6)
-    w1, b1 = w1 * gain[:, None], b1 * gain
-    w2, b2 = _ridge(np.maximum(features @ w1.T + b1, 0.0), target[:, None].astype(np.float64), 10.0)
-    return {"head_gemm1.weight": w1, "head_gemm1.bias": b1, "head_gemm2.weight": w2.T, "head_gemm2.bias": b2}
+def tune_block0(w: Weights, calibration: np.ndarray) -> tuple[Weights, dict[str, float]]:
+    """Block 0 tuned for its ratios (see the module doc): the weights, and what was done."""
+    x0 = projection(w, as_sequences(calibration))
+    s = _channel_scales(x0, _block0_base(w, x0, 0.0))
+    w = rescale_channels(w, s)
+    x0 = x0 * s
+    width = _width(x0)
+    delta = -(128 + PROJECTION_ZERO_POINT) * width / 255.0 - float(x0.min())
+    base = _block0_base(w, x0, delta)
+
+    def beta_for(gain: float) -> float:
+        reach = width + float(np.abs(x0).max()) + gain * float(np.abs(base).max())  # the Add's max is <= 0 .. >= width
+        return _bisect(lambda b: _block0_ratios(x0, base, gain, b, delta)[0] - TARGET_RATIO, -reach, reach, 56)
+
+    def other(gain: float) -> float:
+        return TARGET_OTHER_RATIO - _block0_ratios(x0, base, gain, beta_for(gain), delta)[1]
+
+    gain = _bisect(other, 1e-3, 4.0, 32)
+    t = {"delta": delta, "gain": gain, "beta": beta_for(gain), "scale": 255.0 * PROJECTION_SCALE / width}
+    w = rescale_channels(_block0_variant(w, t), np.full(HIDDEN, t["scale"]))
+    return w, {**t, "channel_scales": [float(v) for v in s]}  # type: ignore[dict-item]
 
 
-# --------------------------------------------------------------------------- build
+def _block0_variant(w: Weights, t: Mapping[str, float]) -> Weights:
+    """``w`` with input_proj's bias moved by ``delta`` (block 0's conv bias takes it back, exactly
+    away from the window's first two steps), block 0's conv multiplied by ``gain`` and its
+    bias moved by ``beta``."""
+    delta, gain = t["delta"], t["gain"]
+    row = w["block0_conv.weight"].sum(axis=(1, 2, 3))
+    return {**w, "input_proj.bias": w["input_proj.bias"] + delta, "block0_conv.weight": gain * w["block0_conv.weight"],
+            "block0_conv.bias": gain * (w["block0_conv.bias"] - row * delta) - delta + t["beta"]}
+
+
+def _pin_projection_scale(w: Weights, calibration: np.ndarray) -> Weights:
+    """Nudge input_proj so that onnxruntime's float32 range gives exactly PROJECTION_SCALE.
+
+    The tuned width is right to ~1e-7; the scale is float32, so the last ulps are set on
+    the values onnxruntime computes: the bias of the channel holding the maximum moves
+    by the missing width (or the whole projection scales when one channel holds both ends).
+    """
+    w = dict(w)
+    target = np.float32(PROJECTION_SCALE)
+    for _ in range(24):
+        x0 = run_tensors(build_tcn_graph(w, head=False), calibration, ["input_proj_out"])["input_proj_out"]
+        lo, hi = np.float64(min(x0.min(), 0.0)), np.float64(max(x0.max(), 0.0))
+        if np.float32((hi - lo) / 255.0) == target:
+            return w
+        missing = 255.0 * float(target) - float(hi - lo)
+        top, bottom = (int(np.unravel_index(f(x0), x0.shape)[1]) for f in (np.argmax, np.argmin))  # channels
+        if top != bottom:
+            w["input_proj.bias"] = w["input_proj.bias"] + missing * (np.arange(HIDDEN) == top)
+        else:
+            factor = 1.0 + missing / float(hi - lo)
+            w["input_proj.weight"], w["input_proj.bias"] = w["input_proj.weight"] * factor, w["input_proj.bias"] * factor
+    raise QprobeError(f"could not pin input_proj's scale to {PROJECTION_SCALE}; try another seed")
+
+
+# --------------------------------------------------------------------------- training
 
 
 def fit_tcn_weights(data: ExampleData, seed: int) -> tuple[Weights, dict[str, float]]:
-    """All float weights for ``data`` (block 0 tuned on the calibration windows), and ``a``, ``c``."""
-    proj, rates = _projection(data.train.windows)
-    a, c = tune_block0(proj, data.calibration.windows)
-    trunk = _trunk_weights(proj, rates, a, c)
-    features = run_model(build_tcn_graph(trunk, head=False).SerializeToString(), data.train.windows)
-    past = history(data.series, data.train.end, LAGS)
-    head = fit_head(features.astype(np.float64), past, data.train.target, np.random.default_rng([seed, 7919]))
-    return {**trunk, **head}, {"tap_a": a, "projection_bias_c": c}
+    """Train, tune block 0, fine-tune blocks 1-5 and the head: the weights and what tuning did."""
+    rng = np.random.default_rng([seed, 7919])
+    x, y = as_sequences(data.train.windows), data.train.target.astype(np.float64)
+    w = train(init_weights(rng, float(y.mean())), x, y, TRAIN, rng)
+    w, design = tune_block0(w, data.calibration.windows)
+    w = _pin_projection_scale(w, data.calibration.windows)
+    h0 = projection(w, x)
+    h1 = np.maximum(h0 + block_conv(w, 0, h0), 0.0)[:, 1::2]  # block 1's input; blocks 0 and before stay as tuned
+    return train(w, h1, y, FINE_TUNE, rng, first=1, frozen=FROZEN), design
 
 
 def environment() -> dict[str, str]:
@@ -286,6 +312,19 @@ def _evaluate(seed: int, out_dir: Path, data: ExampleData, float_model: bytes, i
         int8_metrics=regression_metrics(pred_int8, valid.target),
         persistence_metrics=regression_metrics(valid.persistence, valid.target), block0=block0,
     )
+
+
+def trunk_report(float_model: bytes, int8_model: bytes, calibration: np.ndarray) -> list[dict[str, Any]]:
+    """Per block: int8 scales of its input, conv and output, and the share of Add outputs its Relu clips."""
+    adds = [f"block{i}_add_out" for i in range(len(DILATIONS))]
+    values = run_tensors(onnx.load_from_string(float_model), calibration, adds)
+    int8 = onnx.load_from_string(int8_model)
+    rows = []
+    for i, name in enumerate(adds):
+        s = block0_add_ratios(int8, f"block{i}_add")
+        rows.append({"block": i, "input_scale": s.operand_scales[0], "conv_scale": s.operand_scales[1],
+                     "output_scale": s.output_scale, "relu_clip_share": float(np.mean(values[name] < 0.0))})
+    return rows
 
 
 def _metadata(example: TcnExample, data: ExampleData, extra: Mapping[str, Any], models: Mapping[str, bytes]) -> bytes:
@@ -337,7 +376,9 @@ def build_tcn_example(out_dir: Path, *, seed: int = 0, n_inputs: int = 256) -> T
     golden = windows[int(np.argmax(truth))][None]  # a plume peak: the interesting case
     extra: dict[str, Any] = {
         "block0_design": {**design, "target_ratio": TARGET_RATIO, "target_other_ratio": TARGET_OTHER_RATIO,
-                          "method": "weights (projection bias c by bisection, block-0 tap a), no TensorQuantOverrides"},
+                          "method": "weights (after training: projection bias shift delta, block-0 conv gain and bias "
+                          "offset beta by bisection, trunk rescaled), no TensorQuantOverrides"},
+        "blocks": trunk_report(float_model, int8_model, data.calibration.windows),
         "int8_fused_vs_reference_max_abs_on_inputs": float(np.abs(
             run_model(int8_model, windows, fused=True) - run_model(int8_model, windows)).max()),
     }

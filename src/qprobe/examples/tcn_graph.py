@@ -1,9 +1,10 @@
 """The example TCN as an ONNX graph, and what onnxruntime does with it: run, quantize, read scales.
 
 Owns the network's architecture (its shape constants and :func:`build_tcn_graph`), running
-a model on windows with onnxruntime, the int8 quantization recipe, and reading the scales
+a model (or reading its intermediate tensors) on windows with onnxruntime, the int8 quantization recipe, and reading the scales
 around a QDQ Add (:func:`block0_add_ratios`). The weights come from
-:mod:`qprobe.examples.tcn`, which fits them and builds the shipped files from these parts.
+:mod:`qprobe.examples.tcn` (trained by :mod:`qprobe.examples.tcn_train`), which builds the
+shipped files from these parts.
 
 **Network** (``window`` ``[N, 8, 1, 64]`` -> ``log_conc`` ``[N, 1]``, opset 17): ``input_proj``
 (1x1 Conv); six blocks ``Conv(1x3, dilation d, pads 2d) -> causal Slice -> Add(block
@@ -112,6 +113,19 @@ def build_tcn_graph(weights: Mapping[str, np.ndarray], *, head: bool = True) -> 
 
 
 # --------------------------------------------------------------------------- onnxruntime
+
+
+def run_tensors(model: onnx.ModelProto, windows: np.ndarray, names: list[str], *, batch: int = 32) -> dict[str, np.ndarray]:
+    """Float tensors ``names`` of ``model`` on ``windows`` (ORT_DISABLE_ALL, batches like the calibration's)."""
+    probed = onnx.ModelProto()
+    probed.CopyFrom(model)
+    probed.graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(probed.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    parts = [session.run(names, {"window": windows[i : i + batch]}) for i in range(0, len(windows), batch)]
+    return {n: np.concatenate([p[k] for p in parts]) for k, n in enumerate(names)}
 
 
 def run_model(model: bytes, windows: np.ndarray, *, fused: bool = False, batch: int = 1024) -> np.ndarray:
