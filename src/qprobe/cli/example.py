@@ -24,5 +24,6 @@ def example(
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} exists and is not a directory; pick another -o")
     out.mkdir(parents=True, exist_ok=True)
-    ex = build_tcn_example(out, seed=seed)
+    with console.status("building the TCN example: synthetic data, training (~15 s), quantization"):
+        ex = build_tcn_example(out, seed=seed)
     console.print(ex.summary() if hasattr(ex, "summary") else ex)
