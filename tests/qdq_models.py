@@ -58,3 +58,16 @@ def qdq_residual_model(tmp: Path, seed: int = 0) -> Path:
         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
     )
     return out
+
+
+def qoperator_residual_model(tmp: Path, seed: int = 0) -> Path:
+    """The same network quantized to QOperator form (QLinearConv, QLinearAdd, QGemm, ...), uint8."""
+    fp = tmp / "model_float.onnx"
+    onnx.save(float_residual_model(seed), fp)
+    data = np.random.default_rng(seed + 1).uniform(0, 1, (16, 3, 8, 8)).astype(np.float32)
+    out = tmp / "model_qop.onnx"
+    quantize_static(
+        str(fp), str(out), _Reader("x", data), quant_format=QuantFormat.QOperator,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=False,
+    )
+    return out

@@ -117,3 +117,23 @@ def test_models_with_external_data_load(qdq_path: Path, tmp_path: Path) -> None:
     got = create_backend("ort").open(m).run(inp.arrays)
     want = create_backend("ort").open(load_model(qdq_path)).run(inp.arrays)
     np.testing.assert_array_equal(got["y"], want["y"])
+
+
+def test_quant_index_of_a_qoperator_model(tmp_path: Path) -> None:
+    from qdq_models import qoperator_residual_model
+
+    path = qoperator_residual_model(tmp_path)
+    proto = onnx.load(str(path))
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
+    idx = build_quant_index(load_model(path))
+    add = next(n for n in proto.graph.node if n.op_type == "QLinearAdd")
+    view = idx.op(add.name)
+    assert view.q_inputs == (add.input[0], add.input[3]) and view.q_outputs == (add.output[0],)
+    out = idx.tensors[add.output[0]]
+    assert out.scale[0] == float(inits[add.input[6]]) and out.zero_point[0] == int(inits[add.input[7]])
+    assert out.dtype == "uint8"
+    want = [float(inits[add.input[1]]) / out.scale[0], float(inits[add.input[4]]) / out.scale[0]]
+    assert idx.scale_ratios(view) == pytest.approx(want)
+    # probing a QOperator model exposes the uint8 outputs of its QLinear ops, unchanged
+    plan = plan_probes(load_model(path), idx, "op-outputs")
+    assert add.output[0] in plan.tensors
