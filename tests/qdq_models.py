@@ -47,27 +47,23 @@ def float_residual_model(seed: int = 0, channels: int = 4) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def qdq_residual_model(tmp: Path, seed: int = 0) -> Path:
-    """Quantize ``float_residual_model`` to int8 QDQ (per-channel weights) at ``tmp/model_int8.onnx``."""
+def _quantize(tmp: Path, seed: int, name: str, fmt: QuantFormat, activations: QuantType, per_channel: bool) -> Path:
     fp = tmp / "model_float.onnx"
     onnx.save(float_residual_model(seed), fp)
     data = np.random.default_rng(seed + 1).uniform(0, 1, (16, 3, 8, 8)).astype(np.float32)
-    out = tmp / "model_int8.onnx"
+    out = tmp / name
     quantize_static(
-        str(fp), str(out), _Reader("x", data), quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
+        str(fp), str(out), _Reader("x", data), quant_format=fmt,
+        activation_type=activations, weight_type=QuantType.QInt8, per_channel=per_channel,
     )
     return out
+
+
+def qdq_residual_model(tmp: Path, seed: int = 0) -> Path:
+    """Quantize ``float_residual_model`` to int8 QDQ (per-channel weights) at ``tmp/model_int8.onnx``."""
+    return _quantize(tmp, seed, "model_int8.onnx", QuantFormat.QDQ, QuantType.QInt8, per_channel=True)
 
 
 def qoperator_residual_model(tmp: Path, seed: int = 0) -> Path:
     """The same network quantized to QOperator form (QLinearConv, QLinearAdd, QGemm, ...), uint8."""
-    fp = tmp / "model_float.onnx"
-    onnx.save(float_residual_model(seed), fp)
-    data = np.random.default_rng(seed + 1).uniform(0, 1, (16, 3, 8, 8)).astype(np.float32)
-    out = tmp / "model_qop.onnx"
-    quantize_static(
-        str(fp), str(out), _Reader("x", data), quant_format=QuantFormat.QOperator,
-        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=False,
-    )
-    return out
+    return _quantize(tmp, seed, "model_qop.onnx", QuantFormat.QOperator, QuantType.QUInt8, per_channel=False)

@@ -78,7 +78,7 @@ class QuantParams:
     def qmax(self) -> int:
         return INT_RANGES[self.dtype][1]
 
-    def scale_array(self, ndim: int, sample_axis: bool = False) -> np.ndarray:
+    def scale_array(self, ndim: int) -> np.ndarray:
         """Scale as float32, shaped to broadcast against a tensor of rank ``ndim``."""
         return self._shaped(np.asarray(self.scale, dtype=np.float32), ndim)
 
