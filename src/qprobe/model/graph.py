@@ -41,7 +41,10 @@ def int_attr(node: ir.Node, name: str, default: int) -> int:
 
 
 def node_label(node: ir.Node) -> str:
-    return node.name or f"{node.op_type}_{id(node):x}"
+    """The node's name; models from ``model.loader`` have every node named (``name_nodes``)."""
+    if not node.name:
+        raise ValueError(f"unnamed {node.op_type} node: build models with qprobe.model.loader (name_nodes)")
+    return node.name
 
 
 def graph_output_names(model: ir.Model) -> list[str]:

@@ -28,13 +28,34 @@ def load_model(path: str | Path) -> ir.Model:
     if not proto.graph.node and not proto.graph.output:
         raise ModelError(f"{str(p)!r} holds no ONNX graph; pass an .onnx model file")
     try:
-        return ir.from_proto(proto)
+        model = ir.from_proto(proto)
     except Exception as e:
         raise ModelError(f"{str(p)!r} could not be read as an ONNX graph: {e}") from e
+    return name_nodes(model)
 
 
 def model_from_proto(proto: onnx.ModelProto) -> ir.Model:
-    return ir.from_proto(proto)
+    return name_nodes(ir.from_proto(proto))
+
+
+def name_nodes(model: ir.Model) -> ir.Model:
+    """Give every node of the main graph one stable, unique name (DESIGN rule 8), in place.
+
+    An unnamed node becomes ``{op_type}_{index}`` (its index in graph order, Constant nodes
+    included), and a name used by an earlier node gets ``__{k}`` appended, so two loads of
+    the same file always give the same names and ``nodes.<name>`` overrides, localize and
+    extract all mean the same node. Named, unique nodes keep their names.
+    """
+    used: set[str] = set()
+    for i, node in enumerate(model.graph):
+        name = node.name or f"{node.op_type}_{i}"
+        base, k = name, 1
+        while name in used:
+            name, k = f"{base}__{k}", k + 1
+        used.add(name)
+        if name != node.name:
+            node.name = name
+    return model
 
 
 def to_proto(model: ir.Model) -> onnx.ModelProto:
