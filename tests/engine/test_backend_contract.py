@@ -23,7 +23,7 @@ def test_registry_builds_the_engine_with_overrides() -> None:
     assert isinstance(b, Backend) and b.spec == "engine:tflite (set conv.rounding=half_up)"
     assert isinstance(b, EngineBackend) and b.profile.classes["conv"].rounding == "half_up"
     caps = b.capabilities()
-    assert caps.exact and caps.max_outputs_per_run is None and caps.cost_per_run_s == 0
+    assert caps.deterministic and caps.max_outputs_per_run is None and caps.cost_per_run_s == 0
 
 
 def test_unknown_profile_or_knob_is_a_profile_error() -> None:

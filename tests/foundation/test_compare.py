@@ -9,7 +9,7 @@ import numpy as np
 import onnx_ir as ir
 import pytest
 
-from qprobe.backends import Capabilities, create_backend
+from qprobe.backends import BackendBase, Capabilities, create_backend
 from qprobe.backends.onnxruntime import OrtBackend, OrtSession
 from qprobe.compare import Comparison, compare_backends, parse_policy
 from qprobe.metrics import st_metrics
@@ -19,7 +19,7 @@ from qprobe.model.loader import clone_model, load_model
 from qdq_models import qdq_residual_model
 
 
-class ScaledWeightTarget:
+class ScaledWeightTarget(BackendBase):
     """A fake target: onnxruntime on a copy of the model whose ``weight`` codes are scaled."""
 
     spec = "fake:scaled-weights"
@@ -89,7 +89,7 @@ def test_policy_overrides_per_tensor(model: ir.Model) -> None:
     assert compare_backends(model, create_backend("ort"), target, inp, policy=loose).passed
 
 
-class _RecordingOnly:
+class _RecordingOnly(BackendBase):
     spec = "fake:recorded"
 
     def __init__(self, outputs: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray]) -> None:
@@ -98,7 +98,7 @@ class _RecordingOnly:
     def capabilities(self) -> Capabilities:
         return Capabilities(accepts_models=False, available_tensors=frozenset(self._out))
 
-    def recorded_inputs(self) -> dict[str, np.ndarray]:
+    def recorded_inputs(self, model: ir.Model) -> dict[str, np.ndarray]:
         return self._in
 
     def open(self, model: ir.Model) -> _RecordingOnly:

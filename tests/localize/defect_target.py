@@ -17,7 +17,7 @@ import onnx
 import onnx_ir as ir
 from onnx import helper, numpy_helper
 
-from qprobe.backends import Capabilities
+from qprobe.backends import BackendBase, Capabilities
 from qprobe.backends.onnxruntime import OrtBackend, OrtSession
 from qprobe.model.loader import model_from_proto, to_proto
 
@@ -46,7 +46,7 @@ def add_offset(model: ir.Model, nodes: Sequence[str], offset: float, vanish_when
     return model_from_proto(proto)
 
 
-class DefectTarget:
+class DefectTarget(BackendBase):
     def __init__(self, nodes: Sequence[str], offset: float, caps: Capabilities | None = None,
                  vanish_when_probed: bool = False) -> None:
         self.nodes, self.offset, self.vanish = list(nodes), offset, vanish_when_probed

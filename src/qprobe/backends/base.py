@@ -4,15 +4,16 @@ A backend is named by one *spec* string (``ort``, ``ort-fused``, ``engine:PROFIL
 ``recorded:PATH``, ``command:TEMPLATE``; see ``qprobe.backends.registry``). Its lifecycle
 follows Polygraphy's runners: ``open(model)`` prepares a session for one model (compile,
 flash, load), ``Session.run(feeds)`` runs a batch of samples, ``Session.close()`` frees it.
+``open`` depends on nothing but its argument: a backend is stateless between opens.
 
 Every array crossing this boundary has a leading sample axis that *is* the model's batch
 axis: a model whose batch dimension is fixed to 1 still receives ``N`` samples stacked on
 axis 0, and the session splits them as it needs to.
 
-Two optional hooks, used by backends that replay recordings: ``bind(model)`` maps the
+Two declared hooks, with no-op defaults in ``BackendBase``: ``bind(model)`` maps a
 recording onto a model before anything else is asked of the backend (ST files are keyed by
-index, not by name), and ``recorded_inputs()`` returns the recorded input samples, which
-compare and localize use when the user gives none.
+index, not by name), and ``recorded_inputs(model)`` returns the recorded input samples
+(None for backends that record nothing), which the stages use when the user gives none.
 """
 
 from __future__ import annotations
@@ -27,21 +28,33 @@ import onnx_ir as ir
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a backend can do, so that compare and localize can plan their runs.
+    """What a backend can do, so that the stages can plan their runs.
 
+    ``accepts_models``: it runs any model it is given (probed, cut, synthetic); False for
+    backends that only replay recorded data.
     ``max_outputs_per_run``: how many tensors one run can return (None: any number).
     ``cost_per_run_s``: rough wall time of one run (compile + flash + validate on hardware).
-    ``accepts_models``: False for backends that only replay recorded data.
     ``available_tensors``: the only tensors this backend can ever return (None: any).
     ``batch_size``: samples per ``Session.run`` call it prefers (None: all at once).
+    ``concurrency``: how many sessions may run at once (1: one at a time, a single board).
+    ``deterministic``: the same model and samples always give the same outputs.
+    ``probe_sensitive``: exposing tensors may change what it computes (a compiler that fuses
+    differently), so the probe-effect check must always run.
     """
 
+    accepts_models: bool = True
     max_outputs_per_run: int | None = None
     cost_per_run_s: float = 0.0
-    accepts_models: bool = True
     available_tensors: frozenset[str] | None = None
     batch_size: int | None = None
-    exact: bool = False
+    concurrency: int = 1
+    deterministic: bool = True
+    probe_sensitive: bool = False
+
+    @property
+    def whole_run(self) -> bool:
+        """Costly backends that want every sample in one run (hardware in the loop)."""
+        return self.batch_size is None and self.cost_per_run_s > 0
 
 
 @runtime_checkable
@@ -69,9 +82,18 @@ class Backend(Protocol):
 
     def open(self, model: ir.Model) -> Session: ...
 
+    def bind(self, model: ir.Model) -> None: ...
 
-def bind_backend(backend: Backend, model: ir.Model) -> None:
-    """Call the backend's optional ``bind(model)`` hook."""
-    bind = getattr(backend, "bind", None)
-    if bind is not None:
-        bind(model)
+    def recorded_inputs(self, model: ir.Model) -> dict[str, np.ndarray] | None: ...
+
+
+class BackendBase:
+    """Default hooks for backends that record nothing (subclass and implement the rest)."""
+
+    spec: str = ""
+
+    def bind(self, model: ir.Model) -> None:
+        """Nothing to map: the backend runs whatever model it is given."""
+
+    def recorded_inputs(self, model: ir.Model) -> dict[str, np.ndarray] | None:
+        return None

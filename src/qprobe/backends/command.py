@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import onnx_ir as ir
 
-from qprobe.backends.base import Capabilities
+from qprobe.backends.base import BackendBase, Capabilities
 from qprobe.backends.recorded import tensor_shapes
 from qprobe.backends.st import fit_shape
 from qprobe.errors import BackendError, InputError, TargetRunError
@@ -126,7 +126,7 @@ def _cache_option(v: str) -> Path | None:
     return None if v.lower() in ("off", "none", "0", "no") else Path(v).expanduser()
 
 
-class CommandBackend:
+class CommandBackend(BackendBase):
     def __init__(self, template: str, options: Mapping[str, str] | None = None) -> None:
         self.template = template.strip()
         self.options = CommandOptions.parse(options or {})

@@ -19,14 +19,14 @@ import numpy as np
 import onnx_ir as ir
 import onnxruntime as ort
 
-from qprobe.backends.base import Capabilities
+from qprobe.backends.base import BackendBase, Capabilities
 from qprobe.errors import BackendError
 from qprobe.model.loader import model_bytes
 
 _KNOWN_OPTIONS = ("threads", "save_optimized", "session.*")
 
 
-class OrtBackend:
+class OrtBackend(BackendBase):
     def __init__(self, fused: bool, arg: str | None = None, options: Mapping[str, str] | None = None) -> None:
         if arg:
             raise BackendError(f"backend {'ort-fused' if fused else 'ort'} takes no argument (got {arg!r})")

@@ -153,6 +153,6 @@ def default_inputs(
     m: ir.Model, inputs: InputSet | None, backends: list[Backend], seed: int, random_mode: str
 ) -> InputSet | None:
     """No inputs given: use a recording's if a backend has one, else 10 random samples (stedgeai's default)."""
-    if inputs is not None or any(getattr(b, "recorded_inputs", None) for b in backends):
+    if inputs is not None or any(b.recorded_inputs(m) is not None for b in backends):
         return inputs
     return random_inputs(m, 10, seed, random_mode)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_ir as ir
 
-from qprobe.backends.base import Backend, Session, bind_backend
+from qprobe.backends.base import Backend, Session
 from qprobe.compare.policy import TolerancePolicy
 from qprobe.compare.result import Comparison, ProbeEffect, TensorComparison
 from qprobe.errors import BackendError, InputError
@@ -102,8 +102,8 @@ def compare_backends(
     """
     index = build_quant_index(model)
     for b in (ref, target):
-        bind_backend(b, model)
-    inputs = inputs or _recorded_inputs(ref, target)
+        b.bind(model)
+    inputs = inputs or recorded_input_set(model, ref, target)
     plan = _restrict(plan_probes(model, index, probe), ref, target)
     probed = apply_probe_plan(model, plan)
     runners = {"ref": _Runner(ref, probed, inputs, plan), "target": _Runner(target, probed, inputs, plan)}
@@ -154,10 +154,10 @@ def _run_batches(
     return changed
 
 
-def _recorded_inputs(*backends: Backend) -> InputSet:
+def recorded_input_set(model: ir.Model, *backends: Backend) -> InputSet:
+    """The samples a backend recorded (the first that has any), for stages given no inputs."""
     for b in backends:
-        get = getattr(b, "recorded_inputs", None)
-        arrays = get() if get is not None else None
+        arrays = b.recorded_inputs(model)
         if arrays:
             return InputSet(dict(arrays), f"recorded by {b.spec}")
     raise InputError("no input samples: pass --inputs FILE.npz or --random N")

@@ -15,6 +15,7 @@ import onnx_ir as ir
 
 from qprobe.backends.base import Backend, Capabilities
 from qprobe.compare import TolerancePolicy
+from qprobe.compare.run import recorded_input_set
 from qprobe.errors import InputError
 from qprobe.localize.divergence import Divergence, OpFinding, RunRecord
 from qprobe.localize.graph import OpGraph, OpNode, build_op_graph
@@ -76,7 +77,7 @@ def localize(
     graph = build_op_graph(model, index)
     if not graph.ops:
         raise InputError("the model has no compute op with a non-constant input; nothing to localize")
-    inputs = inputs or _recorded_inputs(model, ref, target)
+    inputs = inputs or recorded_input_set(model, ref, target)
     runner = LocalizeRunner(model, index, graph, ref, target, inputs, policy=policy, batch_size=batch_size)
     machine = localize_machine(graph, traits_of(target.capabilities()), strategy, ops, classify)
     div = drive(machine, runner.execute)
@@ -87,12 +88,3 @@ def localize(
         inputs=inputs.source, reference_runs=runner.reference_runs,
     )
     return Localization(div, dict(runner.isolated_arrays))
-
-
-def _recorded_inputs(model: ir.Model, *backends: Backend) -> InputSet:
-    for b in backends:
-        get = getattr(b, "recorded_inputs", None)
-        arrays = get(model) if get is not None else None
-        if arrays:
-            return InputSet(dict(arrays), f"recorded by {b.spec}")
-    raise InputError("no input samples: pass --inputs FILE.npz or --random N")

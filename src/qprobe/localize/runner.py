@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import onnx_ir as ir
 
-from qprobe.backends.base import Backend, Capabilities, Session
+from qprobe.backends.base import Backend, BackendBase, Capabilities, Session
 from qprobe.compare import TensorComparison, TolerancePolicy, compare_backends
 from qprobe.localize.graph import OpGraph, OpNode
 from qprobe.localize.state import Command, Outcome, RunCut, RunModel
@@ -30,7 +30,7 @@ from qprobe.model.quant import QuantIndex
 from qprobe.tensors import Trace
 
 
-class CountedBackend:
+class CountedBackend(BackendBase):
     """A backend wrapper that counts ``open`` calls (one per run on the input set)."""
 
     def __init__(self, backend: Backend) -> None:
@@ -45,8 +45,11 @@ class CountedBackend:
         self.opened += 1
         return self.backend.open(model)
 
-    def __getattr__(self, name: str) -> object:  # e.g. a recorded backend's recorded_inputs
-        return getattr(self.backend, name)
+    def bind(self, model: ir.Model) -> None:
+        self.backend.bind(model)
+
+    def recorded_inputs(self, model: ir.Model) -> dict[str, np.ndarray] | None:
+        return self.backend.recorded_inputs(model)
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,14 @@ from collections.abc import Mapping
 import numpy as np
 import onnx_ir as ir
 
-from qprobe.backends.base import Capabilities
+from qprobe.backends.base import BackendBase, Capabilities
 from qprobe.backends.engine.builtin_profiles import get_profile
 from qprobe.backends.engine.interpreter import Program, compile_program
 from qprobe.backends.engine.profiles import Profile
 from qprobe.errors import BackendError
 
 
-class EngineBackend:
+class EngineBackend(BackendBase):
     """The integer engine under one numerics profile."""
 
     def __init__(self, profile: Profile) -> None:
@@ -43,7 +43,7 @@ class EngineBackend:
         return backend
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(max_outputs_per_run=None, cost_per_run_s=0.0, exact=True)
+        return Capabilities(max_outputs_per_run=None, cost_per_run_s=0.0)
 
     def open(self, model: ir.Model) -> EngineSession:
         profile = self.profile
