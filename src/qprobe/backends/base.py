@@ -10,10 +10,12 @@ Every array crossing this boundary has a leading sample axis that *is* the model
 axis: a model whose batch dimension is fixed to 1 still receives ``N`` samples stacked on
 axis 0, and the session splits them as it needs to.
 
-Two declared hooks, with no-op defaults in ``BackendBase``: ``bind(model)`` maps a
-recording onto a model before anything else is asked of the backend (ST files are keyed by
-index, not by name), and ``recorded_inputs(model)`` returns the recorded input samples
-(None for backends that record nothing), which the stages use when the user gives none.
+Three declared hooks, with defaults in ``BackendBase``: ``bind(model)`` maps a recording
+onto a model before anything else is asked of the backend (ST files are keyed by index, not
+by name); ``recorded_inputs(model)`` returns the recorded input samples (None for backends
+that record nothing), which the stages use when the user gives none; ``fusion_groups(model)``
+says which nodes the backend runs as one kernel (node-name groups, in graph order; None when
+it cannot tell), so that localize can isolate a fused group as one unit.
 """
 
 from __future__ import annotations
@@ -86,6 +88,8 @@ class Backend(Protocol):
 
     def recorded_inputs(self, model: ir.Model) -> dict[str, np.ndarray] | None: ...
 
+    def fusion_groups(self, model: ir.Model) -> list[tuple[str, ...]] | None: ...
+
 
 class BackendBase:
     """Default hooks for backends that record nothing (subclass and implement the rest)."""
@@ -96,4 +100,8 @@ class BackendBase:
         """Nothing to map: the backend runs whatever model it is given."""
 
     def recorded_inputs(self, model: ir.Model) -> dict[str, np.ndarray] | None:
+        return None
+
+    def fusion_groups(self, model: ir.Model) -> list[tuple[str, ...]] | None:
+        """Unknown: the backend does not report how it fuses nodes."""
         return None

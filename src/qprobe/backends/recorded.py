@@ -39,7 +39,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from qprobe.backends.base import Capabilities
+from qprobe.backends.base import BackendBase, Capabilities
 from qprobe.backends.st import (
     StValIo,
     fit_shape,
@@ -132,7 +132,7 @@ class _Bound:
     num_samples: int
 
 
-class RecordedBackend:
+class RecordedBackend(BackendBase):
     def __init__(self, path: Path, options: Mapping[str, str] | None = None) -> None:
         opts = dict(options or {})
         unknown = sorted(set(opts) - set(KNOWN_OPTIONS))

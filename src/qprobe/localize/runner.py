@@ -51,6 +51,9 @@ class CountedBackend(BackendBase):
     def recorded_inputs(self, model: ir.Model) -> dict[str, np.ndarray] | None:
         return self.backend.recorded_inputs(model)
 
+    def fusion_groups(self, model: ir.Model) -> list[tuple[str, ...]] | None:
+        return self.backend.fusion_groups(model)
+
 
 @dataclass(frozen=True)
 class IsolatedArrays:
