@@ -27,7 +27,9 @@ from qprobe.errors import BackendError
 from qprobe.model.graph import DQ_OPS, Q_OPS, is_constant
 
 SCHEMA = "qprobe.fusion-map/1"
-_COPY_SUFFIX = re.compile(r"^(.*)(_\d+|/duplicated)$")
+# copies and parts a runtime derives from an op: ``Subtract_91_0``, ``c1_DequantizeLinear/duplicated``,
+# ``q_proj/transpose_b``, ``gemm/WithoutBiases/DequantizationSubtract``
+_COPY_SUFFIX = re.compile(r"^(.+?)(_\d+|/[^/]*)$")
 _NOT_COMPUTE = Q_OPS | DQ_OPS | {"Constant"}
 
 
@@ -104,7 +106,7 @@ class FusionMap:
 
 
 def resolve(name: str, origin: Mapping[str, str]) -> str | None:
-    """The ONNX node a runtime name stands for: exact, else with copy suffixes stripped."""
+    """The ONNX node a runtime name stands for: exact, else with derived suffixes stripped one by one."""
     while True:
         if name in origin:
             return origin[name]

@@ -199,7 +199,10 @@ class OvSession:
             try:
                 compiled = self.backend.core.compile_model(self.ov_model, self.backend.device, props)
             except Exception as e:
-                raise BackendError(f"OpenVINO cannot compile the model for {self.backend.device}: {one_line(e)}") from e
+                hint = "; try precision=f32" if self.backend.options.precision in ("bf16", "f16", "default") else ""
+                raise BackendError(
+                    f"OpenVINO cannot compile the model for {self.backend.device}: {one_line(e)}{hint}"
+                ) from e
             self._compiled[key] = (compiled, output_ports(compiled, self.outputs))
             if len(self._compiled) == 1:
                 self._record(compiled, shapes)
