@@ -15,7 +15,6 @@ from either), each group in graph order, groups ordered by their first node.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 
 import onnx_ir as ir
 
+from qprobe import serde
 from qprobe.errors import BackendError
 from qprobe.model.graph import DQ_OPS, Q_OPS, is_constant
 
@@ -86,7 +86,7 @@ class FusionMap:
         }
 
     def dumps(self) -> str:
-        return json.dumps(self.to_json(), allow_nan=False)
+        return serde.dumps(self.to_json(), indent=None)
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> FusionMap:
@@ -99,7 +99,7 @@ class FusionMap:
 
     @classmethod
     def loads(cls, text: str) -> FusionMap:
-        return cls.from_json(json.loads(text))
+        return cls.from_json(serde.loads(text, SCHEMA, "a fusion map"))
 
     def groups(self, model: ir.Model) -> list[tuple[str, ...]]:
         return merged_groups([(*k.nodes, *k.absorbed) for k in self.kernels], model)
