@@ -29,7 +29,9 @@ from qprobe.cli.common import (
 from qprobe.compare import Comparison, TolerancePolicy, compare_backends, compare_saved, parse_policy
 from qprobe.errors import InputError
 from qprobe.model.quant import build_quant_index
+from qprobe.report.build import Invocation, build_report
 from qprobe.report.terminal import comparison_summary, comparison_table
+from qprobe.report.write import write_html
 from qprobe.tensors import TraceFolder
 
 ProbeOpt = Annotated[str, typer.Option("--probe", help="outputs | op-outputs | all | T1,T2,... (tensor names).")]
@@ -55,6 +57,7 @@ def compare(
     classifier: Annotated[bool, typer.Option("--classifier", help="Report accuracy on outputs (like stedgeai --classifier).")] = False,
     batch_size: BatchOpt = 64,
     json_out: JsonOpt = None,
+    html_out: Annotated[Path | None, typer.Option("--html", help="Also write the comparison as a self-contained HTML page with the error chart.")] = None,
     save_traces: Annotated[Path | None, typer.Option("--save-traces", help="Save every batch's reference and target Traces (JSON + .npz) into this folder; `--ref traces:DIR --target traces:DIR` compares them again.")] = None,
 ) -> None:
     """Compare a reference and a target backend tensor by tensor, with ST's metrics and LSB metrics.
@@ -79,6 +82,11 @@ def compare(
     if json_out is not None:
         cmp.save(json_out)
         console.print(f"wrote {json_out}")
+    if html_out is not None:
+        m, name, _ = resolve_model(model, example)
+        write_html(html_out, build_report("compare", m, name, comparison=cmp.to_json(), invocation=Invocation(
+            f"--example {example}" if example else str(model), ref, target, tuple(target_opt or ()))))
+        console.print(f"wrote {html_out}")
     raise typer.Exit(0 if cmp.passed else 1)
 
 

@@ -12,11 +12,13 @@ import typer
 
 from qprobe import __version__
 from qprobe.cli import compare as compare_cmd
+from qprobe.cli import diagnose as diagnose_cmd
 from qprobe.cli import example as example_cmd
 from qprobe.cli import extract as extract_cmd
 from qprobe.cli import inspect as inspect_cmd
 from qprobe.cli import localize as localize_cmd
 from qprobe.cli import profiles as profiles_cmd
+from qprobe.cli import report as report_cmd
 from qprobe.cli import stedgeai as stedgeai_cmd
 from qprobe.cli.common import err_console
 from qprobe.errors import QprobeError
@@ -34,6 +36,8 @@ app.command("example")(example_cmd.example)
 app.command("profiles")(profiles_cmd.profiles)
 app.command("localize")(localize_cmd.localize)
 app.command("extract")(extract_cmd.extract)
+app.command("diagnose")(diagnose_cmd.diagnose)
+app.command("report")(report_cmd.report)
 app.command(
     "stedgeai-run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
 )(stedgeai_cmd.stedgeai_run)

@@ -139,6 +139,7 @@ def build_report(
     kind: str, model: ir.Model, model_name: str, *, comparison: Doc = None, divergence: Doc = None, explanation: Doc = None,
     fix: Doc = None, invocation: Invocation | None = None, stages: Sequence[Mapping[str, Any]] = (),
     notes: Sequence[str] = (), files: Sequence[Mapping[str, str]] = (), index: QuantIndex | None = None,
+    model_file: str | None = None,
 ) -> Report:
     """The report of one run (``kind``: compare | localize | diagnose); documents as JSON dicts."""
     index = index or build_quant_index(model)
@@ -155,7 +156,7 @@ def build_report(
         "explanation": build_explanation_view(explanation), "fix": build_fix_view(fix),
         "checklist": build_checklist(comparison, divergence, explanation),
         "reproduce": reproduce(invocation, divergence, explanation, fix, kind),
-        "overlay": build_overlay(model, index, by_tensor, policy),
+        "overlay": {**build_overlay(model, index, by_tensor, policy), "model_file": model_file},
         "summary": _summary(comparison, divergence, explanation, fix, stages),
         "stage_notes": _stage_notes(kind, stages),
     }

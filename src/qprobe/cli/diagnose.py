@@ -1,0 +1,93 @@
+"""``qprobe diagnose``: compare -> localize -> explain -> fix, and the report folder (HTML, Markdown, overlays)."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from qprobe.cli.common import (
+    BatchOpt,
+    ExampleOpt,
+    InputsOpt,
+    ModelArg,
+    RandomModeOpt,
+    RandomOpt,
+    RefKv,
+    RefOpt,
+    SeedOpt,
+    TargetKv,
+    console,
+    example_paths,
+    resolve_run,
+)
+from qprobe.cli.progress import StageDisplay
+from qprobe.compare import parse_policy
+from qprobe.errors import InputError
+from qprobe.report.build import Invocation
+from qprobe.report.diagnose import DiagnoseRequest
+from qprobe.report.diagnose import diagnose as run_diagnose
+
+OutOpt = Annotated[Path, typer.Option("-o", "--output", help="The report folder to write (replaced when it holds an earlier report).")]
+FloatOpt = Annotated[Path | None, typer.Option("--float-model", help="The float model the int8 one was quantized from (fix: requantize-model).")]
+CalibOpt = Annotated[Path | None, typer.Option("--calibration", help=".npz of calibration inputs (fix: requantize-model).")]
+TruthOpt = Annotated[Path | None, typer.Option("--truth", help=".npz of ground-truth outputs (fix ranks by accuracy).")]
+TolOpt = Annotated[str | None, typer.Option("--tol", help="Tolerance, e.g. cos=0.99,bias=0.5,max=2 (bias and max in LSB).")]
+TolTensorOpt = Annotated[list[str] | None, typer.Option("--tol-tensor", help="Per-tensor tolerance TENSOR:cos=...,bias=... (repeatable).")]
+DiagTargetOpt = Annotated[str, typer.Option("--target", help="Target backend spec: engine:PROFILE, command:TEMPLATE, recorded:PATH, ort, ort-fused.")]
+
+
+def _invocation(model: Path | None, example: str | None, ref: str, target: str, target_opt: list[str] | None,
+                inputs: Path | None, random: int | None, seed: int, random_mode: str, out: Path) -> Invocation:
+    m = f"--example {example}" if example else shlex.quote(str(model))
+    ins = f"--inputs {shlex.quote(str(inputs))}" if inputs else (
+        f"--random {random} --seed {seed}" + ("" if random_mode == "uniform" else f" --random-mode {random_mode}")
+        if random is not None else "")
+    return Invocation(m, ref, target, tuple(target_opt or ()), ins, str(out))
+
+
+def _example_files(example: str | None, float_model: Path | None, calibration: Path | None,
+                   truth: Path | None) -> tuple[Path | None, Path | None, Path | None]:
+    if example is None:
+        return float_model, calibration, truth
+    from qprobe.examples.tcn import FILES, packaged_example_dir
+
+    d = packaged_example_dir()
+    return float_model or d / FILES["float_model"], calibration or d / FILES["calibration"], truth or d / FILES["truth"]
+
+
+def diagnose(
+    model: ModelArg = None, example: ExampleOpt = None, ref: RefOpt = "ort-fused", target: DiagTargetOpt = "",
+    ref_opt: RefKv = None, target_opt: TargetKv = None, inputs: InputsOpt = None, random: RandomOpt = None,
+    seed: SeedOpt = 42, random_mode: RandomModeOpt = "uniform", float_model: FloatOpt = None,
+    calibration: CalibOpt = None, truth: TruthOpt = None, tol: TolOpt = None, tol_tensor: TolTensorOpt = None,
+    batch_size: BatchOpt = 64, output: OutOpt = Path("qprobe-report"),
+    exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 when the model fails on the target and no fix was found.")] = False,
+) -> None:
+    """Find, explain and fix the target's defect in one command, and write the report folder.
+
+    Runs compare, then (when something fails) localize, explain (characterizing the target when it
+    runs models) and fix; writes report.json, report.html, report.md, model_explorer/*.json, the
+    stages' documents, fixed.onnx when a fix was found and the culprit's repro bundle.
+    """
+    if not target:
+        raise InputError("missing --target: the backend to diagnose the model on, e.g. --target engine:arith16-wrap")
+    run = resolve_run(model, example, ref, ref_opt, target, target_opt, inputs, random, seed, random_mode)
+    fm, cal, tr = _example_files(example, float_model, calibration, truth)
+    req = DiagnoseRequest(
+        run.model, run.name, run.ref, run.target, run.inputs, output,
+        _invocation(model, example, ref, target, target_opt, inputs, random, seed, random_mode, output),
+        model_path=example_paths(example)[0] if example else model, float_model=fm, calibration=cal, truth=tr,
+        policy=parse_policy(tol, tol_tensor), batch_size=batch_size,
+    )
+    with StageDisplay(console) as display:
+        result = run_diagnose(req, display)
+    v = result.report.verdict
+    console.print(f"[bold]verdict[/]: {v['line']}", highlight=False, soft_wrap=True)
+    console.print(f"[bold]fix[/]: {v['fix'] or 'none found'}" + (f" -> {result.fixed}" if result.fixed else ""),
+                  highlight=False)
+    console.print(f"[bold]report[/]: {result.out_dir / 'report.html'}", highlight=False)
+    if exit_code and v["status"] == "fail":
+        raise typer.Exit(1)

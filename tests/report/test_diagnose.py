@@ -1,0 +1,145 @@
+"""``qprobe diagnose`` end to end: the files it writes, the stages it runs, an interrupted run that
+leaves nothing behind and resumes from the command cache, ``qprobe report`` re-rendering from
+report.json alone, ``compare --html``."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+from report_support import TCN_FAILING, load, qprobe
+
+from qprobe.cli.common import resolve_run
+from qprobe.report import diagnose as diagnose_mod
+from qprobe.report.build import Invocation
+from qprobe.report.diagnose import DiagnoseRequest, diagnose
+
+from qdq_models import qdq_residual_model
+
+MUTATING = Path(__file__).resolve().parents[1] / "targets" / "mutating_target.py"
+
+
+def _module_available(name: str) -> bool:
+    try:
+        __import__(name)
+    except ImportError:
+        return False
+    return True
+
+
+def test_diagnose_writes_the_report_folder(tcn_dir: Path) -> None:
+    for name in ("report.json", "report.html", "report.md", "compare.json", "divergence.json",
+                 "bundle/model.onnx", "bundle/repro.py", "bundle/README.md"):
+        assert (tcn_dir / name).is_file(), name
+    assert sorted(p.name for p in (tcn_dir / "model_explorer").iterdir()) == [
+        "accumulated_cos.json", "exact_pct.json", "local_cos.json", "mean_delta_lsb.json"]
+    r = load(tcn_dir)
+    assert [s["name"] for s in r.stages] == ["compare", "localize", "explain", "fix"]
+    assert r.stages[0]["target_runs"] >= 1 and r.stages[1]["target_runs"] >= 1
+    for stage, module in (("explain", "qprobe.explain"), ("fix", "qprobe.fix")):
+        st = next(s for s in r.stages if s["name"] == stage)
+        if not _module_available(module):
+            assert st["status"] == "unavailable" and "not installed" in st["note"]
+    if r.fix is not None and r.fix.get("best"):
+        assert (tcn_dir / "fixed.onnx").is_file() and r.verdict["status"] == "fixed"
+    listed = {f["path"] for f in r.files}
+    assert {"report.json", "report.html", "bundle/"} <= listed
+
+
+def test_the_cli_prints_the_verdict_the_fix_and_the_report_path(tmp_path: Path) -> None:
+    out = tmp_path / "d"
+    done = qprobe("diagnose", "--example", "tcn", "--target", TCN_FAILING, "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    for stage in ("compare", "localize", "explain", "fix"):
+        assert any(re.match(rf"{stage}: \w+", line) for line in lines), done.stdout  # one plain line per stage
+    assert any(line.startswith("verdict: block0_add (Add) introduces the error") for line in lines)
+    assert any(line.startswith("fix: ") for line in lines)
+    assert lines[-1] == f"report: {out / 'report.html'}"
+    again = qprobe("diagnose", "--example", "tcn", "--target", TCN_FAILING, "-o", str(out), "--exit-code")
+    assert again.returncode == (0 if load(out).verdict["status"] == "fixed" else 1)  # replaces an earlier report
+
+
+def test_qprobe_report_rerenders_from_report_json_alone(tcn_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(tcn_dir, folder)
+    before = {p: (folder / p).read_text() for p in ("report.html", "report.md", "model_explorer/local_cos.json")}
+    for p in before:
+        (folder / p).unlink()
+    (folder / "compare.json").unlink()  # not needed: report.json carries every document
+    done = qprobe("report", str(folder / "report.json"))
+    assert done.returncode == 0, done.stderr
+    assert {p: (folder / p).read_text() for p in before} == before
+    (folder / "report.md").unlink()
+    assert qprobe("report", str(folder), "--md").returncode == 0
+    assert (folder / "report.md").is_file() and (folder / "report.html").read_text() == before["report.html"]
+
+
+def test_an_interrupted_diagnose_leaves_no_folder_and_keeps_an_earlier_one(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    run = resolve_run(None, "tcn", "ort-fused", None, TCN_FAILING, None, None, None, 42, "uniform")
+
+    def interrupted(*_a: object, **_k: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(diagnose_mod, "localize", interrupted)
+    for earlier in (False, True):
+        out = tmp_path / f"out-{earlier}"
+        if earlier:
+            out.mkdir()
+            (out / "report.json").write_text("{}")
+        req = DiagnoseRequest(run.model, run.name, run.ref, run.target, run.inputs, out,
+                              Invocation("--example tcn", "ort-fused", TCN_FAILING))
+        with pytest.raises(KeyboardInterrupt):
+            diagnose(req)
+        assert out.exists() == earlier and (not earlier or (out / "report.json").read_text() == "{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out-False", "out-True"][1:]  # no staging folder left
+
+
+def test_a_folder_that_is_not_a_report_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "mine.txt").write_text("keep me")
+    done = qprobe("diagnose", "--example", "tcn", "--target", TCN_FAILING, "-o", str(tmp_path))
+    assert done.returncode == 2 and "not an earlier report" in done.stderr and "Traceback" not in done.stderr
+    assert (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+def _count(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_diagnose_on_a_command_target_resumes_from_its_run_cache(tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()
+    model = qdq_residual_model(tmp_path / "m")
+    template = " ".join([shlex.quote(sys.executable), shlex.quote(str(MUTATING)),
+                         "--model {model} --inputs {inputs} --outputs {outputs} --node add --factor 0.5"])
+
+    def args(cache: str, out: str) -> list[str]:
+        return ["diagnose", str(model), "--ref", "ort", "--target", f"command:{template}", "--random", "6",
+                "--target-opt", f"cache={tmp_path / cache}", "--target-opt", f"workdir={tmp_path / 'runs'}",
+                "-o", str(tmp_path / out)]
+
+    fresh = tmp_path / "fresh-runs.txt"  # what the board executes for a whole diagnosis, from an empty cache
+    assert qprobe(*args("cache-fresh", "fresh"), env={"QPROBE_TARGET_COUNT_FILE": str(fresh)}).returncode == 0
+    count = tmp_path / "board-runs.txt"
+    first = qprobe(*args("cache", "report"), env={"QPROBE_TARGET_COUNT_FILE": str(count), "QPROBE_TARGET_MAX_RUNS": "2"})
+    assert first.returncode == 2 and "Traceback" not in first.stderr, first.stdout + first.stderr
+    assert _count(count) == 2 and not (tmp_path / "report").exists()
+    second = qprobe(*args("cache", "report"), env={"QPROBE_TARGET_COUNT_FILE": str(count)})
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert _count(count) == _count(fresh), "the runs made before the interruption are not made again"
+    assert load(tmp_path / "report").verdict["culprit"] == "add"
+    third = qprobe(*args("cache", "again"), env={"QPROBE_TARGET_COUNT_FILE": str(count)})
+    assert third.returncode == 0 and _count(count) == _count(fresh), "a rerun costs the board nothing"
+
+
+def test_compare_html_renders_a_comparison_alone(tmp_path: Path) -> None:
+    out = tmp_path / "cmp.html"
+    done = qprobe("compare", "--example", "tcn", "--ref", "ort-fused", "--target", TCN_FAILING, "--html", str(out))
+    assert done.returncode == 1, done.stderr
+    text = out.read_text()
+    assert "<svg" in text and "cosine similarity" in text and "first failing op" in text and "<script" not in text
