@@ -104,13 +104,14 @@ def _comparison_line(c: Mapping[str, Any]) -> str:
     return f"FAIL: first failing tensor {first['name']} ({first['producer']}, {first['op_type']}): {first['reason']}"
 
 
-def reproduce(inv: Invocation | None, divergence: Doc, expl: Doc, fix: Doc, kind: str) -> list[dict[str, str]]:
-    """The commands that redo each step (a compare-only report gets the compare command)."""
+def reproduce(inv: Invocation | None, divergence: Doc, expl: Doc, fix: Doc, kind: str,
+              failing: bool) -> list[dict[str, str]]:
+    """The commands that redo each step, and the next step after a failing comparison."""
     if inv is None:
         return []
     node = ((divergence or {}).get("culprit") or {}).get("op") or (expl or {}).get("node")
     cmds = [{"what": "compare tensor by tensor", "command": inv.base("compare") + " --json compare.json"}]
-    if kind != "compare":
+    if divergence is not None or failing:
         cmds.append({"what": "localize the op that introduces the error",
                      "command": inv.base("localize") + " --bundle bundle --json divergence.json"})
     if node and (expl is not None or kind == "diagnose"):
@@ -124,7 +125,7 @@ def reproduce(inv: Invocation | None, divergence: Doc, expl: Doc, fix: Doc, kind
                      "command": inv.base("compare", shlex.quote(f"{inv.out_dir}/fixed.onnx")) + " --probe outputs"})
     if divergence is not None and node:
         cmds.append({"what": "replay the culprit's cut with plain onnxruntime", "command": "cd bundle && python repro.py"})
-    if kind == "diagnose":
+    if kind == "diagnose" or failing:
         cmds.append({"what": "all of it in one command", "command": inv.base("diagnose") + f" -o {inv.out_dir}"})
     cmds.append({"what": "re-render this report from report.json", "command": f"qprobe report {inv.out_dir}"})
     return cmds
@@ -155,7 +156,7 @@ def build_report(
         "neighbourhood": build_neighbourhood(focus, facts["ops"], facts["quant"], facts["ratios"], by_tensor),
         "explanation": build_explanation_view(explanation), "fix": build_fix_view(fix),
         "checklist": build_checklist(comparison, divergence, explanation),
-        "reproduce": reproduce(invocation, divergence, explanation, fix, kind),
+        "reproduce": reproduce(invocation, divergence, explanation, fix, kind, the_verdict["status"] != "pass"),
         "overlay": {**build_overlay(model, index, by_tensor, policy), "model_file": model_file},
         "summary": _summary(comparison, divergence, explanation, fix, stages),
         "stage_notes": _stage_notes(kind, stages),

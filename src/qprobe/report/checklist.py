@@ -86,12 +86,13 @@ def _explained(expl: Mapping[str, Any] | None) -> list[dict[str, str]]:
 
 def build_checklist(comparison: Mapping[str, Any] | None, divergence: Mapping[str, Any] | None,
                     expl: Mapping[str, Any] | None) -> list[dict[str, str]]:
-    items = [_probe_effect(comparison), *_inputs(divergence), *_explained(expl)]
+    """The checklist; for a model that passes only what the comparison checked (nothing is left to rule out)."""
     failing = bool((comparison or {}).get("passed") is False or (divergence or {}).get("found"))
-    explained = bool((expl or {}).get("explained"))
     if not failing:
-        status, why = NOT_CHECKED, "nothing fails"
-    elif explained:
+        return [_probe_effect(comparison)]
+    items = [_probe_effect(comparison), *_inputs(divergence), *_explained(expl)]
+    explained = bool((expl or {}).get("explained"))
+    if explained:
         status, why = UNLIKELY, "an arithmetic hypothesis reproduces the target's error bit for bit"
     else:
         status, why = OPEN, "no model run can rule it out: look at the board"
