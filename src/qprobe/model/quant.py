@@ -48,6 +48,7 @@ class QuantIndex:
     producer: dict[str, str] = field(default_factory=dict)
     producer_type: dict[str, str] = field(default_factory=dict)
     op_of_tensor: dict[str, str] = field(default_factory=dict)
+    quantized_from: dict[str, str] = field(default_factory=dict)  # QuantizeLinear output -> its float input
 
     def quant_of(self, tensor: str) -> QuantParams | None:
         """Params of codes, or of the codes a float DequantizeLinear output reads."""
@@ -62,6 +63,17 @@ class QuantIndex:
         op_name = self.op_of_tensor.get(tensor) or self.producer.get(tensor, "(input)")
         op_type = next((o.op_type for o in self.ops if o.name == op_name), self.producer_type.get(tensor, "input"))
         return op_name, op_type
+
+    def inputs_of(self, tensor: str) -> tuple[str, ...] | None:
+        """The activation tensors that ``tensor`` is computed from (codes where quantized): the
+        inputs of its compute op, or the float input of a QuantizeLinear; None when unknown."""
+        if tensor in self.quantized_from and tensor not in self.op_of_tensor:
+            return (self.quantized_from[tensor],)
+        name = self.op_of_tensor.get(tensor)
+        if name is None:
+            return None
+        op = self.op(name)
+        return tuple(q or a for q, a in zip(op.q_inputs, op.inputs, strict=True))
 
     def op(self, name: str) -> OpView:
         for o in self.ops:
@@ -132,6 +144,7 @@ def _index_quantize(idx: QuantIndex, node: ir.Node) -> None:
     p = _qparams(node, 1, 2, axis)
     if p is not None and name_of(node.outputs[0]):
         idx.tensors[name_of(node.outputs[0])] = p
+        idx.quantized_from[name_of(node.outputs[0])] = name_of(node.inputs[0])
 
 
 def _index_compute(idx: QuantIndex, node: ir.Node, label: str) -> None:
