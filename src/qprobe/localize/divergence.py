@@ -124,9 +124,14 @@ class Divergence:
         """One line: the conclusion."""
         if self.culprit is None:
             outs = [r.name for r in self.final_outputs if r.failed]
-            if not outs:
-                return "no divergence: every compared tensor is within tolerance"
-            return f"final outputs {', '.join(outs)} fail, but no single op introduces the error in isolation"
+            failing = [r.name for r in self.tensors if r.failed]
+            if outs:
+                return f"final outputs {', '.join(outs)} fail, but no single op introduces the error in isolation"
+            if failing:
+                return (f"{len(failing)} tensor(s) fail in the whole model ({', '.join(failing[:3])}"
+                        f"{', ...' if len(failing) > 3 else ''}), the final outputs pass, and no op introduces "
+                        "an error in isolation")
+            return "no divergence: every compared tensor is within tolerance"
         c = self.culprit
         rows = c.isolated or c.accumulated
         why = "; ".join(r.reason for r in rows if r.failed) or "fails"

@@ -20,7 +20,10 @@ _CODE_PASSTHROUGH = frozenset(
     {"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Slice", "MaxPool", "Gather",
      "Split", "Identity", "Resize", "Pad", "Expand", "Tile"}
 )
-ELTWISE_RATIO_OPS = frozenset({"Add", "Sub", "Mul", "Concat", "QLinearAdd", "QLinearMul", "QLinearConcat"})
+# ops that rescale each operand to the output: the operand/output scale ratio is each coefficient
+ELTWISE_RATIO_OPS = frozenset({"Add", "Sub", "Concat", "QLinearAdd", "QLinearConcat"})
+# ops whose one requantization multiplier is the product of the operand scales over the output's
+PRODUCT_RATIO_OPS = frozenset({"Mul", "QLinearMul"})
 
 
 @dataclass(frozen=True)
@@ -82,18 +85,30 @@ class QuantIndex:
         raise KeyError(name)
 
     def scale_ratios(self, op: OpView) -> list[float] | None:
-        """Operand-scale / output-scale per activation operand (eltwise ops only)."""
-        if op.op_type not in ELTWISE_RATIO_OPS or not op.q_outputs or op.q_outputs[0] is None:
+        """Operand-scale / output-scale per operand of an int8 Add/Sub/Concat: the coefficient each
+        operand is rescaled by. None when any operand or the output is not quantized per tensor
+        (a float operand makes it no int8 eltwise op), and for other ops."""
+        out = self._output(op)
+        if op.op_type not in ELTWISE_RATIO_OPS or out is None:
             return None
-        out = self.tensors[op.q_outputs[0]]
-        if not out.per_tensor:
+        ins = [self.tensors.get(q) if q else None for q in op.q_inputs]
+        if not ins or any(p is None or not p.per_tensor for p in ins):
             return None
-        ratios = []
-        for q in op.q_inputs:
-            p = self.tensors.get(q) if q else None
-            if p is not None and p.per_tensor:
-                ratios.append(p.scale[0] / out.scale[0])
-        return ratios or None
+        return [p.scale[0] / out.scale[0] for p in ins if p is not None]
+
+    def multiplier(self, op: OpView) -> float | None:
+        """The one requantization multiplier of an int8 Mul: product of operand scales / output scale."""
+        out = self._output(op)
+        ins = [p for q in op.q_inputs if q and (p := self.tensors.get(q)) is not None and p.per_tensor]
+        if op.op_type not in PRODUCT_RATIO_OPS or out is None or len(ins) != 2 or len(op.q_inputs) != 2:
+            return None
+        return ins[0].scale[0] * ins[1].scale[0] / out.scale[0]
+
+    def _output(self, op: OpView) -> QuantParams | None:
+        if not op.q_outputs or op.q_outputs[0] is None:
+            return None
+        out = self.tensors.get(op.q_outputs[0])
+        return out if out is not None and out.per_tensor else None
 
 
 def _qparams(node: ir.Node, s_idx: int, z_idx: int, axis: int | None) -> QuantParams | None:
