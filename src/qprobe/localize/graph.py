@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import onnx_ir as ir
 
-from qprobe.model.graph import DQ_OPS, Q_OPS, graph_output_names, name_of, node_label
+from qprobe.model.graph import DQ_OPS, Q_OPS, graph_output_names, name_of, node_label, sample_tensors
 from qprobe.model.quant import QuantIndex
 
 
@@ -70,11 +70,12 @@ def build_op_graph(model: ir.Model, index: QuantIndex) -> OpGraph:
     graph_inputs = tuple(name_of(v) for v in model.graph.inputs if v.name not in model.graph.initializers)
     nodes: dict[str, OpNode] = {}
     views = {o.name: o for o in index.ops}
+    live = sample_tensors(model)  # shape computations are no candidates and no cut inputs
     for node in model.graph:
         label = node_label(node)
-        if label in views and views[label].inputs:
+        if label in views and views[label].inputs and any(t in live for t in views[label].outputs):
             v = views[label]
-            ins = tuple(q or a for q, a in zip(v.q_inputs, v.inputs, strict=True))
+            ins = tuple(q or a for q, a in zip(v.q_inputs, v.inputs, strict=True) if a in live)
             nodes[label] = OpNode(label, v.op_type, _unique(ins), v.observed_outputs)
         elif node.op_type in Q_OPS and name_of(node.inputs[0]) in graph_inputs:
             nodes[label] = OpNode(label, node.op_type, (name_of(node.inputs[0]),), (name_of(node.outputs[0]),))
