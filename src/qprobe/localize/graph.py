@@ -11,7 +11,7 @@ state machine plans runs from it without touching the model.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import onnx_ir as ir
@@ -63,6 +63,27 @@ class OpGraph:
 
     def producer_of(self, tensor: str) -> OpNode | None:
         return next((o for o in self.ops if tensor in o.outputs), None)
+
+
+@dataclass(frozen=True)
+class OpGroup:
+    ops: tuple[str, ...]  # members, topological order
+    inputs: tuple[str, ...]  # tensors read from outside the group (fed the reference's values)
+    outputs: tuple[str, ...]  # tensors that leave the group (consumed outside, or graph outputs)
+
+    @property
+    def name(self) -> str:
+        return "+".join(self.ops)
+
+
+def group_of(graph: OpGraph, names: Sequence[str]) -> OpGroup:
+    """The group of ``names`` with its boundary tensors."""
+    members = sorted({graph.op(n) for n in names}, key=lambda o: graph.position(o.name))
+    inside = {t for o in members for t in o.outputs}
+    ins = tuple(dict.fromkeys(t for o in members for t in o.inputs if t not in inside))
+    used_outside = {t for o in graph.ops if o not in members for t in o.inputs}
+    outs = tuple(t for o in members for t in o.outputs if t in used_outside or t in graph.graph_outputs)
+    return OpGroup(tuple(o.name for o in members), ins, outs or members[-1].outputs)
 
 
 def build_op_graph(model: ir.Model, index: QuantIndex) -> OpGraph:
