@@ -6,7 +6,9 @@ template with ``{model}``, ``{inputs}``, ``{outputs}`` and ``{workdir}`` replace
 paths (``{outputs}`` is ``WORKDIR/outputs.npz``), in the work directory, without a shell
 unless ``shell=1``. The command must write ``outputs.npz``: one array per graph output of
 the model, keyed by output name, samples on axis 0, floats or integer codes (extra unit
-dimensions and a leading ``[N, 1, ...]`` are accepted). The same paths are also in the
+dimensions and a leading ``[N, 1, ...]`` are accepted). qprobe never asks for tensors that carry
+no per-sample data (shape computations, ``model.graph.sample_tensors``), so every requested output
+has the sample axis first. The same paths are also in the
 environment as ``QPROBE_MODEL``, ``QPROBE_INPUTS``, ``QPROBE_OUTPUTS``, ``QPROBE_WORKDIR``.
 
 A crash, a timeout, a non-zero exit, missing or malformed outputs, NaN or Inf, wrong
