@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/qprobe localize --example tcn --target engine:arith16-wrap --bundle demo-out/bundle
+	$(VENV)/bin/qprobe diagnose --example tcn --target engine:arith16-wrap -o demo-out
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -20,6 +20,7 @@ from qprobe.report.write import render_files
 def _diagnose(out: Path, target: str) -> Path:
     done = qprobe("diagnose", "--example", "tcn", "--target", target, "-o", str(out))
     assert done.returncode == 0, done.stdout + done.stderr
+    out.with_suffix(".stdout").write_text(done.stdout)  # what the CLI printed, for the tests that read it
     return out
 
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from report_support import TCN_FAILING, load, qprobe
+from report_support import TCN_FAILING, TCN_PASSING, load, qprobe
 
 from qprobe.cli.common import resolve_run
 from qprobe.report import diagnose as diagnose_mod
@@ -49,18 +49,26 @@ def test_diagnose_writes_the_report_folder(tcn_dir: Path) -> None:
     assert {"report.json", "report.html", "bundle/"} <= listed
 
 
-def test_the_cli_prints_the_verdict_the_fix_and_the_report_path(tmp_path: Path) -> None:
-    out = tmp_path / "d"
-    done = qprobe("diagnose", "--example", "tcn", "--target", TCN_FAILING, "-o", str(out))
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+def test_the_cli_prints_the_verdict_the_fix_and_the_report_path(tcn_dir: Path) -> None:
+    stdout = tcn_dir.with_suffix(".stdout").read_text()
+    lines = stdout.splitlines()
     for stage in ("compare", "localize", "explain", "fix"):
-        assert any(re.match(rf"{stage}: \w+", line) for line in lines), done.stdout  # one plain line per stage
+        assert any(re.match(rf"{stage}: \w+", line) for line in lines), stdout  # one plain line per stage
     assert any(line.startswith("verdict: block0_add (Add) introduces the error") for line in lines)
-    assert any(line.startswith("fix: ") for line in lines)
-    assert lines[-1] == f"report: {out / 'report.html'}"
-    again = qprobe("diagnose", "--example", "tcn", "--target", TCN_FAILING, "-o", str(out), "--exit-code")
-    assert again.returncode == (0 if load(out).verdict["status"] == "fixed" else 1)  # replaces an earlier report
+    fix = load(tcn_dir).verdict["fix"]
+    assert any(line.startswith(f"fix: {fix or 'none found'}") for line in lines)
+    assert lines[-1] == f"report: {tcn_dir / 'report.html'}"
+
+
+def test_a_rerun_replaces_an_earlier_report_and_exit_code_follows_the_verdict(passing_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    out = tmp_path / "again"
+    shutil.copytree(passing_dir, out)
+    (out / "stale.txt").write_text("from an earlier run")
+    done = qprobe("diagnose", "--example", "tcn", "--target", TCN_PASSING, "-o", str(out), "--exit-code")
+    assert done.returncode == 0, done.stderr  # passes
+    assert not (out / "stale.txt").exists() and load(out).verdict["status"] == "pass"
 
 
 def test_qprobe_report_rerenders_from_report_json_alone(tcn_dir: Path, tmp_path: Path) -> None:
@@ -133,8 +141,9 @@ def test_diagnose_on_a_command_target_resumes_from_its_run_cache(tmp_path: Path)
     assert second.returncode == 0, second.stdout + second.stderr
     assert _count(count) == _count(fresh), "the runs made before the interruption are not made again"
     assert load(tmp_path / "report").verdict["culprit"] == "add"
-    third = qprobe(*args("cache", "again"), env={"QPROBE_TARGET_COUNT_FILE": str(count)})
-    assert third.returncode == 0 and _count(count) == _count(fresh), "a rerun costs the board nothing"
+    third = qprobe(*args("cache", "again"), "--exit-code", env={"QPROBE_TARGET_COUNT_FILE": str(count)})
+    assert _count(count) == _count(fresh), "a rerun costs the board nothing"
+    assert third.returncode == (1 if load(tmp_path / "again").verdict["status"] == "fail" else 0)
 
 
 def test_compare_html_renders_a_comparison_alone(tmp_path: Path) -> None:

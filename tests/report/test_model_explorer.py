@@ -7,15 +7,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import model_explorer as me  # the dev extra installs Model Explorer and its ONNX adapter
+import model_explorer.node_data_builder as ndb
+import model_explorer_onnx.main as adapter
 import onnx
 import pytest
 from report_support import TCN_PASSING, load, qprobe
 
 from qprobe.cli.common import example_paths
-
-me = pytest.importorskip("model_explorer", reason="Model Explorer is not installed: pip install -e '.[dev]'")
-ndb = pytest.importorskip("model_explorer.node_data_builder")
-adapter = pytest.importorskip("model_explorer_onnx.main", reason="model-explorer-onnx (its ONNX adapter) is missing")
 
 METRICS = ("accumulated_cos", "local_cos", "mean_delta_lsb", "exact_pct")
 

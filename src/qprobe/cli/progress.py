@@ -65,8 +65,9 @@ class StageDisplay:
 
     def __rich__(self) -> Table:
         t = Table(title="qprobe diagnose", title_justify="left", expand=False)
-        for col in ("stage", "status", "target runs", "elapsed", ""):
-            t.add_column(col)
+        for col in ("stage", "status", "target runs", "elapsed"):
+            t.add_column(col, no_wrap=True)
+        t.add_column("", no_wrap=True, overflow="ellipsis", max_width=72)
         for row in self.rows.values():
             rec = row.record
             runs = rec.target_runs if rec else (row.runs() if row.runs else None)
@@ -74,5 +75,5 @@ class StageDisplay:
             status: Text | Spinner = (Spinner("dots", text=Text("running", style="bold"))
                                       if row.status == "running" else Text(row.status, style=_STYLE.get(row.status, "")))
             t.add_row(row.name, status, "" if runs is None else str(runs), "" if secs is None else f"{secs:.1f} s",
-                      Text(row.message[:100], style="dim"))
+                      Text(row.message, style="dim"))
         return t

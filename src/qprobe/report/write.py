@@ -16,8 +16,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from qprobe import serde
 from qprobe.errors import InputError
 from qprobe.fileio import atomic_write_text
+from qprobe.report.bundle import SCHEMA as BUNDLE_SCHEMA
 from qprobe.report.document import Report
 from qprobe.report.html import render_html
 from qprobe.report.markdown import render_markdown
@@ -43,11 +45,21 @@ def render_files(report: Report, folder: Path, *, json: bool = True, html: bool 
     return out
 
 
+def _is_bundle(path: Path) -> bool:
+    try:
+        return path.is_dir() and serde.load(path / "metrics.json").get("schema") == BUNDLE_SCHEMA
+    except serde.SchemaError:
+        return False
+
+
 def check_out_dir(out_dir: Path) -> None:
-    """Refuse to replace a folder that is not an earlier report (or empty): it may hold the user's files."""
+    """Refuse to replace a folder that is not qprobe's: an earlier report, repro bundles only, or empty
+    (anything else may be the user's files)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir} exists and is not a folder; pick another -o")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / REPORT_JSON).is_file():
+    if not out_dir.is_dir() or (out_dir / REPORT_JSON).is_file():
+        return
+    if not all(_is_bundle(p) for p in out_dir.iterdir()):
         raise InputError(f"{out_dir} is not empty and holds no {REPORT_JSON}: it is not an earlier report; "
                          "pick another -o or empty it")
 
