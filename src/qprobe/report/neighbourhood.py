@@ -17,10 +17,23 @@ MAX_PER_COLUMN = 4
 COLUMNS = (0.1, 0.5, 0.9)
 
 
+def group_op(members: list[str], name: str, ops: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """A fused group as one op: the inputs its members read from outside it, its last member's outputs."""
+    inside = {t for m in members for t in ops[m]["outputs"]}
+    inputs = [t for m in members for t in ops[m]["inputs"] if t not in inside]
+    return {"name": name, "op_type": "+".join(ops[m]["op_type"] for m in members),
+            "inputs": list(dict.fromkeys(inputs)), "outputs": list(ops[members[-1]]["outputs"])}
+
+
 def focus_of(divergence: Mapping[str, Any] | None, comparison: Mapping[str, Any] | None,
-             ops: Mapping[str, Mapping[str, Any]]) -> tuple[str, str] | None:
-    """(op, how it was found): the culprit, else the producer of the first failing tensor."""
+             ops: dict[str, Mapping[str, Any]]) -> tuple[str, str] | None:
+    """(op, how it was found): the culprit (a fused group joins ``ops`` as one op), else the producer of
+    the first failing tensor."""
     c = (divergence or {}).get("culprit")
+    members = list(c.get("group") or ()) if c else []
+    if c and members and all(m in ops for m in members):
+        ops[c["op"]] = group_op(members, c["op"], ops)
+        return c["op"], "culprit: a fused group that diverges as one unit"
     if c and c["op"] in ops:
         return c["op"], "culprit" if c["role"] == "culprit" else "first failing op (not confirmed in isolation)"
     first = (comparison or {}).get("first_failing")
@@ -67,7 +80,7 @@ def build_neighbourhood(
     op = ops[name]
     producer = {t: o for o in ops.values() for t in o["outputs"]}
     feeds = [(t, producer.get(t)) for t in op["inputs"]][:MAX_PER_COLUMN]
-    eats = [o for o in ops.values() if any(t in o["inputs"] for t in op["outputs"])]
+    eats = [o for o in ops.values() if o is not op and any(t in o["inputs"] for t in op["outputs"])]
     out = op["outputs"][0] if op["outputs"] else None
     nodes = [_node(name, op["op_type"], 1, 0, 1, points, out, True)]
     edges = []

@@ -19,11 +19,18 @@ from qprobe.report.cells import by_name, finite, fmt, metrics, norm, pct, scale_
 MEASURED, INFERRED = "measured", "inferred"
 
 
+def culprit_ops(divergence: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The culprit's ops: one op, or the members of a fused group localize blames as one unit."""
+    c = (divergence or {}).get("culprit")
+    return () if not c else tuple(c.get("group") or (c["op"],))
+
+
 def roles_of(divergence: Mapping[str, Any] | None) -> dict[str, str]:
     if not divergence:
         return {}
-    found = [divergence["culprit"]] if divergence.get("culprit") else []
-    return {f["op"]: f["role"] for f in [*found, *divergence.get("later", ())]}
+    roles = {f["op"]: f["role"] for f in divergence.get("later", ())}
+    c = divergence.get("culprit")
+    return roles | ({op: c["role"] for op in culprit_ops(divergence)} if c else {})
 
 
 def _accumulated(comparison: Mapping[str, Any] | None, divergence: Mapping[str, Any] | None) -> tuple[list[Any], str]:
@@ -56,7 +63,7 @@ def build_series(
     acc = by_name(rows)
     isolated = by_name((divergence or {}).get("isolated"))
     roles = roles_of(divergence)
-    culprit = ((divergence or {}).get("culprit") or {}).get("op")
+    culprits = set(culprit_ops(divergence))
     n = max(len(rows), 1)
     points = []
     for i, r in enumerate(rows):
@@ -64,7 +71,7 @@ def build_series(
         scale, zp = scale_of(r)
         points.append({
             "i": i, "u": (i + 0.5) / n, "tensor": r["name"], "op": r["producer"], "op_type": r["op_type"],
-            "role": roles.get(r["producer"], ""), "culprit": r["producer"] == culprit and culprit is not None,
+            "role": roles.get(r["producer"], ""), "culprit": r["producer"] in culprits,
             "scale": scale, "zero_point": zp, "acc": metrics(r), "local": local, "local_basis": basis,
         })
     first = (comparison or {}).get("first_failing")
@@ -80,10 +87,14 @@ def build_series(
 
 
 def _mark(points: list[dict[str, Any]], pred: Any, label: str) -> dict[str, Any] | None:
-    p = next((p for p in points if pred(p)), None)
-    if p is None:
+    """Where the chart marks ``pred``'s points: their first point, and the span of all of them (a group)."""
+    hits = [p for p in points if pred(p)]
+    if not hits:
         return None
-    return {"u": p["u"], "i": p["i"], "label": f"{label}: {p['op']}", "tensor": p["tensor"]}
+    ops = ", ".join(dict.fromkeys(p["op"] for p in hits))
+    half = 0.5 / max(len(points), 1)
+    return {"u": (hits[0]["u"] + hits[-1]["u"]) / 2, "u0": hits[0]["u"] - half, "u1": hits[-1]["u"] + half,
+            "i": hits[0]["i"], "label": f"{label}: {ops}", "tensor": hits[0]["tensor"]}
 
 
 _TITLES = {
