@@ -160,7 +160,8 @@ def run_explain(run: _Run, node: str) -> Outcome:
                         progress=run.say("explain"), batch_size=r.batch_size, model_name=r.model_name)
     except QprobeError as err:
         return Outcome(None, f"explain stopped: {err}", FAILED)
-    return Outcome(e, "" if e.explained else "unexplained: " + "; ".join(e.notes[-1:]))
+    why = next((n for n in reversed(e.notes) if n.startswith("unexplained")), "unexplained")
+    return Outcome(e, "" if e.explained else why)
 
 
 def run_fix(run: _Run, node: str, explanation: Any | None) -> Outcome:
