@@ -3,20 +3,25 @@
 No integer form: a quantized ReduceMean runs as DequantizeLinear -> ReduceMean ->
 QuantizeLinear, which is what onnxruntime does (no QDQ selector fuses it).
 
-onnxruntime first merges adjacent kept/reduced dimensions (size-1 dimensions dropped) and
-picks a loop by the resulting pattern; each order below was matched bit for bit against
-onnxruntime 1.32 on x86-64 (AVX-512 machine; tests/engine/test_reduce.py):
+onnxruntime first merges adjacent kept/reduced dimensions (onnxruntime/core/providers/cpu/
+reduction/reduction_ops.cc, ``OptimizeShapeForFastReduce``; size-1 dimensions are merged
+too, not dropped) and picks a loop by the resulting pattern; each order below was matched
+bit for bit against onnxruntime 1.32 on x86-64 (AVX-512 machine; tests/engine/test_reduce.py):
 
-* ``KR`` (trailing axes, e.g. global pooling, LayerNorm statistics): Eigen's vectorized
+* ``KR`` (trailing axes, e.g. global pooling, LayerNorm statistics) and ``R`` (all axes): Eigen's vectorized
   sum of each row, ``eigen_row_sums``: 4-lane SSE packets from the first 16-byte-aligned
   element (the tensor starts aligned, row ``k`` starts at element ``k * R``), two packet
   accumulators over pairs of packets, one more packet, the lanes added as
   ``(l0 + l2) + (l1 + l3)``, then the unaligned head and the tail one by one;
-* ``KRK`` (one middle block of axes): an SGEMM with a ones vector, which sums the reduced
-  rows in blocks of four (each block left to right, blocks added in order), then a pair
-  block, then a last single row;
-* ``RK`` (leading axes): the first row, then each next row added in order;
-* anything else: each output's elements added one by one in index order.
+* ``KRK`` (one middle block of axes, at least 2 outer rows): an SGEMM with a ones vector,
+  which sums the reduced rows in blocks of four (each block left to right, blocks added in
+  order), then a pair block, then a last single row;
+* ``RKR`` (at least 2 middle rows): per middle index, the Eigen sum of each contiguous
+  trailing chunk, the chunks added in order;
+* anything else (``RK``, scattered axes, a single outer row): each output's
+  elements added one by one in index order.
+
+The thresholds assume one intra-op thread (the ``ort`` backends' default).
 
 ReduceMean divides the sum by the element count in float32. Integer inputs (shape
 arithmetic) are summed exactly in their dtype.
@@ -62,11 +67,12 @@ def _packet_sum(rows: np.ndarray, head: int) -> np.ndarray:
     return res
 
 
-def eigen_row_sums(rows: np.ndarray) -> np.ndarray:
-    """Eigen's float32 ``sum()`` of each row of a contiguous, 16-byte-aligned (K, R) buffer."""
+def eigen_row_sums(rows: np.ndarray, first: int = 0) -> np.ndarray:
+    """Eigen's float32 ``sum()`` of each row of a contiguous (K, R) block that starts ``first``
+    elements into a 16-byte-aligned buffer."""
     k, n = rows.shape
     out = np.empty(k, F32)
-    starts = (np.arange(k) * n) % 4
+    starts = (first + np.arange(k) * n) % 4
     for mod in np.unique(starts):
         mask = starts == mod
         out[mask] = _packet_sum(rows[mask], min(n, (4 - int(mod)) % 4))
@@ -86,40 +92,49 @@ def _gemm_ones_sum(x: np.ndarray) -> np.ndarray:
     return _seq(blocks)
 
 
-def _pattern(shape: tuple[int, ...], axes: set[int]) -> list[tuple[int, bool]]:
-    merged: list[tuple[int, bool]] = []
-    for i, d in enumerate(shape):
-        if d == 1:
-            continue
-        red = i in axes
-        if merged and merged[-1][1] == red:
-            merged[-1] = (merged[-1][0] * d, red)
+def _fast_shape(shape: tuple[int, ...], axes: set[int]) -> tuple[list[int], str]:
+    """onnxruntime's OptimizeShapeForFastReduce: adjacent kept/reduced dimensions merged
+    (size-1 dimensions included), as sizes and a K/R pattern."""
+    sizes, kinds = [shape[0]], ["R" if 0 in axes else "K"]
+    for i in range(1, len(shape)):
+        kind = "R" if i in axes else "K"
+        if kind == kinds[-1]:
+            sizes[-1] *= shape[i]
         else:
-            merged.append((d, red))
-    return merged
+            sizes.append(shape[i])
+            kinds.append(kind)
+    return sizes, "".join(kinds)
+
+
+def _sequential(x: np.ndarray, axes: list[int], out_shape: tuple[int, ...]) -> np.ndarray:
+    """onnxruntime's generic loop: each output's elements added one by one in index order."""
+    moved = np.moveaxis(x, axes, range(x.ndim - len(axes), x.ndim)).reshape(int(np.prod(out_shape)), -1)
+    return _seq([moved[:, j] for j in range(moved.shape[1])]).reshape(out_shape)
+
+
+def _rkr_sum(x: np.ndarray) -> np.ndarray:
+    """(R0, K, R2): per middle index, Eigen sums of each contiguous R2 chunk, added over R0 in order."""
+    r0, k, r2 = x.shape
+    chunks = [eigen_row_sums(x[i].reshape(k, r2), first=i * k * r2) for i in range(r0)]
+    return _seq(chunks)
 
 
 def ort_sum(x: np.ndarray, axes: Sequence[int]) -> np.ndarray:
-    """float32 sum over ``axes`` (reduced dimensions removed), in onnxruntime's order."""
-    ax = {a % x.ndim for a in axes} if x.ndim else set()
+    """float32 sum over ``axes`` (reduced dimensions removed), in onnxruntime's order
+    (one intra-op thread: the middle-block and outer-block loops need at least 2 outer rows)."""
+    ax = sorted({a % x.ndim for a in axes}) if x.ndim else []
     out_shape = tuple(d for i, d in enumerate(x.shape) if i not in ax)
     if x.size == 0 or not ax:
         return np.sum(x, axis=tuple(ax), dtype=F32).reshape(out_shape)
     x = np.ascontiguousarray(x, dtype=F32)
-    pattern = _pattern(x.shape, ax)
-    kinds = "".join("R" if r else "K" for _, r in pattern)
-    sizes = [s for s, _ in pattern]
-    if kinds in ("", "K"):
-        return x.reshape(out_shape)
-    if kinds in ("R", "KR"):
+    sizes, kinds = _fast_shape(x.shape, set(ax))
+    if kinds in ("KR", "R"):
         return eigen_row_sums(x.reshape(-1, sizes[-1])).reshape(out_shape)
-    if kinds == "KRK":
+    if kinds == "KRK" and sizes[0] >= 2:
         return _gemm_ones_sum(x.reshape(sizes)).reshape(out_shape)
-    if kinds == "RK":
-        m = x.reshape(sizes)
-        return _seq([m[j] for j in range(sizes[0])]).reshape(out_shape)
-    moved = np.moveaxis(x, sorted(ax), range(x.ndim - len(ax), x.ndim)).reshape(int(np.prod(out_shape)), -1)
-    return _seq([moved[:, j] for j in range(moved.shape[1])]).reshape(out_shape)
+    if kinds == "RKR" and sizes[1] >= 2:
+        return _rkr_sum(x.reshape(sizes)).reshape(out_shape)
+    return _sequential(x, ax, out_shape)
 
 
 def _axes(spec: OpSpec, args: Sequence[np.ndarray | None], ndim: int) -> list[int] | None:
@@ -142,8 +157,11 @@ def build_reduce(spec: OpSpec) -> Kernel:
             return [x]
         ax = sorted({a % x.ndim for a in axes})
         if x.dtype.kind in "iu":
-            y = x.sum(axis=tuple(ax), dtype=x.dtype)
-            y = y // int(np.prod([x.shape[a] for a in ax])) if mean else y
+            info = np.iinfo(x.dtype)
+            total = x.astype(np.int64).sum(axis=tuple(ax))
+            if mean:  # onnxruntime divides in double and truncates toward zero
+                total = np.trunc(total / int(np.prod([x.shape[a] for a in ax]))).astype(np.int64)
+            y = np.clip(total, info.min, info.max).astype(x.dtype)
         else:
             y = ort_sum(x, ax)
             if mean:
