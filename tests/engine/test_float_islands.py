@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 from ort_helpers import run_engine, run_ort
 
 F32 = np.float32
@@ -103,3 +103,24 @@ def test_where_selects_with_broadcasting(dtype: type) -> None:
     got, ref = _both("Where", {"c": cond, "a": x, "b": y}, helper.np_dtype_to_tensor_dtype(np.dtype(dtype)))
     assert got.dtype == ref.dtype
     np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("same_scale", [True, False])
+def test_qdq_where_gives_the_codes_of_onnxruntimes_qlinear_where(same_scale: bool) -> None:
+    q = {"sa": (0.05, F32), "za": (3, np.int8), "sb": (0.05 if same_scale else 0.08, F32),
+         "zb": (3 if same_scale else -7, np.int8), "so": (0.05 if same_scale else 0.06, F32),
+         "zo": (3 if same_scale else 1, np.int8)}
+    nodes = [helper.make_node("DequantizeLinear", ["a", "sa", "za"], ["ad"]),
+             helper.make_node("DequantizeLinear", ["b", "sb", "zb"], ["bd"]),
+             helper.make_node("Where", ["c", "ad", "bd"], ["w"], name="where"),
+             helper.make_node("QuantizeLinear", ["w", "so", "zo"], ["y"])]
+    inputs = [helper.make_tensor_value_info("c", TensorProto.BOOL, ["N", 16]),
+              *(helper.make_tensor_value_info(k, TensorProto.INT8, ["N", 16]) for k in "ab")]
+    graph = helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("y", TensorProto.INT8, None)],
+                              [numpy_helper.from_array(np.array(v, t), k) for k, (v, t) in q.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    rng = np.random.default_rng(4)
+    feeds = {"c": rng.integers(0, 2, (64, 16)).astype(bool), "a": rng.integers(-128, 128, (64, 16)).astype(np.int8),
+             "b": rng.integers(-128, 128, (64, 16)).astype(np.int8)}
+    np.testing.assert_array_equal(run_engine(model, feeds)["y"], run_ort(model, feeds, fused=True)["y"])

@@ -66,6 +66,7 @@ class Program:
     outputs: list[str]
     consts: dict[str, np.ndarray]
     notes: dict[str, str] = field(default_factory=dict)
+    weight_notes: dict[str, str] = field(default_factory=dict)  # float weights quantized as onnxruntime does
 
     def __post_init__(self) -> None:
         self.last_uses = _last_uses(self.steps, self.outputs)  # tensors freed after each step
@@ -289,8 +290,9 @@ def compile_program(model: ir.Model, profile: Profile) -> Program:
     view = read_graph(model)
     _check_node_overrides(view, profile)
     notes: dict[str, str] = {}
+    weight_notes: dict[str, str] = {}
     view = fold_constants(view, model, lambda node, consts: _evaluate(view, profile, node, consts))
-    view = quantize_float_weights(view, lambda node: _wants_ort_weights(profile, node), notes)
+    view = quantize_float_weights(view, lambda node: _wants_ort_weights(profile, node), weight_notes)
     steps = []
     for unit in plan_units(view):
         try:
@@ -298,7 +300,7 @@ def compile_program(model: ir.Model, profile: Profile) -> Program:
         except Ungroupable:
             for n in [unit.anchor, *unit.folded, *unit.q]:
                 steps.append(_unit_step(view, Unit("node", n), profile, notes))
-    return Program(_live(steps, view.outputs), view.inputs, view.outputs, view.consts, notes)
+    return Program(_live(steps, view.outputs), view.inputs, view.outputs, view.consts, notes, weight_notes)
 
 
 def _live(steps: list[Step], outputs: Sequence[str]) -> list[Step]:

@@ -1,8 +1,8 @@
 """Comparisons, boolean logic and selection: Equal, Less, Greater, LessOrEqual,
 GreaterOrEqual, Not, And, Or, Xor, Where (numpy broadcasting is ONNX's multidirectional
 broadcasting). Exact on any dtype. Where selects elements, so it is the same on codes
-and on floats; it never joins a QDQ group here (onnxruntime's QLinearWhere is not modelled),
-so a quantized Where runs as DequantizeLinear -> Where -> QuantizeLinear.
+and on floats; a quantized Where runs here as DequantizeLinear -> Where -> QuantizeLinear,
+which gives the codes onnxruntime's fused QLinearWhere gives (tests/engine/test_float_islands.py).
 """
 
 from __future__ import annotations

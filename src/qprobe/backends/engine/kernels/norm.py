@@ -28,8 +28,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from qprobe.backends.engine.kernels.base import Kernel, OpSpec
-from qprobe.backends.engine.numerics import fma32
 from qprobe.backends.engine.kernels.reduce import eigen_row_sums
+from qprobe.backends.engine.numerics import fma32
 
 F32 = np.float32
 
