@@ -124,3 +124,17 @@ def test_depth_to_space_on_codes_in_a_qdq_group(mode: str, same_scale: bool) -> 
     got = run_engine(model, {"x": x})["y"]
     np.testing.assert_array_equal(got, run_ort(model, {"x": x}, fused=True)["y"])
     np.testing.assert_array_equal(got, ReferenceEvaluator(model).run(None, {"x": x})[0])
+
+
+@pytest.mark.parametrize("op", ["Tile", "GatherElements"])
+def test_tile_and_gather_elements_on_codes_and_floats(op: str) -> None:
+    consts = {"s": np.array(0.05, F32), "z": np.array(3, np.int8),
+              "p": np.array([1, 2, 1, 3], np.int64) if op == "Tile"
+              else np.random.default_rng(5).integers(-3, 3, (1, 4, 3, 2)).astype(np.int64)}
+    nodes = [helper.make_node("DequantizeLinear", ["x", "s", "z"], ["d"]),
+             helper.make_node(op, ["d", "p"], ["m"], name="op", **({} if op == "Tile" else {"axis": 3})),
+             helper.make_node("QuantizeLinear", ["m", "s", "z"], ["y"])]
+    model = _graph(nodes, ["N", 4, 3, 3], consts, TensorProto.INT8, TensorProto.INT8)
+    x = np.random.default_rng(6).integers(-128, 128, (1, 4, 3, 3)).astype(np.int8)
+    np.testing.assert_array_equal(run_engine(model, {"x": x})["y"], run_ort(model, {"x": x}, fused=True)["y"])
+    np.testing.assert_array_equal(run_engine(model, {"x": x})["y"], run_ort(model, {"x": x}, fused=False)["y"])

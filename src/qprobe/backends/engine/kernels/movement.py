@@ -1,5 +1,5 @@
 """Data movement: Reshape, Flatten, Transpose, Slice, Squeeze, Unsqueeze, Pad, Split,
-Gather, Resize (nearest), Identity, Expand, DepthToSpace, SpaceToDepth. They move elements
+Gather, GatherElements, Resize (nearest), Identity, Expand, Tile, DepthToSpace, SpaceToDepth. They move elements
 without arithmetic, so the same kernel runs on codes and on floats. In a QDQ group whose
 output quantization differs from its input's, ``build_movement_int`` requantizes the
 moved codes with ``concat.code_requantizer`` (class ``concat`` knobs); Pad's constant is
@@ -142,6 +142,22 @@ def expand(spec: OpSpec) -> Kernel:
     return _unary(fn)
 
 
+def tile(spec: OpSpec) -> Kernel:
+    repeats = _Param(spec, 1, "repeats")
+    return _unary(lambda x, args: np.tile(x, tuple(repeats(args))))
+
+
+def gather_elements(spec: OpSpec) -> Kernel:
+    axis = int(spec.attr("axis", 0))
+
+    def fn(x: np.ndarray, args: Sequence[np.ndarray | None]) -> np.ndarray:
+        idx = np.asarray(spec.const(1) if spec.const(1) is not None else args[1]).astype(np.int64)
+        idx = np.where(idx < 0, idx + x.shape[axis], idx)
+        return np.take_along_axis(x, idx, axis=axis)
+
+    return _unary(fn)
+
+
 def identity(spec: OpSpec) -> Kernel:
     return _unary(lambda x, _a: x)
 
@@ -208,7 +224,7 @@ def resize(spec: OpSpec) -> Kernel:
 MOVEMENT: dict[str, Builder] = {
     "Reshape": reshape, "Flatten": flatten, "Transpose": transpose, "Squeeze": squeeze,
     "Unsqueeze": unsqueeze, "Slice": slice_, "Gather": gather, "Identity": identity,
-    "Pad": pad, "Split": split, "Resize": resize, "Expand": expand,
+    "Pad": pad, "Split": split, "Resize": resize, "Expand": expand, "Tile": tile, "GatherElements": gather_elements,
     "DepthToSpace": depth_space.depth_to_space, "SpaceToDepth": depth_space.space_to_depth,
 }
 
