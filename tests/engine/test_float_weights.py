@@ -176,3 +176,29 @@ def test_other_profiles_keep_float_weights() -> None:
         got = run_engine(model, feeds, profile)["cq"]
         assert np.mean(got != unfused) <= 0.01 and int(np.max(np.abs(got.astype(int) - unfused))) <= 1, profile
     np.testing.assert_array_equal(run_engine(model, feeds, "onnxruntime", {"float_weights": "float"})["cq"], unfused)
+
+
+def test_weights_with_their_own_quantize_linear_are_folded_like_onnxruntime() -> None:
+    """float W -> QuantizeLinear -> DequantizeLinear -> Conv: both fold the QuantizeLinear of the
+    constant, so the group runs as an integer conv (QLinearConv in onnxruntime)."""
+    w = RNG.normal(0, 0.3, (4, 3, 3, 3)).astype(F32)
+    inits = {"sx": np.array(0.05, F32), "zx": np.array(3, np.uint8), "w": w,
+             "sw": (np.abs(w).max(axis=(1, 2, 3)) / 127).astype(F32), "zw": np.zeros(4, np.int8),
+             "sy": np.array(0.07, F32), "zy": np.array(128, np.uint8)}
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
+             helper.make_node("QuantizeLinear", ["w", "sw", "zw"], ["wq"], name="qw", axis=0),
+             helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["wd"], axis=0),
+             helper.make_node("Conv", ["xd", "wd"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("QuantizeLinear", ["c", "sy", "zy"], ["cq"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 6, 6])],
+                              [helper.make_tensor_value_info("cq", TensorProto.UINT8, None)],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    feeds = _feeds(model)
+    np.testing.assert_array_equal(run_engine(model, feeds)["cq"], run_ort(model, feeds, fused=True)["cq"])
+    from qprobe.backends.engine import EngineBackend, get_profile
+
+    steps = [s.node for s in EngineBackend(get_profile("onnxruntime")).open(ir.from_proto(model)).program.steps]
+    assert "qw" not in steps and "conv" in steps

@@ -8,11 +8,13 @@ alignment matters) and LayerNormalization over more than one axis and without bi
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-from ort_helpers import run_engine, run_ort
+from ort_helpers import run_engine, run_ort, session
 
 F32 = np.float32
 TOL = 4 * 2.0**-23
@@ -88,3 +90,23 @@ def test_einsum_is_within_float32_rounding(equation: str, shapes: list[tuple[int
     bound = 4 * 2.0**-23 * float(np.max(np.abs(exact)))  # onnxruntime's float32 sums are this close too
     assert float(np.max(np.abs(got - exact))) <= bound
     assert float(np.max(np.abs(ref - exact))) <= 8 * bound
+
+
+def test_onnxruntime_fuses_no_qdq_einsum(tmp_path: Path) -> None:
+    """A QDQ Einsum stays DequantizeLinear -> Einsum (float) -> QuantizeLinear in ort-fused; the engine matches."""
+    q = {"s": np.array(0.04, F32), "z": np.array(-3, np.int8), "so": np.array(0.2, F32), "zo": np.array(5, np.int8)}
+    nodes = [helper.make_node("DequantizeLinear", ["a", "s", "z"], ["ad"]),
+             helper.make_node("DequantizeLinear", ["b", "s", "z"], ["bd"]),
+             helper.make_node("Einsum", ["ad", "bd"], ["e"], name="einsum", equation="bij,bkj->bik"),
+             helper.make_node("QuantizeLinear", ["e", "so", "zo"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(k, TensorProto.INT8, ["N", 4, 8]) for k in "ab"],
+                              [helper.make_tensor_value_info("y", TensorProto.INT8, None)],
+                              [numpy_helper.from_array(v, k) for k, v in q.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    session(model, fused=True, save=str(tmp_path / "opt.onnx"))
+    assert "Einsum" in {n.op_type for n in onnx.load(tmp_path / "opt.onnx").graph.node}
+    rng = np.random.default_rng(8)
+    feeds = {k: rng.integers(-128, 128, (32, 4, 8)).astype(np.int8) for k in "ab"}
+    got, ref = run_engine(model, feeds)["y"], run_ort(model, feeds, fused=True)["y"]
+    assert np.mean(got != ref) <= 0.01 and int(np.max(np.abs(got.astype(int) - ref))) <= 1
