@@ -17,18 +17,17 @@ call, so at run time that dimension is the number of samples.
 
 from __future__ import annotations
 
-import contextlib
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
-import onnx
 import onnx_ir as ir
 
 from qprobe.backends.engine.graph import GNode, GraphView
 from qprobe.backends.engine.kernels import KERNELS
 from qprobe.backends.engine.kernels.shape import shape_slice
+from qprobe.model.shapes import inferred
 
 Evaluate = Callable[[GNode, dict[str, np.ndarray]], list[np.ndarray]]
 Partial = list[int | None]  # a 1-D int64 shape vector with unknown entries
@@ -45,8 +44,7 @@ def static_dims(model: ir.Model) -> dict[str, tuple[int | None, ...]]:
         if len(dims):
             dims[0].Clear()
             dims[0].dim_param = "__qprobe_batch"
-    with contextlib.suppress(Exception):  # shape inference is a help: without it nothing shape-related folds
-        proto = onnx.shape_inference.infer_shapes(proto)
+    proto = inferred(proto)  # a help: without it nothing shape-related folds
     out: dict[str, tuple[int | None, ...]] = {}
     for vi in [*proto.graph.value_info, *proto.graph.input, *proto.graph.output]:
         t = vi.type.tensor_type
