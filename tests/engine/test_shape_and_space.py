@@ -138,3 +138,24 @@ def test_tile_and_gather_elements_on_codes_and_floats(op: str) -> None:
     x = np.random.default_rng(6).integers(-128, 128, (1, 4, 3, 3)).astype(np.int8)
     np.testing.assert_array_equal(run_engine(model, {"x": x})["y"], run_ort(model, {"x": x}, fused=True)["y"])
     np.testing.assert_array_equal(run_engine(model, {"x": x})["y"], run_ort(model, {"x": x}, fused=False)["y"])
+
+
+def test_mixed_static_and_batch_dimensions_fold_only_the_static_part() -> None:
+    """x.view(x.size(0), x.size(1) * x.size(2), -1): the product of static sizes is folded."""
+    nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape"),
+             helper.make_node("Gather", ["s", "i0"], ["b"], name="gather0", axis=0),
+             helper.make_node("Gather", ["s", "i1"], ["c"], name="gather1", axis=0),
+             helper.make_node("Gather", ["s", "i2"], ["h"], name="gather2", axis=0),
+             helper.make_node("Mul", ["c", "h"], ["ch"], name="mul"),
+             helper.make_node("Unsqueeze", ["b", "ax0"], ["b1"], name="unsqueeze0"),
+             helper.make_node("Unsqueeze", ["ch", "ax0"], ["ch1"], name="unsqueeze1"),
+             helper.make_node("Concat", ["b1", "ch1", "m1"], ["target"], name="concat", axis=0),
+             helper.make_node("Reshape", ["x", "target"], ["y"], name="reshape")]
+    consts = {"i0": np.array(0, np.int64), "i1": np.array(1, np.int64), "i2": np.array(2, np.int64),
+              "ax0": np.array([0], np.int64), "m1": np.array([-1], np.int64)}
+    model = _graph(nodes, ["N", 3, 4, 5], consts)
+    x = np.random.default_rng(7).normal(0, 1, (2, 3, 4, 5)).astype(F32)
+    np.testing.assert_array_equal(run_engine(model, {"x": x})["y"], run_ort(model, {"x": x}, fused=False)["y"])
+    steps = _steps(model)
+    assert {"gather1", "gather2", "mul", "unsqueeze1"}.isdisjoint(steps)
+    assert {"shape", "gather0", "concat", "reshape"} <= set(steps)
