@@ -19,7 +19,7 @@ import pytest
 
 from models.corpus import CORPUS, Built
 from qprobe.backends import create_backend
-from qprobe.compare import compare_backends
+from qprobe.compare import Comparison, compare_backends
 from qprobe.model.inputs import InputSet
 from qprobe.model.loader import load_model
 from qprobe.tensors import Trace
@@ -27,13 +27,28 @@ from qprobe.tensors import Trace
 FLOAT_TOL = 4 * 2.0**-23  # relative to the tensor's largest magnitude
 
 
-def _traces(built: Built, ref: str, target: str, options: Mapping[str, str] | None = None
-            ) -> tuple[list[tuple[Trace, Trace]], object]:
+def _traces(built: Built, ref: str, target: str, options: Mapping[str, str] | None = None,
+            samples: dict[str, np.ndarray] | None = None) -> tuple[list[tuple[Trace, Trace]], Comparison]:
     pairs: list[tuple[Trace, Trace]] = []
     comparison = compare_backends(load_model(built.int8), create_backend(ref), create_backend(target, options),
-                                  InputSet(built.samples(), "corpus"), probe="all", batch_size=64,
+                                  InputSet(samples or built.samples(), "corpus"), probe="all", batch_size=64,
                                   on_traces=lambda r, t: pairs.append((r, t)))
     return pairs, comparison
+
+
+def _wider(samples: dict[str, np.ndarray], n: int, seed: int) -> dict[str, np.ndarray]:
+    """``n`` new samples: floats uniform over 1.2x the calibration range (saturating some codes),
+    integer inputs uniform over their type."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for k, v in samples.items():
+        shape = (n, *v.shape[1:])
+        if v.dtype.kind == "f":
+            out[k] = rng.uniform(1.2 * float(v.min()), 1.2 * float(v.max()), shape).astype(v.dtype)
+        else:
+            info = np.iinfo(v.dtype)
+            out[k] = rng.integers(info.min, info.max + 1, shape).astype(v.dtype)
+    return out
 
 
 def _differences(pairs: list[tuple[Trace, Trace]]) -> tuple[dict[str, tuple[float, int]], dict[str, float]]:
@@ -71,6 +86,13 @@ def test_engine_matches_ort_fused_on_every_tensor(name: str, corpus: dict[str, B
     assert len(comparison.rows) > len(built.samples()) + 2  # intermediate tensors were probed
     _check(built, *_differences(pairs))
     assert not any(e.changed_outputs for e in comparison.probe_effects if e.backend.startswith("engine"))
+
+
+@pytest.mark.parametrize("name", list(CORPUS))
+def test_engine_matches_ort_fused_beyond_the_calibration_range(name: str, corpus: dict[str, Built]) -> None:
+    built = corpus[name]
+    pairs, _ = _traces(built, "ort-fused", "engine:onnxruntime", samples=_wider(built.samples(), 160, 11))
+    _check(built, *_differences(pairs))
 
 
 UNFUSED = {"compute": "float", "float_weights": "float"}
