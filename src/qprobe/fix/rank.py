@@ -41,31 +41,43 @@ def ranked(cands: list[Candidate]) -> list[Candidate]:
     return sorted(cands, key=rank_key)
 
 
-def outside_ops(model: ir.Model, envelopes: dict[str, RatioEnvelope]) -> list[str]:
-    """Every Add/Sub/Concat of ``model`` with an operand ratio outside its class's envelope, as text."""
+def _ratios(model: ir.Model, envelopes: dict[str, RatioEnvelope],
+            only: set[str] | None = None) -> list[tuple[str, str, float, RatioEnvelope]]:
+    """(op type, name, largest operand ratio, envelope) of the Add/Sub/Concat ops (of ``only``) with an envelope."""
     index = build_quant_index(model)
     found = []
     for op in index.ops:
+        if only is not None and op.name not in only:
+            continue
         env = envelopes.get(CLASS_OF.get(op.op_type, ""))
         ratios = index.scale_ratios(op) if env is not None else None
-        bad = [r for r in ratios or [] if env is not None and not env.contains(r)]
-        if bad and env is not None:
-            found.append(f"{op.op_type} {op.name} has operand ratio {max(bad):.3f}, outside the envelope "
-                         f"({env.limit_text()})")
+        if ratios and env is not None:
+            bad = [r for r in ratios if not env.contains(r)]
+            found.append((op.op_type, op.name, max(bad or ratios), env))
     return found
 
 
-def board_note(c: Candidate, envelopes: dict[str, RatioEnvelope]) -> BoardNote | None:
-    """Does a workaround tried on the board fail here as it did there, and why."""
+def outside_ops(model: ir.Model, envelopes: dict[str, RatioEnvelope], only: set[str] | None = None) -> list[str]:
+    """The Add/Sub/Concat ops of ``model`` (of ``only``) with an operand ratio outside their envelope, as text."""
+    return [f"{t} {n} has operand ratio {r:.3f}, outside the envelope ({env.limit_text()})"
+            for t, n, r, env in _ratios(model, envelopes, only) if not env.contains(r)]
+
+
+def board_note(c: Candidate, envelopes: dict[str, RatioEnvelope], culprit: str) -> BoardNote | None:
+    """Does a workaround tried on the board fail here as it did there, and why (judged on the culprit and
+    the ops the rewrite added)."""
     if not c.motivating:
         return None
     hint = HINTS.get(c.pass_name, "")
     if c.rewrite is None or not c.rewrite.applied:
         return BoardNote(False, f"not applicable here: {c.verdict_reason}")
-    bad = outside_ops(c.rewrite.model, envelopes)
+    mine = {culprit, *c.rewrite.added_nodes}
+    bad = outside_ops(c.rewrite.model, envelopes, mine)
     if c.verdict in FAILING:
         why = "; ".join(bad) if bad else f"not through a ratio: {c.verdict_reason}"
         return BoardNote(True, f"{hint}: {why}" if hint else why)
-    return BoardNote(False, f"unlike on the board, {c.verdict} to work here ({hint}; every Add/Concat ratio is inside "
-                            "its envelope): the fitted profile does not reproduce this workaround's failure on the "
-                            "board, so the board computes something the profile does not model here")
+    inside = _ratios(c.rewrite.model, envelopes, mine)
+    top = max(inside, key=lambda x: x[2]) if inside else None
+    where = f"the largest Add/Concat operand ratio is {top[2]:.3f} ({top[0]} {top[1]})" if top else "no Add/Concat is left"
+    return BoardNote(False, f"unlike on the board, {c.verdict} to work here: {hint}, and {where}, inside the envelope; "
+                            "the fitted profile does not reproduce this workaround's failure on the board")

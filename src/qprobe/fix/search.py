@@ -77,7 +77,7 @@ def fix(
     runs["verify"] = counted.opened - runs["localize"] - runs["explain"]
     runs["total"] = counted.opened
     plain = {c: e.envelope for c, e in envs.items()}
-    cands = ranked([replace(c, board=board_note(c, plain)) for c in cands])
+    cands = ranked([replace(c, board=board_note(c, plain, node)) for c in cands])
     original = _original(v, model, ref_codes)
     return FixResult(model_name, ref.spec, target.spec, emulation.spec, node, site.node.op_type, site.ratios, source,
                      {c: e.to_json() for c, e in envs.items()}, tuple(cands), (original,), runs, k, tuple(notes))

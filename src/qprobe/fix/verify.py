@@ -68,7 +68,8 @@ class Verifier:
 
 
 def _culprit_text(s: StageResult) -> str:
-    return "" if s.culprit is None else f"; the culprit's output: {s.culprit} ({s.culprit_reason})"
+    """The culprit's verdict when the stage passed (a failing one is already in the stage's reason)."""
+    return "" if s.culprit is None or not s.passed else f"; the culprit's output: {s.culprit} ({s.culprit_reason})"
 
 
 def evaluate(v: Verifier, p: RewritePass, result: RewriteResult) -> tuple[Candidate, np.ndarray | None]:
