@@ -70,4 +70,6 @@ def create_backend(spec: str, options: Mapping[str, str] | None = None) -> Backe
     factory, required, _help = entry
     if required and not arg:
         raise BackendError(f"backend {name!r} needs an argument, e.g. {name}:... ; see --help")
-    return factory(arg if sep else None, dict(options or {}))
+    backend = factory(arg if sep else None, dict(options or {}))
+    backend.spec_options = dict(options or {})
+    return backend

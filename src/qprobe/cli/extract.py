@@ -24,8 +24,8 @@ from qprobe.cli.common import (
     resolve_inputs,
     resolve_model,
 )
+from qprobe.compare.cut import run_cut
 from qprobe.errors import InputError
-from qprobe.localize.repro import run_cut
 from qprobe.model.extract import extract_subgraph, quant_boundary
 from qprobe.model.loader import save_model
 from qprobe.report.bundle import Repro, write_bundle

@@ -31,7 +31,7 @@ from qprobe.compare import TensorComparison, parse_policy
 from qprobe.errors import InputError
 from qprobe.localize import STRATEGIES, Divergence, Localization
 from qprobe.localize import localize as run_localize
-from qprobe.localize.repro import culprit_cut
+from qprobe.localize.culprit import culprit_cut
 from qprobe.model.quant import QuantIndex, build_quant_index
 from qprobe.report.bundle import Repro, write_bundle
 

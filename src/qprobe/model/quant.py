@@ -82,6 +82,13 @@ class QuantIndex:
         src = self.dequantized.get(tensor)
         return self.tensors.get(src) if src else None
 
+    def label(self, tensor: str) -> tuple[str, str]:
+        """(op, op type) a comparison row names for ``tensor``: the compute op it belongs to, else
+        its producer node, else ``("(input)", "input")`` for graph inputs."""
+        op_name = self.op_of_tensor.get(tensor) or self.producer.get(tensor, "(input)")
+        op_type = next((o.op_type for o in self.ops if o.name == op_name), self.producer_type.get(tensor, "input"))
+        return op_name, op_type
+
     def op(self, name: str) -> OpView:
         for o in self.ops:
             if o.name == name:

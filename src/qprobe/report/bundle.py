@@ -23,11 +23,11 @@ from typing import Any
 
 import onnx_ir as ir
 
+from qprobe.compare.cut import CutRun
 from qprobe.compare.result import TensorComparison
 from qprobe.errors import InputError
 from qprobe.fileio import atomic_save_npz, atomic_write_text
 from qprobe.localize.divergence import Divergence
-from qprobe.localize.repro import CutRun
 from qprobe.model.graph import DQ_OPS, const_array, int_attr
 from qprobe.model.loader import save_model
 from qprobe.model.quant import build_quant_index
