@@ -9,7 +9,6 @@ rewritten models stay in memory (``Candidate.model``) and out of the JSON.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 import onnx_ir as ir
 
-from qprobe.fileio import atomic_write_text
+from qprobe import serde
 from qprobe.fix.measure import EMULATION, REFERENCE, TARGET, StageResult
 from qprobe.rewrite import Cost, RewriteResult
 
@@ -144,11 +143,11 @@ class FixResult:
                    int(d["verify_on_target"]), tuple(d.get("notes", ())))
 
     def save(self, path: Path) -> None:
-        atomic_write_text(Path(path), json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n")
+        serde.save(path, {**self.to_json(), "provenance": serde.provenance()})
 
     @classmethod
     def load(cls, path: Path) -> FixResult:
-        return cls.from_json(json.loads(Path(path).read_text()))
+        return cls.from_json(serde.load(path, SCHEMA))
 
 
 def _num(v: float) -> float | None:

@@ -63,6 +63,7 @@ def fix(
         ex = explain_emulation(model, ref, counted, inputs, node)
         emulation, envelope = ex.emulation, envelope or ex.envelope
     runs["explain"] = counted.opened - runs["localize"]
+    notes += _named_knobs(emulation, node)
     site = _site(model, node)
     say("measuring the safe envelope on the emulation")
     envs = _envelopes(site, ref, emulation, envelope)
@@ -99,6 +100,15 @@ def _culprit(model: ir.Model, ref: Backend, target: Backend, inputs: InputSet, n
     finals = ", ".join(f"{r.name} cos {r.st.cos:.4f}" for r in div.final_outputs)
     return div.culprit.op, f"localize ({div.strategy}, {div.target_runs} target runs)", [
         f"on the target, the original model's final outputs: {finals}"]
+
+
+def _named_knobs(emulation: Backend, node: str) -> list[str]:
+    """A profile that models the defect on the culprit *by name* cannot judge rewrites that replace it."""
+    knobs = dict(getattr(getattr(emulation, "profile", None), "nodes", {}) or {}).get(node)
+    if not knobs:
+        return []
+    return [f"the emulation sets {', '.join(f'{k}={v}' for k, v in knobs.items())} on node {node} by name: a candidate "
+            f"that removes or renames {node} is predicted without those knobs (prefer profiles set by op class)"]
 
 
 def _site(model: ir.Model, node: str) -> Site:
