@@ -50,6 +50,7 @@ class Candidate:
     verdict_reason: str = ""
     board: BoardNote | None = None
     info: dict[str, Any] = field(default_factory=dict)  # the rewrite's JSON when read back
+    fingerprint: str = ""  # digest of its outputs on the reference and the emulation (equal: same numbers)
 
     @property
     def model(self) -> ir.Model | None:
@@ -78,6 +79,7 @@ class Candidate:
             **rw, "pass": self.pass_name, "summary": self.summary, "motivating": self.motivating, "int8": self.int8,
             "measures_by_stage": {s.stage: s.to_json() for s in self.stages}, "verdict": self.verdict,
             "verdict_reason": self.verdict_reason, "board": None if self.board is None else self.board.to_json(),
+            "fingerprint": self.fingerprint,
         }
 
     @classmethod
@@ -87,7 +89,7 @@ class Candidate:
                    tuple(StageResult.from_json(s) for s in d["measures_by_stage"].values()), d["verdict"],
                    d["verdict_reason"], None if board is None else BoardNote(bool(board["fails_as_on_board"]), board["why"]),
                    {k: d[k] for k in ("applied", "reason", "changed_nodes", "added_nodes", "removed_nodes", "cost",
-                                      "measures", "notes", "float_exact") if k in d})
+                                      "measures", "notes", "float_exact") if k in d}, d.get("fingerprint", ""))
 
 
 @dataclass(frozen=True)

@@ -174,13 +174,19 @@ def _evaluate_all(v: Verifier, ctx: RewriteContext, passes: list[RewritePass],
 
 
 def _on_target(v: Verifier, pairs: list[tuple[Candidate, np.ndarray | None]], k: int, say: Progress) -> list[Candidate]:
+    """Stage (c) for the ``k`` best predicted candidates that compute different numbers (a candidate
+    whose outputs equal a better one's on the reference and the emulation is not run again)."""
     codes = {c.pass_name: rc for c, rc in pairs}
     cands = ranked([c for c, _ in pairs])
-    chosen = [c.pass_name for c in cands if c.verdict == PREDICTED][:k]
+    chosen: dict[str, str] = {}  # fingerprint -> pass verified for it
     out = []
     for c in cands:
-        if c.pass_name in chosen:
+        if c.verdict == PREDICTED and c.fingerprint in chosen:
+            c = replace(c, verdict_reason=f"{c.verdict_reason}; the same outputs as {chosen[c.fingerprint]}, "
+                                          "so not run on the target again")
+        elif c.verdict == PREDICTED and len(chosen) < k:
             say(f"verifying {c.pass_name} on the target")
+            chosen[c.fingerprint] = c.pass_name
             c = v.on_target(c, codes[c.pass_name])
         out.append(c)
     return out

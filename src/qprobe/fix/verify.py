@@ -10,6 +10,7 @@ the few best candidates (``Verifier.on_target``).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -44,14 +45,17 @@ class Verifier:
     policy: TolerancePolicy
     batch_size: int = 64
 
-    def reference(self, model: ir.Model) -> tuple[StageResult, np.ndarray | None]:
+    def reference(self, model: ir.Model) -> tuple[StageResult, dict[str, np.ndarray]]:
         out = run_model(self.ref, model, self.inputs, [self.culprit_codes], self.batch_size)
         stage = measure(REFERENCE, self.ref.spec, self.base, out, build_quant_index(model), self.policy)
-        return stage, out.get(self.culprit_codes)
+        return stage, out
 
-    def on(self, stage: str, backend: Backend, model: ir.Model, ref_codes: np.ndarray | None) -> StageResult:
+    def on(self, stage: str, backend: Backend, model: ir.Model, ref_codes: np.ndarray | None,
+           keep: dict[str, np.ndarray] | None = None) -> StageResult:
         probe = [self.culprit_codes] if not backend.capabilities().probe_sensitive else []
         out = run_model(backend, model, self.inputs, probe, self.batch_size)
+        if keep is not None:
+            keep.update(out)
         index = build_quant_index(model)
         verdict = culprit_verdict(ref_codes, out.get(self.culprit_codes), index.quant_of(self.culprit_codes),
                                   self.policy, self.culprit_codes)
@@ -77,17 +81,29 @@ def evaluate(v: Verifier, p: RewritePass, result: RewriteResult) -> tuple[Candid
     cand = Candidate(p.name, p.summary, p.motivating, p.int8, result)
     if not result.applied:
         return replace(cand, verdict=NOT_APPLICABLE, verdict_reason=result.reason), None
-    a, ref_codes = v.reference(result.model)
+    a, ref_out = v.reference(result.model)
+    ref_codes = ref_out.get(v.culprit_codes)
     exact = "exact in float" if a.exact else f"max |delta| {_lsb(a)} on the reference"
     if not a.passed:
         return replace(cand, stages=(a,), verdict=REJECTED, verdict_reason=f"on the reference ({exact}): {a.reason}"), None
-    b = v.on(EMULATION, v.emulation, result.model, ref_codes)
+    emu_out: dict[str, np.ndarray] = {}
+    b = v.on(EMULATION, v.emulation, result.model, ref_codes, emu_out)
+    cand = replace(cand, stages=(a, b), fingerprint=fingerprint(ref_out, emu_out))
     if not b.passed:
-        return replace(cand, stages=(a, b), verdict=FAILS_EMULATION,
-                       verdict_reason=f"on the emulation: {b.reason}{_culprit_text(b)}"), ref_codes
-    return replace(cand, stages=(a, b), verdict=PREDICTED,
-                   verdict_reason=f"{exact}; on the emulation: final cos {b.final_cos:.5f}, "
-                                  f"{b.reason}{_culprit_text(b)}"), ref_codes
+        return replace(cand, verdict=FAILS_EMULATION, verdict_reason=f"on the emulation: {b.reason}"), ref_codes
+    return replace(cand, verdict=PREDICTED, verdict_reason=f"{exact}; on the emulation: final cos {b.final_cos:.5f}, "
+                                                           f"{b.reason}{_culprit_text(b)}"), ref_codes
+
+
+def fingerprint(*outputs: dict[str, np.ndarray]) -> str:
+    """A digest of every array of ``outputs``: two candidates with equal digests computed the same numbers."""
+    h = hashlib.sha256()
+    for out in outputs:
+        for k in sorted(out):
+            a = np.ascontiguousarray(out[k])
+            h.update(f"{k}\0{a.dtype.str}\0{a.shape}\0".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def _lsb(s: StageResult) -> str:

@@ -63,15 +63,15 @@ def make_dq(model: ir.Model, names: Namer, codes: ir.Value, q: QuantParams, base
     return ir.Node("", "DequantizeLinear", [codes, s, z], outputs=[out], name=names(f"{base}_DequantizeLinear"))
 
 
-def set_params(model: ir.Model, names: Namer, node: ir.Node, q: QuantParams) -> None:
-    """Give a Q or DQ node new (scale, zero point) initializers holding ``q``."""
-    s, z = quant_inputs(model, names, node.name or node.op_type, q)
+def set_params(model: ir.Model, names: Namer, node: ir.Node, q: QuantParams,
+               shared: tuple[ir.Value, ir.Value] | None = None) -> tuple[ir.Value, ir.Value]:
+    """Give a Q or DQ node (scale, zero point) initializers holding ``q``: ``shared`` ones, or new ones."""
+    s, z = shared or quant_inputs(model, names, node.name or node.op_type, q)
     node.replace_input_with(1, s)
-    if len(node.inputs) > 2:
-        node.replace_input_with(2, z)
-    else:
+    if len(node.inputs) < 3:
         node.resize_inputs(3)
-        node.replace_input_with(2, z)
+    node.replace_input_with(2, z)
+    return s, z
 
 
 def codes_users(codes: ir.Value) -> list[ir.Node]:
@@ -81,15 +81,16 @@ def codes_users(codes: ir.Value) -> list[ir.Node]:
 
 def retarget(model: ir.Model, names: Namer, codes: Iterable[ir.Value], q: QuantParams) -> list[str]:
     """Quantize each of ``codes`` with ``q``: its QuantizeLinear and every DequantizeLinear reading
-    it; returns the names of the nodes changed."""
+    it, all through one new (scale, zero point) pair; returns the names of the nodes changed."""
     changed: list[str] = []
+    shared: tuple[ir.Value, ir.Value] | None = None
     for c in codes:
         if c.dtype is not None and c.dtype != ir.DataType.from_numpy(np.dtype(q.dtype)):
             c.dtype = ir.DataType.from_numpy(np.dtype(q.dtype))
         producer = c.producer()
         nodes = ([producer] if producer is not None and producer.op_type == "QuantizeLinear" else []) + codes_users(c)
         for n in nodes:
-            set_params(model, names, n, q)
+            shared = set_params(model, names, n, q, shared)
             changed.append(n.name or "")
     return changed
 
