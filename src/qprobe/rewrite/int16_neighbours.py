@@ -40,10 +40,12 @@ class Int16Neighbours(RewritePass):
         return None
 
     def rewrite(self, ctx: RewriteContext, model: ir.Model, site: Site, names: Namer) -> Edit | str:
-        try:
-            proto = version_converter.convert_version(to_proto(model), INT16_OPSET)
-        except Exception as e:  # the converter raises several types
-            return f"cannot move the model to opset {INT16_OPSET} for int16 QuantizeLinear: {e}"
+        proto = to_proto(model)
+        if model.opset_imports.get("", 1) < INT16_OPSET:
+            try:
+                proto = version_converter.convert_version(proto, INT16_OPSET)
+            except Exception as e:  # the converter raises several types
+                return f"cannot move the model to opset {INT16_OPSET} for int16 QuantizeLinear: {e}"
         proto.ir_version = max(proto.ir_version, INT16_IR)
         model = model_from_proto(proto)
         mine = find_site(model, site.name)

@@ -42,9 +42,13 @@ class RequantizeModel(RewritePass):
             return why
         if ctx.float_model is None or ctx.calibration is None:
             return "needs the float model and calibration data (--float-model F --calibration F)"
-        names = _float_tensors(ctx.float_model)
+        names, inputs = _float_tensors(ctx.float_model)
         if site.float_out().name not in names:
             return f"the float model has no tensor {site.float_out().name!r} (the one {site.q.name} quantizes)"
+        with np.load(ctx.calibration) as z:
+            missing = sorted(inputs - set(z.files))
+        if missing:
+            return f"the calibration data has no array for the float model's input(s) {missing}"
         return None
 
     def rewrite(self, ctx: RewriteContext, model: ir.Model, site: Site, names: Namer) -> Edit | str:
@@ -69,9 +73,12 @@ class RequantizeModel(RewritePass):
         return f"pinning {tensor} did not bring {site.name}'s ratios inside the envelope in {ATTEMPTS} attempts"
 
 
-def _float_tensors(path: Path) -> set[str]:
+def _float_tensors(path: Path) -> tuple[set[str], set[str]]:
+    """(every tensor name, the graph input names) of the float model."""
     m = onnx.load(str(path), load_external_data=False)
-    return {o for n in m.graph.node for o in n.output} | {i.name for i in m.graph.input}
+    inits = {t.name for t in m.graph.initializer}
+    inputs = {i.name for i in m.graph.input if i.name not in inits}
+    return {o for n in m.graph.node for o in n.output} | inputs, inputs
 
 
 def _settings(model: ir.Model, site: Site) -> dict[str, Any]:
