@@ -99,13 +99,11 @@ def test_small_models_are_built(tmp_path: Path) -> None:
 
 def test_requantize_model_refuses_calibration_data_without_the_model_input(tmp_path: Path, tcn: ir.Model,
                                                                             tcn_dir: Path) -> None:
-    import dataclasses
-
     import numpy as np
 
     bad = tmp_path / "calibration.npz"
     np.savez(bad, x=np.zeros((2, 8, 1, 64), np.float32))
-    ctx = RewriteContext(tcn, "block0_add", NARROW.__class__("eltwise", ((0.0, 2.0),), 2.0), {}, None,
+    ctx = RewriteContext(tcn, "block0_add", RatioEnvelope("eltwise", ((0.0, 2.0),), 2.0), {}, None,
                          tcn_dir / "tcn_float.onnx", bad)
-    ok, why = PASSES["requantize-model"].applies(dataclasses.replace(ctx))
+    ok, why = PASSES["requantize-model"].applies(ctx)
     assert not ok and "no array for the float model's input(s) ['window']" in why
