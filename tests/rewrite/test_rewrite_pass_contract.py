@@ -91,3 +91,32 @@ def test_passes_leave_the_given_model_untouched(make_ctx: object, tcn: ir.Model)
 def test_concat_conv_macs_are_the_1x1_conv(applied: dict[str, object]) -> None:
     """32 output channels x 64 concatenated inputs x 64 time steps per sample."""
     assert _result(applied, "concat-conv").cost.macs_added == 32 * 64 * 64
+
+
+@pytest.fixture(scope="module")
+def residual(tmp_path_factory: pytest.TempPathFactory) -> ir.Model:
+    """Another shape of residual block: 3x3 convs on images, the Relu after the Add kept by the quantizer."""
+    from qprobe.model.loader import load_model
+
+    from qdq_models import qdq_residual_model
+
+    return load_model(qdq_residual_model(tmp_path_factory.mktemp("residual")))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_pass_on_a_second_model_is_valid_or_refuses(residual: ir.Model, name: str) -> None:
+    from qprobe.rewrite import RatioEnvelope, RewriteContext
+
+    # an envelope that puts the Add's second operand (ratio ~1.76) outside, the first (~1.02) inside
+    env = RatioEnvelope("eltwise", ((0.0, 1.2),), 1.2, "exact below 1.2")
+    r = PASSES[name].apply(RewriteContext(residual, "add", env, {"concat": env}))
+    if not r.applied:
+        assert r.reason and name == "requantize-model"  # no float model given
+        return
+    proto = proto_of(r.model)
+    onnx.checker.check_model(proto, full_check=True)
+    x = np.random.default_rng(0).uniform(0, 1, (4, 3, 8, 8)).astype(np.float32)
+    ref, out = ort_run(proto_of(residual), {"x": x})["y"], ort_run(proto, {"x": x})["y"]
+    assert out.shape == ref.shape and np.isfinite(out).all()
+    kept = {n.name for n in proto.graph.node}
+    assert {n.name for n in proto_of(residual).graph.node} - set(r.removed_nodes) <= kept
