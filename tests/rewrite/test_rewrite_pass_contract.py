@@ -95,7 +95,7 @@ def test_concat_conv_macs_are_the_1x1_conv(applied: dict[str, object]) -> None:
 
 @pytest.fixture(scope="module")
 def residual(tmp_path_factory: pytest.TempPathFactory) -> ir.Model:
-    """Another shape of residual block: 3x3 convs on images, the Relu after the Add kept by the quantizer."""
+    """Another shape of residual block: 3x3 convs on images, the residual being the first conv's output."""
     from qprobe.model.loader import load_model
 
     from qdq_models import qdq_residual_model
