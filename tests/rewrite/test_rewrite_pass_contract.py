@@ -120,3 +120,31 @@ def test_every_pass_on_a_second_model_is_valid_or_refuses(residual: ir.Model, na
     assert out.shape == ref.shape and np.isfinite(out).all()
     kept = {n.name for n in proto.graph.node}
     assert {n.name for n in proto_of(residual).graph.node} - set(r.removed_nodes) <= kept
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_pass_on_an_add_with_an_explicit_relu(tmp_path: pytest.TempPathFactory, name: str) -> None:
+    """Add -> Relu -> QuantizeLinear written by hand (the quantizer would fold the Relu): the chain is
+    kept after the op (or moved after the new output quantization by move-relu)."""
+    from rewrite_support import eltwise_model
+
+    from qprobe.model.loader import load_model
+    from qprobe.rewrite import RatioEnvelope, RewriteContext
+
+    path = eltwise_model(tmp_path / "relu.onnx", "Add", (0.1, 0.08), 0.03, relu=True, out_zp=-128)  # type: ignore[operator]
+    model = load_model(path)
+    env = RatioEnvelope("eltwise", ((0.0, 2.0),), 2.0)
+    r = PASSES[name].apply(RewriteContext(model, "op", env, {"concat": env}))
+    if not r.applied:
+        assert name in {"requantize-model", "fold-residual", "requantize-operand"} and r.reason  # both outside
+        return
+    proto = proto_of(r.model)
+    onnx.checker.check_model(proto, full_check=True)
+    rng = np.random.default_rng(1)
+    feeds = {k: rng.uniform(-3, 3, (5, 4, 1, 8)).astype(np.float32) for k in "ab"}
+    ref, out = ort_run(proto_of(model), feeds)["y"], ort_run(proto, feeds)["y"]
+    assert (out >= 0).all()  # the Relu still applies
+    if r.float_exact:
+        assert np.array_equal(ref, out)
+    relus = [n for n in proto.graph.node if n.op_type == "Relu"]
+    assert len(relus) == 1
