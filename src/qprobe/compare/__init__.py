@@ -6,7 +6,7 @@ is a pure comparison of two streams of Traces. ``compare_backends`` composes the
 """
 
 from qprobe.compare.accumulate import ComparisonAccumulator, TensorAccumulator
-from qprobe.compare.compare import Streams, accumulate, compare_traces, finish
+from qprobe.compare.compare import Streams, accumulate, compare_saved, compare_traces, finish
 from qprobe.compare.policy import Tolerance, TolerancePolicy, parse_policy
 from qprobe.compare.result import Comparison, OutputEffect, ProbeEffect, TensorComparison
 from qprobe.compare.run import compare_backends, recorded_input_set, restrict_plan
@@ -25,6 +25,7 @@ __all__ = [
     "TolerancePolicy",
     "accumulate",
     "compare_backends",
+    "compare_saved",
     "compare_traces",
     "finish",
     "gather",

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from itertools import zip_longest
 from typing import Any
 
+from qprobe import serde
 from qprobe.compare.accumulate import ComparisonAccumulator, TensorAccumulator
 from qprobe.compare.policy import TolerancePolicy
 from qprobe.compare.result import Comparison, OutputEffect, ProbeEffect, TensorComparison
 from qprobe.errors import BackendError
 from qprobe.model.quant import QuantIndex
-from qprobe.tensors import ProbePlan, Trace
+from qprobe.tensors import ProbePlan, Trace, TraceFolder
 
 OnBatch = Callable[[Trace, Trace], None]
 
@@ -134,3 +135,26 @@ def _row(name: str, acc: TensorAccumulator, index: QuantIndex | None, policy: To
     verdict, reason = policy.judge(name, st, lsb)
     producer, op_type = ("", "") if index is None else index.label(name)
     return TensorComparison(name, producer, op_type, acc.quant, st, lsb, verdict, reason)
+
+
+def compare_saved(
+    ref: TraceFolder,
+    target: TraceFolder,
+    policy: TolerancePolicy | None = None,
+    *,
+    roles: tuple[str, str] = ("ref", "target"),
+    index: QuantIndex | None = None,
+    model: str = "",
+) -> Comparison:
+    """Compare Traces saved by ``compare --save-traces``: the ``roles[0]`` streams of ``ref``
+    against the ``roles[1]`` streams of ``target`` (their unprobed streams too, when saved)."""
+    first = next(ref.read(roles[0]))
+    outputs = [t for t in first.plan.tensors if t not in first.plan.added_outputs]
+    plain = [f.read(f"{r}.plain") if f.files(f"{r}.plain") else None for f, r in ((ref, roles[0]), (target, roles[1]))]
+    streams = Streams(ref.read(roles[0]), target.read(roles[1]), plain[0], plain[1])
+    done = accumulate(streams, outputs)
+    unchecked = {r: "not saved: the traces hold no unprobed run" for r, p in zip(("ref", "target"), plain, strict=True)
+                 if p is None}
+    return finish(done, policy, model=model, inputs=f"saved traces {ref.folder}, {target.folder}", index=index,
+                  unchecked=unchecked, provenance=serde.provenance(saved={"ref": str(ref.folder),
+                                                                            "target": str(target.folder)}))

@@ -19,13 +19,13 @@ from qprobe.backends.base import Backend, describe_backend
 from qprobe.compare.compare import Streams, accumulate, finish
 from qprobe.compare.policy import TolerancePolicy
 from qprobe.compare.result import Comparison
-from qprobe.compare.traces import Progress, run_traces
+from qprobe.compare.traces import Progress, run_traces, tee
 from qprobe.errors import InputError
 from qprobe.model.graph import graph_output_names
 from qprobe.model.inputs import InputSet
 from qprobe.model.probe import plan_probes
 from qprobe.model.quant import build_quant_index
-from qprobe.tensors import ProbePlan, Trace
+from qprobe.tensors import ProbePlan, Trace, TraceFolder
 
 
 def recorded_input_set(model: ir.Model, *backends: Backend) -> InputSet:
@@ -75,10 +75,12 @@ def compare_backends(
     progress: Progress | None = None,
     model_name: str = "",
     on_traces: Callable[[Trace, Trace], None] | None = None,
+    save_traces: TraceFolder | None = None,
 ) -> Comparison:
     """Compare ``target`` against ``ref`` on ``inputs`` over the probed tensors.
 
-    ``on_traces`` receives each batch's probed (reference, target) Traces, e.g. to save them.
+    ``on_traces`` receives each batch's probed (reference, target) Traces; ``save_traces``
+    saves every stream (probed and unprobed), so that ``compare_traces`` can replay it.
     """
     index = build_quant_index(model)
     for b in (ref, target):
@@ -87,12 +89,16 @@ def compare_backends(
     plan = restrict_plan(plan_probes(model, index, probe), ref, target)
     reasons = {role: unprobed_reason(b, plan, check_probe_effect) for role, b in (("ref", ref), ("target", target))}
 
-    def stream(b: Backend, p: ProbePlan | None, prog: Progress | None = None) -> Generator[Trace, None, None]:
-        return run_traces(b, model, p, inputs, batch_size, index=index, progress=prog)
+    def stream(role: str, b: Backend, p: ProbePlan | None, prog: Progress | None = None) -> Generator[Trace, None, None]:
+        traces = run_traces(b, model, p, inputs, batch_size, index=index, progress=prog)
+        if save_traces is None:
+            return traces
+        return tee(traces, lambda t: save_traces.save(role if p is not None else f"{role}.plain", t))
 
     with ExitStack() as stack:
-        probed = [stack.enter_context(closing(stream(b, plan, progress if b is ref else None))) for b in (ref, target)]
-        plain = [None if reasons[r] else stack.enter_context(closing(stream(b, None)))
+        probed = [stack.enter_context(closing(stream(r, b, plan, progress if r == "ref" else None)))
+                  for r, b in (("ref", ref), ("target", target))]
+        plain = [None if reasons[r] else stack.enter_context(closing(stream(r, b, None)))
                  for r, b in (("ref", ref), ("target", target))]
         done = accumulate(Streams(probed[0], probed[1], plain[0], plain[1]), graph_output_names(model),
                           classifier=classifier, on_batch=on_traces)

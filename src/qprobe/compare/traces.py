@@ -84,6 +84,13 @@ def _trace(
     return Trace(backend_label(backend), plan, records, dict(info), first)
 
 
+def tee(traces: Iterable[Trace], sink: Callable[[Trace], None]) -> Generator[Trace, None, None]:
+    """``traces`` unchanged, each one handed to ``sink`` first (e.g. to save it)."""
+    for trace in traces:
+        sink(trace)
+        yield trace
+
+
 class Capture:
     """Collects the arrays of chosen tensors from each batch's (reference, target) Traces;
     usable as the ``on_batch``/``on_traces`` callback of a comparison."""

@@ -13,7 +13,8 @@ from dataclasses import dataclass, replace
 
 import onnx_ir as ir
 
-from qprobe.backends.base import Backend, Capabilities
+from qprobe import serde
+from qprobe.backends.base import Backend, Capabilities, backend_label, describe_backend
 from qprobe.compare import TolerancePolicy
 from qprobe.compare.run import recorded_input_set
 from qprobe.errors import InputError
@@ -84,7 +85,8 @@ def localize(
     if runner.target_runs != div.target_runs:  # the machine plans one open per command
         raise AssertionError(f"runner opened the target {runner.target_runs} times for {div.target_runs} commands")
     div = replace(
-        div, model=model_name, ref=ref.spec, target=target.spec, num_samples=inputs.num_samples,
-        inputs=inputs.source, reference_runs=runner.reference_runs,
+        div, model=model_name, ref=backend_label(ref), target=backend_label(target), num_samples=inputs.num_samples,
+        inputs=inputs.source, reference_runs=runner.reference_runs, policy=(policy or TolerancePolicy()).to_json(),
+        provenance=serde.provenance(backends={"ref": describe_backend(ref), "target": describe_backend(target)}),
     )
     return Localization(div, dict(runner.isolated_arrays))
