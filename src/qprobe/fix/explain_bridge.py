@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import tomllib
 from dataclasses import dataclass
-from typing import Any
 
 import onnx_ir as ir
 
@@ -32,9 +31,9 @@ class Explained:
     statement: str
 
 
-def explain_emulation(model: ir.Model, ref: Backend, target: Backend, inputs: InputSet, node: str,
-                      divergence: Any = None) -> Explained:
-    """Run ``qprobe.explain.explain`` on the culprit; its fitted profile becomes the emulation."""
+def explain_emulation(model: ir.Model, ref: Backend, target: Backend, inputs: InputSet, node: str) -> Explained:
+    """Run ``qprobe.explain.explain`` on the culprit, with characterization runs for the envelope; its
+    fitted profile becomes the emulation (without an envelope, fix measures one on the emulation)."""
     try:
         explain = importlib.import_module("qprobe.explain").explain
     except (ImportError, AttributeError) as e:
@@ -42,7 +41,7 @@ def explain_emulation(model: ir.Model, ref: Backend, target: Backend, inputs: In
             "fix needs a numerics profile of the target: pass --profile fitted.toml (from `qprobe explain "
             "--profile-out`) or --emulate PROFILE; qprobe.explain is not available in this installation"
         ) from e
-    expl = explain(model, ref, target, inputs, node=node, divergence=divergence)
+    expl = explain(model, ref, target, inputs, node=node, characterize=True)
     if not getattr(expl, "explained", False) or not getattr(expl, "profile", None):
         raise QprobeError(
             f"explain found no arithmetic hypothesis that reproduces the target's output of {node}; "

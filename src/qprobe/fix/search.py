@@ -32,7 +32,7 @@ from qprobe.fix.rank import board_note, ranked
 from qprobe.fix.result import PREDICTED, Candidate, FixResult
 from qprobe.fix.run import real, run_model
 from qprobe.fix.verify import Verifier, evaluate
-from qprobe.localize import Divergence, localize
+from qprobe.localize import localize
 from qprobe.localize.runner import CountedBackend
 from qprobe.model.graph import graph_output_names
 from qprobe.model.inputs import InputSet
@@ -56,11 +56,11 @@ def fix(
     counted = CountedBackend(target)
     inputs = inputs or recorded_input_set(model, ref, target)
     say("finding the culprit")
-    node, source, notes, divergence = _culprit(model, ref, counted, inputs, node, policy, batch_size)
+    node, source, notes = _culprit(model, ref, counted, inputs, node, policy, batch_size)
     runs = {"localize": counted.opened}
     if emulation is None:
         say(f"explaining {node} on the target")
-        ex = explain_emulation(model, ref, counted, inputs, node, divergence)
+        ex = explain_emulation(model, ref, counted, inputs, node)
         emulation, envelope = ex.emulation, envelope or ex.envelope
     runs["explain"] = counted.opened - runs["localize"]
     notes += _named_knobs(emulation, node)
@@ -85,21 +85,21 @@ def fix(
 
 
 def _culprit(model: ir.Model, ref: Backend, target: Backend, inputs: InputSet, node: str | None,
-             policy: TolerancePolicy, batch_size: int) -> tuple[str, str, list[str], Divergence | None]:
+             policy: TolerancePolicy, batch_size: int) -> tuple[str, str, list[str]]:
     if node:
         names = [n.name or "" for n in model.graph]
         if node not in names:
             close = difflib.get_close_matches(node, names, n=3)
             raise InputError(f"--node {node!r} is not a node of the model" + (f"; did you mean {', '.join(close)}?"
                              if close else "; `qprobe inspect MODEL` lists them"))
-        return node, "--node", [], None
+        return node, "--node", []
     div = localize(model, ref, target, inputs, policy=policy, batch_size=batch_size).divergence
     if div.culprit is None:
         raise InputError(f"localize found no op that introduces an error on {target.spec} ({div.verdict()}); "
                          "nothing to fix (or name the op with --node)")
     finals = ", ".join(f"{r.name} cos {r.st.cos:.4f}" for r in div.final_outputs)
     return div.culprit.op, f"localize ({div.strategy}, {div.target_runs} target runs)", [
-        f"on the target, the original model's final outputs: {finals}"], div
+        f"on the target, the original model's final outputs: {finals}"]
 
 
 def _named_knobs(emulation: Backend, node: str) -> list[str]:
