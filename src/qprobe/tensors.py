@@ -22,6 +22,9 @@ from qprobe.fileio import atomic_save_npz
 
 TRACE_SCHEMA = "qprobe.trace/1"
 
+# ONNX TensorProto element types of the integer types qprobe reads (the one dtype map)
+ONNX_INT_TYPES: dict[int, str] = {2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32"}
+
 INT_RANGES: dict[str, tuple[int, int]] = {
     "int8": (-128, 127),
     "uint8": (0, 255),

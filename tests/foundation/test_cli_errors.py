@@ -60,7 +60,6 @@ def test_compare_exit_code_and_json(model: Path, tmp_path: Path) -> None:
 
 
 def test_compare_fails_with_exit_1_on_a_divergent_target() -> None:
-    pytest.importorskip("qprobe.backends.engine.backend", reason="integer engine not built yet")
     res = qprobe("compare", "--example", "tcn", "--ref", "ort-fused", "--target", "engine:arith16-wrap")
     assert res.returncode == 1, res.stdout + res.stderr  # a failing tensor gates CI
     assert "first failing" in res.stdout and "block0_add" in res.stdout

@@ -7,14 +7,16 @@ is a pure comparison of two streams of Traces. ``compare_backends`` composes the
 
 from qprobe.compare.accumulate import ComparisonAccumulator, TensorAccumulator
 from qprobe.compare.compare import Streams, accumulate, compare_saved, compare_traces, finish
+from qprobe.compare.inputs import InputRequest, resolve_inputs
 from qprobe.compare.policy import Tolerance, TolerancePolicy, parse_policy
 from qprobe.compare.result import Comparison, OutputEffect, ProbeEffect, TensorComparison
-from qprobe.compare.run import compare_backends, recorded_input_set, restrict_plan
+from qprobe.compare.run import compare_backends, restrict_plan
 from qprobe.compare.traces import Capture, gather, outputs_plan, run_traces, tensor_values
 
 __all__ = [
     "Capture",
     "Comparison",
+    "InputRequest",
     "ComparisonAccumulator",
     "OutputEffect",
     "ProbeEffect",
@@ -31,7 +33,7 @@ __all__ = [
     "gather",
     "outputs_plan",
     "parse_policy",
-    "recorded_input_set",
+    "resolve_inputs",
     "restrict_plan",
     "run_traces",
     "tensor_values",

@@ -17,6 +17,7 @@ import onnx_ir as ir
 from qprobe import serde
 from qprobe.backends.base import Backend, describe_backend
 from qprobe.compare.compare import Streams, accumulate, finish
+from qprobe.compare.inputs import resolve_inputs
 from qprobe.compare.policy import TolerancePolicy
 from qprobe.compare.result import Comparison
 from qprobe.compare.traces import Progress, run_traces, tee
@@ -26,15 +27,6 @@ from qprobe.model.inputs import InputSet
 from qprobe.model.probe import plan_probes
 from qprobe.model.quant import build_quant_index
 from qprobe.tensors import ProbePlan, Trace, TraceFolder
-
-
-def recorded_input_set(model: ir.Model, *backends: Backend) -> InputSet:
-    """The samples a backend recorded (the first that has any), for stages given no inputs."""
-    for b in backends:
-        arrays = b.recorded_inputs(model)
-        if arrays:
-            return InputSet(dict(arrays), f"recorded by {b.spec}")
-    raise InputError("no input samples: pass --inputs FILE.npz or --random N")
 
 
 def restrict_plan(plan: ProbePlan, *backends: Backend) -> ProbePlan:
@@ -85,7 +77,7 @@ def compare_backends(
     index = build_quant_index(model)
     for b in (ref, target):
         b.bind(model)
-    inputs = inputs or recorded_input_set(model, ref, target)
+    inputs = inputs or resolve_inputs(model, None, (ref, target))
     plan = restrict_plan(plan_probes(model, index, probe), ref, target)
     reasons = {role: unprobed_reason(b, plan, check_probe_effect) for role, b in (("ref", ref), ("target", target))}
 

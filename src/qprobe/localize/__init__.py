@@ -16,7 +16,7 @@ import onnx_ir as ir
 from qprobe import serde
 from qprobe.backends.base import Backend, Capabilities, backend_label, describe_backend
 from qprobe.compare import TolerancePolicy
-from qprobe.compare.run import recorded_input_set
+from qprobe.compare.inputs import resolve_inputs
 from qprobe.errors import InputError
 from qprobe.localize.divergence import Divergence, OpFinding, RunRecord
 from qprobe.localize.graph import OpGraph, OpNode, build_op_graph
@@ -78,7 +78,7 @@ def localize(
     graph = build_op_graph(model, index)
     if not graph.ops:
         raise InputError("the model has no compute op with a non-constant input; nothing to localize")
-    inputs = inputs or recorded_input_set(model, ref, target)
+    inputs = inputs or resolve_inputs(model, None, (ref, target))
     runner = LocalizeRunner(model, index, graph, ref, target, inputs, policy=policy, batch_size=batch_size)
     machine = localize_machine(graph, traits_of(target.capabilities()), strategy, ops, classify)
     div = drive(machine, runner.execute)
