@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import importlib
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import onnx_ir as ir
 
@@ -31,16 +33,21 @@ class Explained:
     statement: str
 
 
-def explain_emulation(model: ir.Model, ref: Backend, target: Backend, inputs: InputSet, node: str) -> Explained:
-    """Run ``qprobe.explain.explain`` on the culprit, with characterization runs for the envelope; its
-    fitted profile becomes the emulation (without an envelope, fix measures one on the emulation)."""
+def explain_function() -> Callable[..., Any]:
+    """``qprobe.explain.explain``, or a user error saying what to pass instead when it is not installed."""
     try:
-        explain = importlib.import_module("qprobe.explain").explain
+        return importlib.import_module("qprobe.explain").explain  # type: ignore[no-any-return]
     except (ImportError, AttributeError) as e:
         raise QprobeError(
             "fix needs a numerics profile of the target: pass --profile fitted.toml (from `qprobe explain "
             "--profile-out`) or --emulate PROFILE; qprobe.explain is not available in this installation"
         ) from e
+
+
+def explain_emulation(model: ir.Model, ref: Backend, target: Backend, inputs: InputSet, node: str) -> Explained:
+    """Run ``qprobe.explain.explain`` on the culprit, with characterization runs for the envelope; its
+    fitted profile becomes the emulation (without an envelope, fix measures one on the emulation)."""
+    explain = explain_function()
     expl = explain(model, ref, target, inputs, node=node, characterize=True)
     if not getattr(expl, "explained", False) or not getattr(expl, "profile", None):
         raise QprobeError(

@@ -22,11 +22,11 @@ import numpy as np
 import onnx_ir as ir
 
 from qprobe.backends.base import Backend
+from qprobe.compare.inputs import resolve_inputs
 from qprobe.compare.policy import TolerancePolicy
-from qprobe.compare.run import recorded_input_set
 from qprobe.errors import InputError
 from qprobe.fix.envelope import SweptEnvelope, op_class_of, sweep_envelope
-from qprobe.fix.explain_bridge import explain_emulation
+from qprobe.fix.explain_bridge import explain_emulation, explain_function
 from qprobe.fix.measure import EMULATION, Baseline, StageResult, culprit_verdict, measure
 from qprobe.fix.rank import board_note, ranked
 from qprobe.fix.result import PREDICTED, Candidate, FixResult
@@ -54,7 +54,9 @@ def fix(
     say = progress or (lambda _msg: None)
     policy = policy or TolerancePolicy()
     counted = CountedBackend(target)
-    inputs = inputs or recorded_input_set(model, ref, target)
+    inputs = inputs or resolve_inputs(model, None, (ref, target))
+    if emulation is None:
+        explain_function()  # fail before any target run when explain is not there to fit a profile
     say("finding the culprit")
     node, source, notes = _culprit(model, ref, counted, inputs, node, policy, batch_size)
     runs = {"localize": counted.opened}
