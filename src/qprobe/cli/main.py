@@ -13,6 +13,7 @@ from qprobe import __version__
 from qprobe.cli import compare as compare_cmd
 from qprobe.cli import example as example_cmd
 from qprobe.cli import extract as extract_cmd
+from qprobe.cli import fix as fix_cmd
 from qprobe.cli import inspect as inspect_cmd
 from qprobe.cli import localize as localize_cmd
 from qprobe.cli import profiles as profiles_cmd
@@ -34,6 +35,7 @@ app.command("example")(example_cmd.example)
 app.command("profiles")(profiles_cmd.profiles)
 app.command("localize")(localize_cmd.localize)
 app.command("extract")(extract_cmd.extract)
+app.command("fix")(fix_cmd.fix)
 app.command(
     "stedgeai-run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
 )(stedgeai_cmd.stedgeai_run)
