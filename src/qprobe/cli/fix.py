@@ -17,6 +17,7 @@ from rich.text import Text
 
 from qprobe.backends import Backend, create_backend
 from qprobe.cli.common import (
+    AutoRefOpt,
     BatchOpt,
     ExampleOpt,
     InputsOpt,
@@ -25,7 +26,6 @@ from qprobe.cli.common import (
     RandomModeOpt,
     RandomOpt,
     RefKv,
-    RefOpt,
     SeedOpt,
     TargetKv,
     console,
@@ -54,7 +54,7 @@ _STYLE = {"verified": "bold green", "predicted": "green", "fails-target": "bold 
 
 
 def fix(
-    model: ModelArg = None, example: ExampleOpt = None, ref: RefOpt = "ort-fused",
+    model: ModelArg = None, example: ExampleOpt = None, ref: AutoRefOpt = None,
     target: Annotated[str, typer.Option("--target", help="Target backend spec.")] = "",
     ref_opt: RefKv = None, target_opt: TargetKv = None, profile: ProfileOpt = None, emulate: EmulateOpt = None,
     node: NodeOpt = None, float_model: FloatOpt = None, calibration: CalibOpt = None, truth: TruthOpt = None,
