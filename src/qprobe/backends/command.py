@@ -71,6 +71,14 @@ class _RunFailure(Exception):
     """One attempt failed (internal: becomes a CommandRunError after the retries)."""
 
 
+_RUN_LOG = {"executed": 0, "cached": 0}
+
+
+def run_log() -> tuple[int, int]:
+    """(target runs executed, target runs taken from the cache) by command targets in this process."""
+    return _RUN_LOG["executed"], _RUN_LOG["cached"]
+
+
 def default_cache_dir() -> Path:
     root = os.environ.get("QPROBE_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME")
     base = Path(root) if root else Path.home() / ".cache"
@@ -223,10 +231,12 @@ class CommandSession:
         cached = self._cache_get(key, n)
         if cached is not None:
             self._b.runs_cached += 1
+            _RUN_LOG["cached"] += 1
             return cached
         t0 = time.monotonic()
         outputs = self._execute(key, arrays, n)
         self._b.runs_executed += 1
+        _RUN_LOG["executed"] += 1
         self._cache_put(key, outputs, time.monotonic() - t0)
         return outputs
 

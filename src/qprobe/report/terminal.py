@@ -47,7 +47,8 @@ def comparison_table(cmp: Comparison) -> Table:
 
 
 def comparison_summary(cmp: Comparison) -> list[str]:
-    lines = [_effect_line(e, len(cmp.plan.added_outputs)) for e in cmp.probe_effects]
+    lines = [f"note: {n}" for n in cmp.notes]
+    lines += [_effect_line(e, len(cmp.plan.added_outputs)) for e in cmp.probe_effects]
     if cmp.deployed and not cmp.trusted:
         lines.append("the verdict is about the deployed (unprobed) model: its final outputs")
         for r in cmp.deployed:
