@@ -134,10 +134,13 @@ def test_markdown_names_the_culprit_and_the_operand_scales(tcn_dir: Path) -> Non
                     "## Evidence files", "## Reproduce"):
         assert heading in md
     r = load(tcn_dir)
-    if r.explanation is not None and r.explanation.get("best"):
+    if r.explanation is not None:  # explain lands separately: its part is checked where it ran
         assert "## Best hypothesis" in md and r.verdict["hypothesis"] in md
-    if r.fix is not None and r.fix.get("best"):
-        assert "## The fix" in md and f"`{r.fix['best']['pass']}`" in md
+        assert f"{r.views['explanation']['best']['exact_pct']:.3f}%" in md
+    assert r.fix is not None and r.fix["best"] is not None
+    assert "## The fix" in md and f"`{r.fix['best']['pass']}`" in md and "## Workarounds tried" in md
+    for w in r.views["fix"]["workarounds"]:
+        assert f"`{w['pass']}`" in md
 
 
 def test_a_passing_model_says_so_and_runs_nothing_after_compare(passing_dir: Path) -> None:

@@ -76,6 +76,20 @@ def test_the_final_outputs_cos_is_what_numpy_computes_from_both_backends(tcn_dir
     assert final["acc"]["cos"] == pytest.approx(expected, abs=1e-6)
 
 
+def test_fixed_onnx_is_right_on_the_target_by_numpy(tcn_dir: Path) -> None:
+    """The report's fix, run again here: the fixed model on the target against ort-fused on the original."""
+    model_path, inputs_path = example_paths("tcn")
+    with np.load(inputs_path) as z:
+        x = z["window"]
+    ref = _ort_fused(model_path, x).astype(np.float64).ravel()
+    session = create_backend("engine:arith16-wrap").open(load_model(tcn_dir / "fixed.onnx"))
+    got = np.asarray(session.run({"window": x})["log_conc"], dtype=np.float64).ravel()
+    cos = float(np.dot(ref, got) / (np.linalg.norm(ref) * np.linalg.norm(got)))
+    assert cos >= 0.999
+    best = load(tcn_dir).fix["best"]  # type: ignore[index]
+    assert best["final_cos"] == pytest.approx(cos, abs=1e-6)
+
+
 def test_ticks_are_round_and_placed_on_the_axis() -> None:
     t = ticks(-20.0, 20.0, 4)
     assert [x["value"] for x in t] == [-20, -10, 0, 10, 20]

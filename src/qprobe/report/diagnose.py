@@ -164,25 +164,37 @@ def run_explain(run: _Run, node: str) -> Outcome:
     return Outcome(e, "" if e.explained else why)
 
 
+def _emulation(run: _Run, fix_mod: Any, node: str, explanation: Any | None) -> tuple[Any | None, Any | None, str]:
+    """(emulation, envelope, note): explain's fitted profile and envelope; without one, a target that is
+    qprobe's engine emulates itself (bit for bit, by construction); else nothing."""
+    if explanation is not None and explanation.explained and explanation.profile:
+        env_mod = _module("qprobe.fix.envelope")
+        env = None if explanation.envelope is None or env_mod is None else env_mod.from_explanation(explanation.envelope)
+        return fix_mod.emulation_of(explanation.profile, f"explain:{node}"), env, ""
+    why = "explain is not installed" if explanation is None else "explain did not explain the culprit"
+    if run.req.target.spec.startswith("engine:"):
+        return run.req.target, None, f"no fitted profile ({why}): the target is qprobe's engine, so it emulates itself"
+    return None, None, f"no fitted profile of the target ({why}): fix cannot predict candidates"
+
+
 def run_fix(run: _Run, node: str, explanation: Any | None) -> Outcome:
     """``qprobe.fix.fix`` on the culprit, emulating the target with explain's fitted profile and envelope."""
     mod = _module("qprobe.fix")
     if mod is None:
         return Outcome(None, "qprobe.fix is not installed in this qprobe: no fix search", UNAVAILABLE)
-    if explanation is None or not explanation.explained or not explanation.profile:
-        return Outcome(None, "no fitted profile of the target (explain did not explain the culprit): fix cannot "
-                             "predict candidates")
+    emulation, envelope, note = _emulation(run, mod, node, explanation)
+    if emulation is None:
+        return Outcome(None, note)
     r = run.req
-    env_mod = _module("qprobe.fix.envelope")
-    envelope = None if explanation.envelope is None or env_mod is None else env_mod.from_explanation(explanation.envelope)
     try:
-        result = mod.fix(r.model, r.ref, run.target, r.inputs, node=node,
-                         emulation=mod.emulation_of(explanation.profile, f"explain:{node}"), envelope=envelope,
+        result = mod.fix(r.model, r.ref, run.target, r.inputs, node=node, emulation=emulation, envelope=envelope,
                          float_model=r.float_model, calibration=r.calibration, truth=_truth(r.truth), policy=r.policy,
                          batch_size=r.batch_size, model_name=r.model_name, progress=run.say("fix"))
     except QprobeError as err:
         return Outcome(None, f"fix stopped: {err}", FAILED)
-    return Outcome(result, "" if result.best is not None else "no candidate brings the final outputs within tolerance")
+    if result.best is None:
+        note = "; ".join(filter(None, [note, "no candidate brings the final outputs within tolerance"]))
+    return Outcome(result, note)
 
 
 def _truth(path: Path | None) -> dict[str, np.ndarray] | None:
