@@ -81,7 +81,7 @@ def _measure_operands(op_type: str, c: ProbeConfig, gs: GroupSpec, feeds: dict[s
         return [_point(c, d, fit["effective"], fit["expected"])], UnarySet(gs.spec.node, gs, [feeds["x"]] * 2, o)
     fit = eltwise_fit(obs, gs)["operands"][c.swept]
     return [_point(c, d, fit["effective"], fit["expected"])], PairSet(gs.spec.node, gs, feeds["a"], feeds["b"], o,
-                                                                       rng, coarse_n=256)
+                                                                       rng, coarse_n=256, full_n=4096)
 
 
 def _measure_conv(c: ProbeConfig, gs: GroupSpec, feeds: dict[str, np.ndarray], e: np.ndarray, o: np.ndarray,

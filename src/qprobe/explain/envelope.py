@@ -102,11 +102,11 @@ def statement(op_type: str, parameter: str, ranges: Sequence[tuple[float, float]
     if not ranges:
         return f"{op_type} is wrong for every {label} measured {span}"
     if len(ranges) == 1 and ranges[0][0] == lo and boundary is not None and all(not ok for v, ok in values if v >= boundary):
-        return f"{op_type} is exact for every {label} below {_fmt(boundary)}, wrong at and above it {span}"
+        return f"{op_type} is exact within rounding for every {label} below {_fmt(boundary)}, wrong at and above it {span}"
     if len(ranges) == 1 and ranges[0][0] == lo and ranges[0][1] > hi:
-        return f"{op_type} is exact for every {label} measured {span}"
+        return f"{op_type} is exact within rounding for every {label} measured {span}"
     parts = ", ".join(f"[{_fmt(a)}, {_fmt(b)})" for a, b in ranges)
-    return f"{op_type} is exact for {label}s in {parts}, wrong elsewhere {span}"
+    return f"{op_type} is exact within rounding for {label}s in {parts}, wrong elsewhere {span}"
 
 
 def build_envelope(op_class: str, op_type: str, parameter: str, points: Sequence[EnvelopePoint]) -> Envelope | None:

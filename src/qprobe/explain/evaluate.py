@@ -7,7 +7,8 @@ codes) in the form that makes a hypothesis cheap to test:
   (input pair, output code); a hypothesis is the 256 x 256 table the engine's kernel
   builds (``eltwise.add_function`` on every pair, the float fallback through
   ``float_group``), looked up at the observed pairs. The coarse pass evaluates the same
-  formula on a random subsample of observations only.
+  formula on a random subsample of observations only (characterization sets, which hold
+  every pair once, use a larger subsample for their "full" pass too).
 * ``UnarySet`` (requantizing Concat): per input, a 256-entry table from
   ``concat.code_requantizer``.
 * ``AccSet`` (Conv, Gemm, MatMul): the exact integer accumulators, computed once by the
@@ -115,7 +116,7 @@ class PairSet:
     """Add/Sub observations with two per-tensor 8-bit inputs."""
 
     def __init__(self, name: str, gs: GroupSpec, a: np.ndarray, b: np.ndarray, observed: np.ndarray,
-                 rng: np.random.Generator, coarse_n: int = COARSE) -> None:
+                 rng: np.random.Generator, coarse_n: int = COARSE, full_n: int | None = None) -> None:
         self.name, self.gs = name, gs
         qa, qb = gs.quantized_inputs[0][1], gs.quantized_inputs[1][1]
         a_b, b_b, o_b = (x.astype(np.int64).reshape(-1) for x in np.broadcast_arrays(a, b, observed))
@@ -126,12 +127,19 @@ class PairSet:
         pick = rng.integers(0, a_b.size, size=min(coarse_n, a_b.size))
         self.ca, self.cb, self.co = a_b[pick], b_b[pick], o_b[pick]
         self.grid = pair_grid(gs)
+        self.sub: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        if full_n is not None and full_n < a_b.size:  # "full" on a larger subsample, not the whole table
+            more = rng.choice(a_b.size, size=full_n, replace=False)
+            self.sub = (a_b[more], b_b[more], o_b[more])
 
     def coarse(self, cand: Candidate) -> tuple[Score, bytes]:
         pred = _pair_fn(self.gs, cand, self.ca, self.cb)
         return Score.of(pred, self.co), pred.astype(np.int16).tobytes()
 
     def full(self, cand: Candidate) -> tuple[Score, bytes]:
+        if self.sub is not None:
+            pred = _pair_fn(self.gs, cand, self.sub[0], self.sub[1])
+            return Score.of(pred, self.sub[2]), pred.astype(np.int16).tobytes()
         t = pair_table(self.gs, cand, self.grid)
         return Score.of(t[self.pair], self.out, self.counts), t.astype(np.int16).tobytes()
 

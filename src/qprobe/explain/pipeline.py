@@ -164,6 +164,16 @@ def _top(ranked: list[Ranked], sets: list[ObservationSet], k: int = 4) -> Callab
     return top
 
 
+def _pool(ranked: list[Ranked], groups: int = 8, per_group: int = 24, margin: float = 0.01) -> list[Candidate]:
+    """The candidates worth re-ranking on more data: the members of the best groups, simplest first."""
+    best = ranked[0].score.exact if ranked else 0.0
+    out: dict[int, Candidate] = {}
+    for r in [r for r in ranked if r.score.exact >= best - margin][:groups] or ranked[:1]:
+        for m in sorted(r.members or (r.candidate,), key=lambda c: c.complexity)[:per_group]:
+            out[id(m)] = m
+    return list(out.values())
+
+
 def _characterize(run: _Run, gs: GroupSpec, ranked: list[Ranked], sets: list[ObservationSet], budget: int,
                   rng: np.random.Generator) -> tuple[list[Ranked], Envelope | None, int]:
     if not run.target.capabilities().accepts_models:
@@ -176,9 +186,9 @@ def _characterize(run: _Run, gs: GroupSpec, ranked: list[Ranked], sets: list[Obs
     ch = run_characterization(gs.op_class, gs.spec.op_type, run.ref, run.target, _top(ranked, sets), budget, rng,
                               run.progress)
     run.notes.extend(ch.notes)
-    pool = list({id(m): m for r in ranked for m in r.members}.values()) or [r.candidate for r in ranked]
+    pool = _pool(ranked)
     run.say(f"re-ranking {len(pool)} hypotheses on the culprit and {len(ch.sets)} probe subgraphs")
-    reranked, _stats = search(pool, [*sets, *ch.sets])
+    reranked, _stats = search(pool, [*sets, *ch.sets], max_groups=12, min_groups=6, per_group=2)
     return reranked or ranked, ch.envelope, run.target.opened - before
 
 
