@@ -123,8 +123,8 @@ def _pattern_line(e: Explanation) -> str:
 
 def render(e: Explanation, profile_out: Path | None) -> None:
     console.print(f"[bold]explain[/] {e.node} ({e.op_type}) on {e.target}: {e.observations}", highlight=False)
-    for check in e.input_checks:
-        console.print(f"  input {check.tensor}: {check.verdict} on the target ({check.reason})", highlight=False)
+    for ic in e.input_checks:
+        console.print(f"  input {ic.tensor}: {ic.verdict} on the target ({ic.reason})", highlight=False)
     if e.hypotheses:
         console.print(hypothesis_table(e))
     console.print(f"model-free: {e.sentence}", highlight=False)
