@@ -103,6 +103,7 @@ def _fit_lines(e: Explanation) -> list[str]:
     if fit.get("kind") == "channels":
         gains = [g for g in fit["gains"] if g is not None]
         return [f"  per-channel gain: min {min(gains):.4g}, max {max(gains):.4g}" if gains else "  no channel fit",
+                f"  channels that stop short of the exact result: {len(fit['clipped'])} of {fit['channels']}",
                 f"  mean residual {fit['mean_residual']:+.3f} LSB"]
     return []
 

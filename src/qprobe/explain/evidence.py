@@ -115,23 +115,35 @@ def exact_real(obs: Observation, gs: GroupSpec) -> tuple[np.ndarray, np.ndarray]
     return None
 
 
+def _plateaus(o: np.ndarray, r: np.ndarray, clamp: tuple[int, int]) -> tuple[int | None, int | None]:
+    """Levels where a channel's output stops while the exact value goes on: (high, low)."""
+    hi, lo = int(o.max(initial=clamp[0])), int(o.min(initial=clamp[1]))
+    at_hi = (o == hi) & (r > hi + 1)
+    at_lo = (o == lo) & (r < lo - 1)
+    return (hi if hi < clamp[1] and at_hi.sum() >= max(2, 1e-3 * o.size) else None,
+            lo if lo > clamp[0] and at_lo.sum() >= max(2, 1e-3 * o.size) else None)
+
+
 def channel_fit(obs: Observation, gs: GroupSpec, real: np.ndarray) -> dict[str, Any]:
     axis = obs.observed.ndim - 1 if gs.spec.op_type == "MatMul" else 1
     o = np.moveaxis(obs.observed.astype(np.float64), axis, -1).reshape(-1, real.shape[axis])
     r = np.moveaxis(real, axis, -1).reshape(o.shape)
     zo = gs.spec.out_q.z
-    gains, offsets = [], []
+    gains, offsets, clipped = [], [], []
+    keep_all = np.zeros(o.shape, dtype=bool)
     for c in range(o.shape[1]):
-        keep = _inside(o[:, c], gs.clamp)
+        hi, lo = _plateaus(o[:, c], r[:, c], gs.clamp)
+        keep = _inside(o[:, c], gs.clamp) & (o[:, c] != (hi if hi is not None else np.inf)) \
+            & (o[:, c] != (lo if lo is not None else -np.inf))
+        keep_all[:, c] = keep
         g = _lsq([r[keep, c] - zo], o[keep, c] - zo)
         gains.append(g[0])
         offsets.append(g[1])
-    inside = _inside(o, gs.clamp)
-    resid = float(np.mean(o[inside] - r[inside])) if inside.any() else 0.0
-    top, bottom = int(o.max(initial=gs.clamp[0])), int(o.min(initial=gs.clamp[1]))
-    clipped = {"high": top if top < gs.clamp[1] and float(np.mean(r > top + 1)) > 1e-3 else None,
-               "low": bottom if bottom > gs.clamp[0] and float(np.mean(r < bottom - 1)) > 1e-3 else None}
-    return {"kind": "channels", "gains": gains, "offsets": offsets, "mean_residual": resid, "clipped": clipped}
+        if hi is not None or lo is not None:
+            clipped.append({"channel": c, "high": hi, "low": lo})
+    resid = float(np.mean(o[keep_all] - r[keep_all])) if keep_all.any() else 0.0
+    return {"kind": "channels", "gains": gains, "offsets": offsets, "mean_residual": resid, "clipped": clipped,
+            "channels": int(o.shape[1])}
 
 
 def linear_fit(obs: Observation, gs: GroupSpec) -> dict[str, Any]:
@@ -172,16 +184,18 @@ def _operand_sentence(fit: dict[str, Any], op_type: str) -> str:
 
 
 def _channel_sentence(fit: dict[str, Any]) -> str:
-    gains = np.asarray([g for g in fit["gains"] if np.isfinite(g)])
     parts = []
-    if gains.size and np.abs(gains - 1).max() > 0.01:
-        c = int(np.argmax(np.abs(np.asarray(fit["gains"]) - 1)))
-        parts.append(f"the target behaves as if channel {c}'s requantization multiplier were scaled by "
-                     f"{fit['gains'][c]:.3g} (median gain over channels {np.median(gains):.3g})")
     clip = fit["clipped"]
-    if clip["high"] is not None or clip["low"] is not None:
-        lv = ", ".join(f"{k} at code {v}" for k, v in clip.items() if v is not None)
-        parts.append(f"its outputs are clipped ({lv}): accumulator or output saturation")
+    if clip:
+        c = clip[0]
+        lv = "..".join(str(v) for v in (c["low"], c["high"]) if v is not None)
+        parts.append(f"{len(clip)} of {fit['channels']} channels stop short of the exact result (channel {c['channel']} "
+                     f"at code {lv}): accumulator or output saturation")
+    gains = np.asarray([g if np.isfinite(g) else 1.0 for g in fit["gains"]])
+    if gains.size and np.abs(gains - 1).max() > 0.01:
+        c = int(np.argmax(np.abs(gains - 1)))
+        parts.append(f"the target behaves as if channel {c}'s requantization multiplier were scaled by "
+                     f"{gains[c]:.3g} (median gain over channels {np.median(gains):.3g})")
     if abs(fit["mean_residual"] + 0.5) < 0.15 or abs(fit["mean_residual"] - 0.5) < 0.15:
         parts.append(f"a constant {fit['mean_residual']:+.2f} LSB shift: it truncates instead of rounding")
     if not parts:

@@ -58,7 +58,7 @@ def _coarse(cands: Sequence[Candidate], sets: Sequence[ObservationSet]) -> dict[
 
 def search(
     cands: Sequence[Candidate], sets: Sequence[ObservationSet], *, margin: float = 0.02, max_groups: int = 48,
-    min_groups: int = 12, per_group: int = 6,
+    min_groups: int = 12, per_group: int = 6, deep_groups: int = 3, deep_per_group: int = 128,
 ) -> tuple[list[Ranked], SearchStats]:
     t0 = time.perf_counter()
     groups = _coarse(cands, sets)
@@ -71,8 +71,9 @@ def search(
     full: dict[bytes, list[tuple[Score, Candidate]]] = {}
     pool: dict[bytes, list[Candidate]] = {}
     evaluated = 0
-    for g in survivors:
-        for _s, c in sorted(g, key=lambda sc: sc[1].complexity)[:per_group]:
+    for rank, g in enumerate(survivors):
+        depth = deep_per_group if rank < deep_groups else per_group
+        for _s, c in sorted(g, key=lambda sc: sc[1].complexity)[:depth]:
             parts = [s.full(c) for s in sets]
             evaluated += 1
             sig = b"|".join(p[1] for p in parts)
