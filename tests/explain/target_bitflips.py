@@ -3,8 +3,8 @@
     command:python tests/explain/target_bitflips.py {model} {inputs} {outputs}
 
 The arithmetic is onnxruntime's; but for every Add whose larger operand scale ratio is 2 or
-more (a rule on scales), 2% of its output codes, at positions drawn from a fixed seed and
-independent of the values, get bit 4 flipped, the way a memory or DMA fault would.
+more (a rule on scales), 3% of its output codes, at positions drawn from a fixed seed and
+independent of the values, get bit 6 flipped, the way a memory or DMA fault would.
 """
 
 import sys
@@ -23,8 +23,8 @@ def flip_rule(g: Group) -> Corrupt | None:
         return None
 
     def fn(codes: np.ndarray) -> np.ndarray:
-        hit = np.random.default_rng(20260701).random(codes.shape) < 0.02
-        return np.where(hit, codes.view(np.uint8) ^ np.uint8(0x10), codes.view(np.uint8)).view(np.int8)
+        hit = np.random.default_rng(20260701).random(codes.shape) < 0.03
+        return np.where(hit, codes.view(np.uint8) ^ np.uint8(0x40), codes.view(np.uint8)).view(np.int8)
 
     return Corrupt(fn)
 

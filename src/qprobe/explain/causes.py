@@ -57,8 +57,8 @@ def _memory(p: Pattern) -> Cause | None:
     if p.error_share < 0.3:
         score += 0.2
         why.append(f"errors are sparse ({100 * p.error_share:.2f}% of outputs)")
-    rates = [r for r in p.magnitude_rates if r > 0]
-    if rates and max(rates) < 2.5 * min(rates) and len(rates) == len(p.magnitude_rates):
+    rates = p.magnitude_rates
+    if len(rates) >= 2 and min(rates) > 0 and max(rates) < 2.5 * min(rates):
         score += 0.2
         why.append("the error rate does not depend on the magnitude")
     if p.border_share is None or p.border_fraction is None or p.border_share < 2 * p.border_fraction:

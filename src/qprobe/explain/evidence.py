@@ -57,9 +57,24 @@ def _operands(obs: Observation, gs: GroupSpec) -> list[tuple[str, np.ndarray, fl
 
 
 def _fit(cols: Sequence[np.ndarray], y: np.ndarray, clamp: tuple[int, int], zo: int) -> list[float]:
-    """Least squares of ``y - zo`` on ``cols`` over the outputs inside the clamp."""
+    """Least squares of ``y - zo`` on ``cols`` over the outputs inside the clamp, refitted up to three
+    times without the outliers (residual above max(2 LSB, 4 x the median)) while at most 15% are
+    dropped: sparse corruption does not bend the coefficients, a coefficient error is no outlier."""
     idx = _thin(_inside(y, clamp))
-    return _lsq([c[idx].astype(np.float64) for c in cols], y[idx].astype(np.float64) - zo)
+    x = [c[idx].astype(np.float64) for c in cols]
+    t = y[idx].astype(np.float64) - zo
+    keep = np.ones(t.size, dtype=bool)
+    coef = _lsq([v[keep] for v in x], t[keep])
+    for _ in range(3):
+        if not all(np.isfinite(coef)) or not t.size:
+            break
+        resid = np.abs(t - sum(c * v for c, v in zip(coef[:-1], x, strict=True)) - coef[-1])
+        ok = resid <= max(2.0, 4.0 * float(np.median(resid)))
+        if ok.sum() < 0.85 * t.size or np.array_equal(ok, keep):
+            break
+        keep = ok
+        coef = _lsq([v[keep] for v in x], t[keep])
+    return coef
 
 
 def eltwise_fit(obs: Observation, gs: GroupSpec) -> dict[str, Any]:

@@ -29,7 +29,7 @@ class Pattern:
     one_lsb_share: float  # of the differing outputs, the share off by exactly 1
     tie_share: float | None  # of the differing outputs, the share whose exact value is a rounding tie
     consistency: float | None
-    magnitude_rates: tuple[float, ...]
+    magnitude_rates: tuple[float, ...]  # per non-empty quartile of |expected - zo|
     border_share: float | None  # of the differing outputs, the share at a tensor border
     border_fraction: float | None  # of all outputs, the share at a tensor border
     sample_rates: tuple[float, ...]
@@ -90,7 +90,8 @@ def _border(shape: tuple[int, ...]) -> np.ndarray | None:
 
 
 def _rates(err: np.ndarray, groups: np.ndarray, n: int) -> tuple[float, ...]:
-    return tuple(float(err[groups == g].mean()) if (groups == g).any() else 0.0 for g in range(n))
+    """The error rate of each non-empty group."""
+    return tuple(float(err[groups == g].mean()) for g in range(n) if (groups == g).any())
 
 
 def pattern(obs: Observation, gs: GroupSpec) -> Pattern:
