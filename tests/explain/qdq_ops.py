@@ -1,6 +1,6 @@
 """One-op QDQ models built by hand with onnx.helper, for the knob tests and the targets.
 
-``binary_model(op, a, b, out)`` is ``DQ(a), DQ(b) -> Add|Sub -> Q(out)`` with each
+``binary_model(op, a, b, out)`` is ``DQ(a), DQ(b) -> Add|Sub [-> Relu] -> Q(out)`` with each
 quantization given as ``(scale, zero_point)`` (int8 codes in and out); ``concat_model``
 concatenates requantized inputs along axis 1. Inputs and outputs are int8 codes of
 shape ``[N, K]``.
@@ -22,12 +22,13 @@ def _q(name: str, q: Quant) -> list[onnx.TensorProto]:
             numpy_helper.from_array(np.array(q[1], dtype=np.int8), f"{name}_z")]
 
 
-def binary_model(op: str, a: Quant, b: Quant, out: Quant, k: int = 256) -> onnx.ModelProto:
+def binary_model(op: str, a: Quant, b: Quant, out: Quant, k: int = 256, relu: bool = False) -> onnx.ModelProto:
     inits = [*_q("a", a), *_q("b", b), *_q("o", out)]
     nodes = [
         helper.make_node("DequantizeLinear", ["a", "a_s", "a_z"], ["a_f"], name="dq_a"),
         helper.make_node("DequantizeLinear", ["b", "b_s", "b_z"], ["b_f"], name="dq_b"),
-        helper.make_node(op, ["a_f", "b_f"], ["y"], name="op"),
+        helper.make_node(op, ["a_f", "b_f"], ["y0" if relu else "y"], name="op"),
+        *([helper.make_node("Relu", ["y0"], ["y"], name="relu")] if relu else []),
         helper.make_node("QuantizeLinear", ["y", "o_s", "o_z"], ["q"], name="q"),
     ]
     graph = helper.make_graph(

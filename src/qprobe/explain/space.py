@@ -130,14 +130,16 @@ def _base_numerics(op_class: str, op_type: str) -> tuple[tuple[str, Numerics], .
 
 
 def as_candidate(op_class: str, op_type: str, family: str, setting: Knobs, reads: tuple[str, ...]) -> Candidate:
-    """``setting`` on its nearest built-in base (fewest differing knobs; built-in order breaks ties)."""
+    """``setting`` on its nearest built-in base (fewest differing knobs, then one of the same structure,
+    then the built-in order)."""
     full = Numerics().with_knobs(setting)
-    best: tuple[int, str, Knobs] | None = None
+    best: tuple[tuple[int, bool], str, Knobs] | None = None
     for name, base in _base_numerics(op_class, op_type):
         keys = reads if "compute" in reads or base.compute != "float" else (*reads, "compute")
         diff = {k: getattr(full, k) for k in keys if getattr(base, k) != getattr(full, k)}
-        if best is None or len(diff) < best[0]:
-            best = (len(diff), name, diff)
+        rank = (len(diff), "structure" in diff)  # ties: a base of the same structure reads more naturally
+        if best is None or rank < best[0]:
+            best = (rank, name, diff)
     assert best is not None
     _n, name, diff = best
     base_num = dict(_base_numerics(op_class, op_type))[name]
