@@ -9,16 +9,21 @@ were made with (DESIGN rule 7).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from qprobe import serde
 from qprobe.errors import InputError
-from qprobe.fileio import atomic_save_npz, atomic_write_text
+from qprobe.fileio import atomic_save_npz
+
+TRACE_SCHEMA = "qprobe.trace/1"
+
+# ONNX TensorProto element types of the integer types qprobe reads (the one dtype map)
+ONNX_INT_TYPES: dict[int, str] = {2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32"}
 
 INT_RANGES: dict[str, tuple[int, int]] = {
     "int8": (-128, 127),
@@ -192,7 +197,7 @@ class Trace:
     def save(self, path: Path) -> None:
         """Write ``path`` (JSON metadata) and ``path.with_suffix('.npz')`` (arrays)."""
         meta = {
-            "schema": "qprobe.trace/1",
+            "schema": TRACE_SCHEMA,
             "backend": self.backend,
             "plan": self.plan.to_json(),
             "session_info": self.session_info,
@@ -205,11 +210,11 @@ class Trace:
         arrays = {f"t{i}": r.data for i, r in enumerate(self.records.values())}
         meta["keys"] = {n: f"t{i}" for i, n in enumerate(self.records)}
         atomic_save_npz(path.with_suffix(".npz"), arrays)
-        atomic_write_text(path, json.dumps(meta, indent=2))
+        serde.save(path, meta)
 
     @classmethod
     def load(cls, path: Path) -> Trace:
-        meta = json.loads(Path(path).read_text())
+        meta = serde.load(path, TRACE_SCHEMA)
         with np.load(Path(path).with_suffix(".npz")) as z:
             records = {
                 n: TensorRecord(
@@ -228,16 +233,40 @@ class Trace:
         )
 
 
+TRACE_ROLES = ("ref", "target", "ref.plain", "target.plain")
+
 
 class TraceFolder:
-    """A sink for (reference, target) Traces: ``ref-<first sample>.json`` / ``target-...json``."""
+    """Saved Traces of one comparison: ``<role>-<first sample>.json`` (+ ``.npz``) per batch, for
+    the roles ``ref``, ``target`` (probed runs) and ``ref.plain``, ``target.plain`` (unprobed runs,
+    when made). ``save`` is a comparison's ``on_traces`` sink; ``read(role)`` replays a role."""
 
     def __init__(self, folder: Path) -> None:
         if folder.exists() and not folder.is_dir():
             raise InputError(f"{folder} exists and is not a folder; pick another path to save traces in")
-        folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
 
     def __call__(self, ref: Trace, target: Trace) -> None:
-        for role, trace in (("ref", ref), ("target", target)):
-            trace.save(self.folder / f"{role}-{trace.first_sample:06d}.json")
+        self.save("ref", ref)
+        self.save("target", target)
+
+    def save(self, role: str, trace: Trace) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        trace.save(self.folder / f"{role}-{trace.first_sample:06d}.json")
+
+    def files(self, role: str) -> list[Path]:
+        if role not in TRACE_ROLES:
+            raise InputError(f"unknown trace role {role!r}; known: {', '.join(TRACE_ROLES)}")
+        found = [p for p in self.folder.glob(f"{role}-*.json") if p.stem[len(role) + 1:].isdigit()]
+        return sorted(found, key=lambda p: int(p.stem[len(role) + 1:]))
+
+    def read(self, role: str) -> Iterator[Trace]:
+        """The saved Traces of ``role`` in sample order (loaded one at a time)."""
+        files = self.files(role)
+        if not files and role in ("ref", "target"):
+            raise InputError(
+                f"{self.folder} holds no saved {role!r} traces ({role}-*.json); save them with "
+                "`qprobe compare ... --save-traces DIR`"
+            )
+        for p in files:
+            yield Trace.load(p)

@@ -1,6 +1,7 @@
-"""Access to the CMSIS-NN unit-test vectors in ../shared/vectors/cmsis-nn (see FORMAT.md there).
+"""Access to the CMSIS-NN unit-test vectors in tests/data/cmsis-nn (see FORMAT.md and NOTICE.md there).
 
-Tests that use them skip with a clear message when the folder is absent.
+They are test data of this repository (Apache-2.0, with their licence text), so every clone runs
+the bit-exactness tests; a missing folder fails them instead of skipping.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(os.environ.get("QPROBE_CMSIS_VECTORS", Path(__file__).resolve().parents[3] / "shared/vectors/cmsis-nn"))
+ROOT = Path(os.environ.get("QPROBE_CMSIS_VECTORS", Path(__file__).resolve().parents[1] / "data/cmsis-nn"))
 
 
 class Case:
@@ -43,17 +44,14 @@ class Case:
 
 def cases(kind: str) -> list[Case]:
     folder = ROOT / kind
-    if not folder.is_dir():
-        return []
-    return [Case(p) for p in sorted(folder.glob("*.npz"))]
+    found = [Case(p) for p in sorted(folder.glob("*.npz"))] if folder.is_dir() else []
+    if not found:
+        raise FileNotFoundError(f"CMSIS-NN vectors missing at {folder}: they are test data of the repository "
+                                "(tests/data/cmsis-nn); restore them from git")
+    return found
 
 
 def params(kind: str) -> Iterator[object]:
-    """pytest params for every case of ``kind``; one skipped param when the vectors are absent."""
-    found = cases(kind)
-    if not found:
-        yield pytest.param(None, marks=pytest.mark.skip(
-            reason=f"CMSIS-NN vectors not found at {ROOT / kind} (set QPROBE_CMSIS_VECTORS or provide ../shared)"))
-        return
-    for c in found:
+    """pytest params for every case of ``kind`` (collection fails when the vectors are missing)."""
+    for c in cases(kind):
         yield pytest.param(c, id=c.name)

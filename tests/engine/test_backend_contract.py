@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from ort_helpers import mismatch, run_engine, run_ort, with_q_outputs
 
-from qprobe.backends.base import Backend, Session
+from qprobe.backends.base import Backend, Session, backend_label, describe_backend
 from qprobe.backends.engine import EngineBackend, get_profile
 from qprobe.backends.registry import create_backend
 from qprobe.errors import ProfileError, UnsupportedOpError
@@ -20,7 +20,9 @@ from qprobe.examples.generated import ALL_OPS, random_inputs, random_qdq_model
 
 def test_registry_builds_the_engine_with_overrides() -> None:
     b = create_backend("engine:tflite", {"conv.rounding": "half_up"})
-    assert isinstance(b, Backend) and b.spec == "engine:tflite (set conv.rounding=half_up)"
+    assert isinstance(b, Backend) and b.spec == "engine:tflite"  # parseable: spec + options rebuild it
+    assert backend_label(b) == "engine:tflite (set conv.rounding=half_up)"
+    assert describe_backend(b) == {"spec": "engine:tflite", "options": {"conv.rounding": "half_up"}}
     assert isinstance(b, EngineBackend) and b.profile.classes["conv"].rounding == "half_up"
     caps = b.capabilities()
     assert caps.deterministic and caps.max_outputs_per_run is None and caps.cost_per_run_s == 0

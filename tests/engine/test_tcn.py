@@ -15,19 +15,14 @@ from ort_helpers import mismatch, run_engine, run_ort, with_q_outputs
 
 from qprobe.backends.registry import create_backend
 from qprobe.compare.run import compare_backends
+from qprobe.examples.tcn import packaged_example_dir
 from qprobe.model.inputs import load_inputs
 from qprobe.model.loader import load_model
 
 
 @pytest.fixture(scope="module")
-def tcn_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tcn = pytest.importorskip("qprobe.examples.tcn", reason="the TCN example (qprobe.examples.tcn) is not there yet")
-    packaged = tcn.packaged_example_dir()
-    if (packaged / "tcn_int8.onnx").is_file() and (packaged / "tcn_inputs.npz").is_file():
-        return Path(packaged)
-    out = tmp_path_factory.mktemp("tcn")
-    tcn.build_tcn_example(out)
-    return out
+def tcn_dir() -> Path:
+    return Path(packaged_example_dir())  # shipped with the package: missing files fail the test
 
 
 def _feeds(tcn_dir: Path, n: int = 128) -> dict[str, np.ndarray]:

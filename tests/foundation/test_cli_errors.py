@@ -60,7 +60,6 @@ def test_compare_exit_code_and_json(model: Path, tmp_path: Path) -> None:
 
 
 def test_compare_fails_with_exit_1_on_a_divergent_target() -> None:
-    pytest.importorskip("qprobe.backends.engine.backend", reason="integer engine not built yet")
     res = qprobe("compare", "--example", "tcn", "--ref", "ort-fused", "--target", "engine:arith16-wrap")
     assert res.returncode == 1, res.stdout + res.stderr  # a failing tensor gates CI
     assert "first failing" in res.stdout and "block0_add" in res.stdout
@@ -72,10 +71,18 @@ def test_compare_saves_traces_per_batch(model: Path, tmp_path: Path) -> None:
     res = qprobe("compare", str(model), "--random", "5", "--batch-size", "2", "--save-traces", str(tmp_path / "tr"))
     assert res.returncode == 0, res.stderr
     names = sorted(p.name for p in (tmp_path / "tr").glob("*.json"))
-    assert names == [f"{role}-{i:06d}.json" for role in ("ref", "target") for i in (0, 2, 4)]
+    roles = ("ref", "ref.plain", "target", "target.plain")  # probed and unprobed runs (op-outputs probes)
+    assert names == [f"{role}-{i:06d}.json" for role in roles for i in (0, 2, 4)]
     t = Trace.load(tmp_path / "tr" / "target-000004.json")
     assert t.backend == "ort-fused" and t.first_sample == 4 and t.num_samples == 1
     assert t.session_info["session.qdqisint8allowed"] == "1"
+    again = qprobe("compare", str(model), "--ref", f"traces:{tmp_path / 'tr'}", "--target", f"traces:{tmp_path / 'tr'}",
+                   "--json", str(tmp_path / "again.json"))
+    assert again.returncode == 0, again.stderr
+    assert qprobe("compare", str(model), "--random", "5", "--batch-size", "2", "--json", str(tmp_path / "live.json")).returncode == 0
+    a, b = (json.loads((tmp_path / f).read_text()) for f in ("again.json", "live.json"))
+    assert [r["st"] for r in a["rows"]] == [r["st"] for r in b["rows"]]  # the replay is the same comparison
+    assert [r["verdict"] for r in a["deployed"]] == [r["verdict"] for r in b["deployed"]]
 
 
 def test_unknown_profile_is_a_user_error() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qprobe.localize.repro import CutRun
+from qprobe.compare.cut import CutRun
 from qprobe.model.loader import load_model
 from qprobe.report import bundle
 from qprobe.report.bundle import Repro, write_bundle

@@ -9,18 +9,22 @@ then succeeds). "ok" writes correct outputs: onnxruntime on the received model.
 
 from __future__ import annotations
 
-import argparse
-import os
-import signal
 import sys
-import time
-from pathlib import Path
 
-import numpy as np
-import onnx
+# first, before any heavy import: a test that kills a hung run must find this line in stderr
+print(f"faulty_target: mode={sys.argv[1] if len(sys.argv) > 1 else '?'}", file=sys.stderr, flush=True)
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from mutating_target import run
+from mutating_target import run  # noqa: E402
 
 
 def _good(model: str, inputs: str) -> dict[str, np.ndarray]:
@@ -37,7 +41,6 @@ def main() -> int:
     ap.add_argument("--outputs", required=True)
     ap.add_argument("--state", default="")
     a = ap.parse_args()
-    print(f"faulty_target: mode={a.mode}", file=sys.stderr)
     if a.mode == "crash":
         print("faulty_target: segfaulting now", file=sys.stderr)
         sys.stderr.flush()

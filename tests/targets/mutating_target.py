@@ -85,11 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--outputs", required=True)
     ap.add_argument("--node", default=os.environ.get("QPROBE_MUTATE_NODE", ""))
     ap.add_argument("--factor", type=float, default=float(os.environ.get("QPROBE_MUTATE_FACTOR", "0.5")))
+    ap.add_argument("--only-unprobed", type=int, default=0, metavar="K",
+                    help="mutate only models with at most K graph outputs (a compiler that computes the "
+                         "unprobed model differently: exposing tensors hides the defect)")
     a = ap.parse_args(argv)
     _count_run()
     model = onnx.load(a.model)
     applied = False
-    if a.node:
+    if a.node and (not a.only_unprobed or len(model.graph.output) <= a.only_unprobed):
         model, applied = mutate(model, a.node, a.factor)
     with np.load(a.inputs) as z:
         inputs = {k: z[k] for k in z.files}

@@ -68,9 +68,12 @@ def test_the_cache_key_covers_model_inputs_and_template(model: ir.Model, inputs:
                 cache_key(mb, inputs.arrays, "t2", False), cache_key(mb, inputs.arrays, "t", True)}) == 5
 
 
+# the stand-in prints its mode before any import, then sleeps far longer than this: a wide
+# margin for a loaded machine (no race between Python's start-up and the limit)
+HANG_TIMEOUT_S = 8
 FAILURES = [
     ("crash", "crashed (killed by signal SIGSEGV)", "segfaulting now"),
-    ("hang", "timed out after 1 s and was killed", "mode=hang"),
+    ("hang", f"timed out after {HANG_TIMEOUT_S} s and was killed", "mode=hang"),
     ("exit", "exited with code 3", "board not found on /dev/ttyACM0"),
     ("missing", "exited normally but wrote no outputs.npz", "mode=missing"),
     ("malformed", "outputs.npz is not a readable .npz", "mode=malformed"),
@@ -85,7 +88,7 @@ FAILURES = [
 def test_each_failure_is_a_clear_error_that_keeps_everything(
     tmp_path: Path, model: ir.Model, inputs: InputSet, mode: str, message: str, stderr: str
 ) -> None:
-    b = _backend(tmp_path, py(FAULTY, mode, IO), timeout="1" if mode == "hang" else "120")
+    b = _backend(tmp_path, py(FAULTY, mode, IO), timeout=str(HANG_TIMEOUT_S) if mode == "hang" else "600")
     with pytest.raises(CommandRunError) as info:
         b.open(model).run(inputs.arrays)
     err = info.value

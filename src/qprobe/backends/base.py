@@ -10,7 +10,9 @@ Every array crossing this boundary has a leading sample axis that *is* the model
 axis: a model whose batch dimension is fixed to 1 still receives ``N`` samples stacked on
 axis 0, and the session splits them as it needs to.
 
-Three declared hooks, with defaults in ``BackendBase``: ``bind(model)`` maps a recording
+Four declared hooks, with defaults in ``BackendBase``: ``scoped(nodes)`` gives the backend to
+open a cut with (per-node configuration restricted to the cut's nodes, explicitly, so that
+``open`` stays stateless); ``bind(model)`` maps a recording
 onto a model before anything else is asked of the backend (ST files are keyed by index, not
 by name); ``recorded_inputs(model)`` returns the recorded input samples (None for backends
 that record nothing), which the stages use when the user gives none; ``fusion_groups(model)``
@@ -20,7 +22,7 @@ it cannot tell), so that localize can isolate a fused group as one unit.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -79,6 +81,7 @@ class Session(Protocol):
 @runtime_checkable
 class Backend(Protocol):
     spec: str
+    spec_options: dict[str, str]
 
     def capabilities(self) -> Capabilities: ...
 
@@ -90,11 +93,18 @@ class Backend(Protocol):
 
     def fusion_groups(self, model: ir.Model) -> list[tuple[str, ...]] | None: ...
 
+    def scoped(self, nodes: Collection[str]) -> Backend: ...
+
 
 class BackendBase:
-    """Default hooks for backends that record nothing (subclass and implement the rest)."""
+    """Default hooks for backends that record nothing (subclass and implement the rest).
+
+    ``spec`` is the backend's spec string and ``spec_options`` the ``key=value`` options it was
+    created with (``create_backend`` sets them): together they rebuild the backend.
+    """
 
     spec: str = ""
+    spec_options: dict[str, str] = {}
 
     def bind(self, model: ir.Model) -> None:
         """Nothing to map: the backend runs whatever model it is given."""
@@ -105,3 +115,25 @@ class BackendBase:
     def fusion_groups(self, model: ir.Model) -> list[tuple[str, ...]] | None:
         """Unknown: the backend does not report how it fuses nodes."""
         return None
+
+    def scoped(self, nodes: Collection[str]) -> Backend:
+        """The backend to open a cut of the model with, made of ``nodes`` (names as in the cut).
+
+        Backends configured per node (engine profiles with ``nodes.<name>`` overrides) keep only
+        what applies to those nodes; the default is the backend itself. Stages that cut a model
+        call this explicitly, so that ``open`` never depends on what was opened before.
+        """
+        return self  # type: ignore[return-value]
+
+
+def backend_label(backend: Backend) -> str:
+    """The backend as tables and JSON show it: its spec, and the options it was created with."""
+    opts = getattr(backend, "spec_options", None) or {}
+    if not opts:
+        return backend.spec
+    return f"{backend.spec} (set {', '.join(f'{k}={v}' for k, v in opts.items())})"
+
+
+def describe_backend(backend: Backend) -> dict[str, object]:
+    """A parseable description: ``create_backend(d["spec"], d["options"])`` rebuilds it."""
+    return {"spec": backend.spec, "options": dict(getattr(backend, "spec_options", None) or {})}

@@ -24,7 +24,6 @@ Options (``--target-opt key=value``):
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shlex
@@ -41,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import onnx_ir as ir
 
+from qprobe import serde
 from qprobe.backends.base import BackendBase, Capabilities
 from qprobe.backends.recorded import tensor_shapes
 from qprobe.backends.st import fit_shape
@@ -304,7 +304,7 @@ class CommandSession:
         d.mkdir(parents=True, exist_ok=True)
         meta = {"template": self._b.template, "model_sha256": hashlib.sha256(self._model).hexdigest(),
                 "outputs": sorted(outputs), "seconds": round(seconds, 3), "created": time.time()}
-        atomic_write_text(d / f"{key}.json", json.dumps(meta, indent=2))
+        serde.save(d / f"{key}.json", meta)
         atomic_save_npz(d / f"{key}.npz", outputs)
 
 

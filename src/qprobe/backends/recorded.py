@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import onnx_ir as ir
 
 from qprobe.backends.base import BackendBase, Capabilities
@@ -54,6 +53,7 @@ from qprobe.model.graph import graph_output_names
 from qprobe.model.inputs import input_specs
 from qprobe.model.loader import to_proto
 from qprobe.model.quant import build_quant_index
+from qprobe.model.shapes import inferred
 from qprobe.tensors import QuantParams
 
 KNOWN_OPTIONS = ("sidecar", "layout", "side", "c_info")
@@ -108,12 +108,7 @@ def read_sidecar(path: Path) -> tuple[dict[str, TensorMeta], str | None]:
 
 def tensor_shapes(model: ir.Model) -> dict[str, Shape]:
     """Shape of every value that has one, after ONNX shape inference (None dims: symbolic)."""
-    proto = to_proto(model)
-    try:
-        proto = onnx.shape_inference.infer_shapes(proto)
-    except Exception:  # inference is a help: without it, only declared shapes are known
-        pass
-    g = proto.graph
+    g = inferred(to_proto(model)).graph
     shapes: dict[str, Shape] = {}
     for vi in (*g.input, *g.value_info, *g.output):
         t = vi.type.tensor_type

@@ -45,10 +45,30 @@ def _command(arg: str | None, options: Mapping[str, str]) -> Backend:
     return CommandBackend.from_spec(arg or "", options)
 
 
+def _openvino(arg: str | None, options: Mapping[str, str]) -> Backend:
+    try:
+        from qprobe.backends.openvino import OpenVinoBackend
+    except ImportError as e:
+        if (e.name or "").split(".")[0] != "openvino":
+            raise
+        raise BackendError(
+            "backend 'openvino' needs the openvino package, which is not installed: pip install qprobe[openvino]"
+        ) from e
+    return OpenVinoBackend(arg, options)
+
+
+def _ort_ep(arg: str | None, options: Mapping[str, str]) -> Backend:
+    from qprobe.backends.onnxruntime import OrtEpBackend
+
+    return OrtEpBackend(arg or "", options)
+
+
 # name -> (factory, argument required?, one-line help)
 BACKENDS: dict[str, tuple[Callable[[str | None, Mapping[str, str]], Backend], bool, str]] = {
     "ort": (_ort, False, "onnxruntime, graph optimizations off: float DQ -> op -> Q"),
     "ort-fused": (_ort_fused, False, "onnxruntime, optimizations on, QDQ fused to integer kernels"),
+    "ort-ep": (_ort_ep, True, "onnxruntime with an execution provider: ort-ep:QNNExecutionProvider, ..."),
+    "openvino": (_openvino, False, "OpenVINO on a device: openvino[:CPU|GPU|NPU], int8 as the device runs it"),
     "engine": (_engine, True, "qprobe's integer engine with a numerics profile: engine:PROFILE"),
     "recorded": (_recorded, True, "tensors recorded elsewhere: recorded:PATH (.npz or ST val_io.npz)"),
     "command": (_command, True, "an external command that runs the target: command:TEMPLATE"),
@@ -70,4 +90,6 @@ def create_backend(spec: str, options: Mapping[str, str] | None = None) -> Backe
     factory, required, _help = entry
     if required and not arg:
         raise BackendError(f"backend {name!r} needs an argument, e.g. {name}:... ; see --help")
-    return factory(arg if sep else None, dict(options or {}))
+    backend = factory(arg if sep else None, dict(options or {}))
+    backend.spec_options = dict(options or {})
+    return backend

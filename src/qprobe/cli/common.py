@@ -14,8 +14,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from qprobe.backends import Backend, create_backend
+from qprobe.compare.inputs import InputRequest, resolve_inputs
 from qprobe.errors import InputError
-from qprobe.model.inputs import InputSet, load_inputs, random_inputs
+from qprobe.model.inputs import InputSet
 from qprobe.model.loader import load_model
 
 
@@ -80,28 +81,6 @@ def resolve_model(model: Path | None, example: str | None) -> tuple[ir.Model, st
     return load_model(model), str(model), None
 
 
-def resolve_inputs(
-    m: ir.Model,
-    inputs: Path | None,
-    random: int | None,
-    seed: int,
-    random_mode: str,
-    default: Path | None,
-    allow_none: bool = False,
-) -> InputSet | None:
-    if inputs is not None and random is not None:
-        raise InputError("give either --inputs or --random, not both")
-    if inputs is not None:
-        return load_inputs(m, inputs)
-    if random is not None:
-        return random_inputs(m, random, seed, random_mode)
-    if default is not None:
-        return load_inputs(m, default)
-    if allow_none:
-        return None
-    return random_inputs(m, 10, seed, random_mode)
-
-
 @dataclass(frozen=True)
 class RunSetup:
     """What compare and localize both start from: model, its display name, backends, samples."""
@@ -110,7 +89,7 @@ class RunSetup:
     name: str
     ref: Backend
     target: Backend
-    inputs: InputSet | None
+    inputs: InputSet
 
 
 def resolve_run(
@@ -121,8 +100,10 @@ def resolve_run(
     m, name, example_inputs = resolve_model(model, example)
     ref_b = make_backend(ref, ref_opt, "--ref-opt")
     tgt_b = make_backend(target, target_opt, "--target-opt")
-    inp = resolve_inputs(m, inputs, random, seed, random_mode, example_inputs, allow_none=True)
-    return RunSetup(m, name, ref_b, tgt_b, default_inputs(m, inp, [ref_b, tgt_b], seed, random_mode))
+    for b in (ref_b, tgt_b):
+        b.bind(m)
+    request = InputRequest(inputs, random, seed, random_mode, example_inputs)
+    return RunSetup(m, name, ref_b, tgt_b, resolve_inputs(m, request, (ref_b, tgt_b)))
 
 
 @contextmanager
@@ -147,12 +128,3 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
     finally:
         if started:
             bar.stop()
-
-
-def default_inputs(
-    m: ir.Model, inputs: InputSet | None, backends: list[Backend], seed: int, random_mode: str
-) -> InputSet | None:
-    """No inputs given: use a recording's if a backend has one, else 10 random samples (stedgeai's default)."""
-    if inputs is not None or any(b.recorded_inputs(m) is not None for b in backends):
-        return inputs
-    return random_inputs(m, 10, seed, random_mode)

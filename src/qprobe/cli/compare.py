@@ -21,16 +21,21 @@ from qprobe.cli.common import (
     TargetKv,
     TargetOpt,
     console,
+    parse_kv,
     progress_bar,
+    resolve_model,
     resolve_run,
 )
-from qprobe.compare import compare_backends, parse_policy
+from qprobe.compare import Comparison, TolerancePolicy, compare_backends, compare_saved, parse_policy
+from qprobe.errors import InputError
+from qprobe.model.quant import build_quant_index
 from qprobe.report.terminal import comparison_summary, comparison_table
 from qprobe.tensors import TraceFolder
 
 ProbeOpt = Annotated[str, typer.Option("--probe", help="outputs | op-outputs | all | T1,T2,... (tensor names).")]
 TolOpt = Annotated[str | None, typer.Option("--tol", help="Tolerance, e.g. cos=0.99,bias=0.5,max=2 (bias and max in LSB).")]
 TolTensorOpt = Annotated[list[str] | None, typer.Option("--tol-tensor", help="Per-tensor tolerance TENSOR:cos=...,bias=... (repeatable).")]
+TRACES = "traces:"
 
 
 def compare(
@@ -50,17 +55,24 @@ def compare(
     classifier: Annotated[bool, typer.Option("--classifier", help="Report accuracy on outputs (like stedgeai --classifier).")] = False,
     batch_size: BatchOpt = 64,
     json_out: JsonOpt = None,
-    save_traces: Annotated[Path | None, typer.Option("--save-traces", help="Save every batch's reference and target Trace (JSON + .npz) into this folder.")] = None,
+    save_traces: Annotated[Path | None, typer.Option("--save-traces", help="Save every batch's reference and target Traces (JSON + .npz) into this folder; `--ref traces:DIR --target traces:DIR` compares them again.")] = None,
 ) -> None:
-    """Compare a reference and a target backend tensor by tensor, with ST's metrics and LSB metrics."""
-    run = resolve_run(model, example, ref, ref_opt, target, target_opt, inputs, random, seed, random_mode)
+    """Compare a reference and a target backend tensor by tensor, with ST's metrics and LSB metrics.
+
+    The verdict is about the model as deployed: when probing changes a backend's final outputs,
+    the unprobed run's outputs decide (and the probed tensors are marked untrusted).
+    """
     policy = parse_policy(tol, tol_tensor)
-    with progress_bar("comparing") as update:
-        cmp = compare_backends(
-            run.model, run.ref, run.target, run.inputs, probe=probe, policy=policy, batch_size=batch_size,
-            classifier=True if classifier else None, progress=update, model_name=run.name,
-            on_traces=TraceFolder(save_traces) if save_traces is not None else None,
-        )
+    if ref.startswith(TRACES) or target.startswith(TRACES):
+        cmp = _saved(model, example, ref, target, ref_opt, target_opt, policy)
+    else:
+        run = resolve_run(model, example, ref, ref_opt, target, target_opt, inputs, random, seed, random_mode)
+        with progress_bar("comparing") as update:
+            cmp = compare_backends(
+                run.model, run.ref, run.target, run.inputs, probe=probe, policy=policy, batch_size=batch_size,
+                classifier=True if classifier else None, progress=update, model_name=run.name,
+                save_traces=TraceFolder(save_traces) if save_traces is not None else None,
+            )
     console.print(comparison_table(cmp))
     for line in comparison_summary(cmp):
         console.print(line, highlight=False)
@@ -69,3 +81,24 @@ def compare(
         console.print(f"wrote {json_out}")
     raise typer.Exit(0 if cmp.passed else 1)
 
+
+def _saved(
+    model: Path | None, example: str | None, ref: str, target: str, ref_opt: list[str] | None,
+    target_opt: list[str] | None, policy: TolerancePolicy,
+) -> Comparison:
+    """Both sides replayed from folders written by ``--save-traces`` (MODEL only labels the rows)."""
+    if not (ref.startswith(TRACES) and target.startswith(TRACES)):
+        raise InputError("traces:DIR replays saved Traces and needs both sides: --ref traces:DIR --target traces:DIR "
+                         "(to compare saved tensors with a live backend, use recorded:FILE.npz)")
+    roles = (parse_kv(ref_opt, "--ref-opt").get("role", "ref"), parse_kv(target_opt, "--target-opt").get("role", "target"))
+    folders = []
+    for spec in (ref, target):
+        path = Path(spec[len(TRACES):])
+        if not path.is_dir():
+            raise InputError(f"{spec}: {str(path)!r} is not a folder of saved traces (write one with --save-traces)")
+        folders.append(TraceFolder(path))
+    index, name = None, ""
+    if model is not None or example is not None:
+        m, name, _ = resolve_model(model, example)
+        index = build_quant_index(m)
+    return compare_saved(folders[0], folders[1], policy, roles=(roles[0], roles[1]), index=index, model=name)

@@ -21,11 +21,11 @@ from qprobe.cli.common import (
     TargetKv,
     console,
     make_backend,
-    resolve_inputs,
     resolve_model,
 )
+from qprobe.compare.cut import run_cut
+from qprobe.compare.inputs import InputRequest, resolve_inputs
 from qprobe.errors import InputError
-from qprobe.localize.repro import run_cut
 from qprobe.model.extract import extract_subgraph, quant_boundary
 from qprobe.model.loader import save_model
 from qprobe.report.bundle import Repro, write_bundle
@@ -83,8 +83,7 @@ def extract(
         return
     ref_b = make_backend(ref, ref_opt, "--ref-opt")
     tgt_b = make_backend(target, target_opt, "--target-opt") if target else None
-    samp = resolve_inputs(m, samples, random, seed, random_mode, example_inputs)
-    assert samp is not None
+    samp = resolve_inputs(m, InputRequest(samples, random, seed, random_mode, example_inputs), [ref_b])
     run = run_cut(m, ins, outs, ref_b, tgt_b, samp, batch_size=batch_size)
     title = f"cut {', '.join(ins)} -> {', '.join(outs)} of {name}"
     files = write_bundle(bundle, Repro(title, run, ref, target, name, shlex.join(["qprobe", *sys.argv[1:]]),

@@ -9,8 +9,6 @@ from typing import Annotated
 
 import onnx_ir as ir
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from qprobe.cli.common import (
     BatchOpt,
@@ -27,13 +25,14 @@ from qprobe.cli.common import (
     console,
     resolve_run,
 )
-from qprobe.compare import TensorComparison, parse_policy
+from qprobe.compare import parse_policy
 from qprobe.errors import InputError
-from qprobe.localize import STRATEGIES, Divergence, Localization
+from qprobe.localize import STRATEGIES, Localization
 from qprobe.localize import localize as run_localize
-from qprobe.localize.repro import culprit_cut
-from qprobe.model.quant import QuantIndex, build_quant_index
+from qprobe.localize.culprit import culprit_cut
+from qprobe.model.quant import build_quant_index
 from qprobe.report.bundle import Repro, write_bundle
+from qprobe.report.localize import divergence_table, summary
 
 StrategyOpt = Annotated[str, typer.Option("--strategy", help=f"{' | '.join(STRATEGIES)}.")]
 LocTargetOpt = Annotated[str, typer.Option("--target", help="Target backend spec: engine:PROFILE, command:TEMPLATE, recorded:PATH, ort, ort-fused.")]
@@ -43,8 +42,6 @@ TolOpt = Annotated[str | None, typer.Option("--tol", help="Tolerance, e.g. cos=0
 TolTensorOpt = Annotated[list[str] | None, typer.Option("--tol-tensor", help="Per-tensor tolerance TENSOR:cos=...,bias=... (repeatable).")]
 ClassifyOpt = Annotated[bool, typer.Option("--classify/--no-classify", help="Also isolate the failing ops after the culprit (carrier or not).")]
 
-_STYLE = {"exact": "green", "pass": "cyan", "fail": "bold red"}
-_ROLE_STYLE = {"culprit": "bold red", "introduces": "red", "carrier": "yellow", "unconfirmed": "bold yellow"}
 
 
 def localize(
@@ -106,49 +103,3 @@ def _bundle(path: Path, m: ir.Model, loc: Localization, ref: str, target: str, n
         command=shlex.join(["qprobe", *sys.argv[1:]]), target_options=tuple(target_opt or ()), divergence=div,
     ))
     console.print(f"wrote the repro bundle {path}/ ({', '.join(p.name for p in files)})")
-
-
-def _cells(r: TensorComparison | None) -> list[Text | str]:
-    if r is None:
-        return ["", "", ""]
-    lsb = r.lsb
-    bias = "-" if lsb is None else f"{lsb.mean_delta_lsb:+.2f}"
-    return [f"{r.st.cos:.4f}" if r.st.cos == r.st.cos else "-", bias, Text(r.verdict, style=_STYLE.get(r.verdict, ""))]
-
-
-def divergence_table(div: Divergence) -> Table:
-    t = Table(title=f"{div.ref} (reference) vs {div.target} (target), {div.num_samples} samples: "
-              "accumulated (whole model) and isolated (op alone, reference inputs)", title_justify="left")
-    for col in ("tensor", "op", "acc cos", "acc mean Δ LSB", "acc", "iso cos", "iso mean Δ LSB", "iso", "role"):
-        t.add_column(col)
-    roles = {f.op: f.role for f in ([div.culprit] if div.culprit else []) + list(div.later)}
-    acc = {r.name: r for r in div.tensors}
-    iso = {r.name: r for r in div.isolated}
-    for name in dict.fromkeys([*acc, *iso]):
-        r = acc.get(name) or iso[name]
-        role = roles.get(r.producer, "")
-        t.add_row(name, f"{r.producer} ({r.op_type})", *_cells(acc.get(name)), *_cells(iso.get(name)),
-                  Text(role, style=_ROLE_STYLE.get(role, "")))
-    return t
-
-
-def summary(div: Divergence, index: QuantIndex) -> list[str]:
-    lines = [("DIVERGENCE: " if div.found else "") + div.verdict()]
-    c = div.culprit
-    if c is not None:
-        for r in div.culprit_inputs:
-            lines.append(f"  input {r.name}: cos {r.st.cos:.5f}, {r.verdict} ({r.reason}) on the target")
-        ratios = index.scale_ratios(index.op(c.op)) if c.op in {o.name for o in index.ops} else None
-        if ratios:
-            lines.append("  operand-to-output scale ratios: " + ", ".join(f"{x:.3f}" for x in ratios))
-    carriers, introducers = div.carriers(), div.introducers()
-    if carriers:
-        lines.append(f"carriers (fine in isolation, error from upstream): {len(carriers)}: {', '.join(carriers)}")
-    if introducers:
-        lines.append(f"also introduce their own error: {', '.join(introducers)}")
-    unclassified = [f.op for f in div.later if f.role not in ("carrier", "introduces")]
-    if unclassified:
-        lines.append(f"not classified: {', '.join(unclassified)}")
-    budget = "" if div.budget is None else f" (bisect budget ceil(log2 N) + 2 = {div.budget})"
-    lines.append(f"target runs used: {div.target_runs}{budget}; reference runs: {div.reference_runs}")
-    return lines

@@ -13,9 +13,10 @@ from dataclasses import dataclass, replace
 
 import onnx_ir as ir
 
-from qprobe.backends.base import Backend, Capabilities
+from qprobe import serde
+from qprobe.backends.base import Backend, Capabilities, backend_label, describe_backend
 from qprobe.compare import TolerancePolicy
-from qprobe.compare.run import recorded_input_set
+from qprobe.compare.inputs import resolve_inputs
 from qprobe.errors import InputError
 from qprobe.localize.divergence import Divergence, OpFinding, RunRecord
 from qprobe.localize.graph import OpGraph, OpNode, build_op_graph
@@ -77,14 +78,15 @@ def localize(
     graph = build_op_graph(model, index)
     if not graph.ops:
         raise InputError("the model has no compute op with a non-constant input; nothing to localize")
-    inputs = inputs or recorded_input_set(model, ref, target)
+    inputs = inputs or resolve_inputs(model, None, (ref, target))
     runner = LocalizeRunner(model, index, graph, ref, target, inputs, policy=policy, batch_size=batch_size)
     machine = localize_machine(graph, traits_of(target.capabilities()), strategy, ops, classify)
     div = drive(machine, runner.execute)
     if runner.target_runs != div.target_runs:  # the machine plans one open per command
         raise AssertionError(f"runner opened the target {runner.target_runs} times for {div.target_runs} commands")
     div = replace(
-        div, model=model_name, ref=ref.spec, target=target.spec, num_samples=inputs.num_samples,
-        inputs=inputs.source, reference_runs=runner.reference_runs,
+        div, model=model_name, ref=backend_label(ref), target=backend_label(target), num_samples=inputs.num_samples,
+        inputs=inputs.source, reference_runs=runner.reference_runs, policy=(policy or TolerancePolicy()).to_json(),
+        provenance=serde.provenance(backends={"ref": describe_backend(ref), "target": describe_backend(target)}),
     )
     return Localization(div, dict(runner.isolated_arrays))

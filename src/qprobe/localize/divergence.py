@@ -13,13 +13,12 @@ Roles of ops (``OpFinding.role``):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qprobe import serde
 from qprobe.compare.result import TensorComparison
-from qprobe.fileio import atomic_write_text
 
 SCHEMA = "qprobe.divergence/1"
 CULPRIT, INTRODUCES, CARRIER, UNCONFIRMED, UNCLASSIFIED = (
@@ -104,6 +103,8 @@ class Divergence:
     inputs: str = ""
     reference_runs: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    policy: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def target_runs(self) -> int:
@@ -147,12 +148,12 @@ class Divergence:
             "target_runs": self.target_runs, "reference_runs": self.reference_runs, "budget": self.budget,
             "runs": [r.to_json() for r in self.runs],
             "notes": list(self.notes), "extra": self.extra,
+            "policy": self.policy, "provenance": self.provenance,
         }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Divergence:
-        if d.get("schema") != SCHEMA:
-            raise ValueError(f"not a {SCHEMA} document (schema={d.get('schema')!r})")
+        serde.check_schema(d, SCHEMA, "divergence document")
         return cls(
             strategy=d["strategy"], requested=d["requested"], reason=d["reason"], found=bool(d["found"]),
             culprit=None if d["culprit"] is None else OpFinding.from_json(d["culprit"]),
@@ -164,11 +165,12 @@ class Divergence:
             budget=d["budget"], notes=tuple(d["notes"]),
             model=d["model"], ref=d["ref"], target=d["target"], num_samples=int(d["num_samples"]),
             inputs=d["inputs"], reference_runs=int(d["reference_runs"]), extra=dict(d.get("extra") or {}),
+            policy=dict(d.get("policy") or {}), provenance=dict(d.get("provenance") or {}),
         )
 
     def save(self, path: Path) -> None:
-        atomic_write_text(Path(path), json.dumps(self.to_json(), indent=2))
+        serde.save(path, self.to_json())
 
     @classmethod
     def load(cls, path: Path) -> Divergence:
-        return cls.from_json(json.loads(Path(path).read_text()))
+        return cls.from_json(serde.load(path, SCHEMA))

@@ -2,48 +2,73 @@
 
 Each command is one target run (one model opened on the target and run on the input
 set); the runner counts target and reference runs by counting ``Backend.open`` calls.
-``RunModel`` compares the model as given (or probed) with ``compare_backends``; the
-unprobed run's final outputs are kept, so that a probed run can be checked against them
-(DESIGN rule 7). ``RunCut`` merges one-op islands and a prefix into one model
-(``model.extract``), feeds each island the reference's values of its inputs (taken from
-the reference runs, or from one extra reference run with those tensors probed) and
-compares it. Arrays of ops that fail in isolation are kept for repro bundles.
+Every run goes through ``compare.run_traces`` and ``compare.compare_traces``.
+``RunModel`` compares the model as given (or probed); the unprobed run's final outputs
+are kept, so that a probed run can be checked against them (DESIGN rule 7). ``RunCut``
+merges one-op islands and a prefix into one model (``model.extract``), feeds each island
+the reference's values of its inputs (taken from the reference runs, or from one extra
+reference run with those tensors probed) and compares it on the target scoped to the
+cut's nodes (``Backend.scoped``). Arrays of ops that fail in isolation are kept for repro
+bundles.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Collection, Mapping
+from contextlib import closing
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx_ir as ir
 
 from qprobe.backends.base import Backend, BackendBase, Capabilities, Session
-from qprobe.compare import TensorComparison, TolerancePolicy, compare_backends
+from qprobe.compare import (
+    Capture,
+    Comparison,
+    TensorComparison,
+    TolerancePolicy,
+    compare_traces,
+    run_traces,
+    tensor_values,
+)
 from qprobe.localize.graph import OpGraph, OpNode
 from qprobe.localize.state import Command, Outcome, RunCut, RunModel
 from qprobe.model.extract import Cutter, Island
 from qprobe.model.graph import graph_output_names
 from qprobe.model.inputs import InputSet
-from qprobe.model.probe import apply_probe_plan, plan_probes
-from qprobe.model.quant import QuantIndex
-from qprobe.tensors import Trace
+from qprobe.model.probe import plan_probes
+from qprobe.model.quant import QuantIndex, build_quant_index
+from qprobe.tensors import ProbePlan
+
+
+@dataclass
+class RunCounter:
+    opened: int = 0
 
 
 class CountedBackend(BackendBase):
-    """A backend wrapper that counts ``open`` calls (one per run on the input set)."""
+    """A backend wrapper that counts ``open`` calls (one per run on the input set); scoped copies
+    for cuts share the count."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, counter: RunCounter | None = None) -> None:
         self.backend = backend
-        self.spec = backend.spec
-        self.opened = 0
+        self.spec, self.spec_options = backend.spec, backend.spec_options
+        self.counter = counter or RunCounter()
+
+    @property
+    def opened(self) -> int:
+        return self.counter.opened
 
     def capabilities(self) -> Capabilities:
         return self.backend.capabilities()
 
     def open(self, model: ir.Model) -> Session:
-        self.opened += 1
+        self.counter.opened += 1
         return self.backend.open(model)
+
+    def scoped(self, nodes: Collection[str]) -> CountedBackend:
+        inner = self.backend.scoped(nodes)
+        return self if inner is self.backend else CountedBackend(inner, self.counter)
 
     def bind(self, model: ir.Model) -> None:
         self.backend.bind(model)
@@ -62,25 +87,6 @@ class IsolatedArrays:
     inputs: dict[str, np.ndarray]
     expected: dict[str, np.ndarray]
     observed: dict[str, np.ndarray]
-
-
-@dataclass
-class Capture:
-    """Collects the arrays of chosen tensors from each batch's traces."""
-
-    ref_names: set[str]
-    tgt_names: set[str]
-    ref: dict[str, list[np.ndarray]] = field(default_factory=dict)
-    tgt: dict[str, list[np.ndarray]] = field(default_factory=dict)
-
-    def __call__(self, r: Trace, t: Trace) -> None:
-        for names, trace, store in ((self.ref_names, r, self.ref), (self.tgt_names, t, self.tgt)):
-            for n in names & trace.records.keys():
-                store.setdefault(n, []).append(np.asarray(trace.records[n].data))
-
-    @staticmethod
-    def joined(store: Mapping[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
-        return {k: np.concatenate(v, axis=0) for k, v in store.items()}
 
 
 class LocalizeRunner:
@@ -112,15 +118,21 @@ class LocalizeRunner:
 
     # -- the model, as given or probed -------------------------------------------------------
 
+    def _compare(self, model: ir.Model, target: Backend, plan: ProbePlan | None, inputs: InputSet,
+                 cap: Capture) -> Comparison:
+        """One reference run and one target run of ``model`` compared, arrays captured."""
+        index = self.index if model is self.model else None
+        streams = [run_traces(b, model, plan, inputs, self.batch_size, index=index) for b in (self.ref, target)]
+        with closing(streams[0]), closing(streams[1]):
+            return compare_traces(streams[0], streams[1], self.policy, index=index or build_quant_index(model),
+                                  on_batch=cap)
+
     def _run_model(self, cmd: RunModel) -> Outcome:
         outs = graph_output_names(self.model)
-        probe: str | list[str] = [*outs, *cmd.probes] if cmd.probes else "outputs"
-        cap = Capture(ref_names=set(outs) | (self.boundaries & set(cmd.probes)), tgt_names=set(outs))
-        cmp = compare_backends(
-            self.model, self.ref, self.target, self.inputs, probe=probe, policy=self.policy,
-            batch_size=self.batch_size, check_probe_effect=False, on_traces=cap,
-        )
-        ref_arrays, tgt_arrays = cap.joined(cap.ref), cap.joined(cap.tgt)
+        plan = plan_probes(self.model, self.index, [*outs, *cmd.probes]) if cmd.probes else None
+        cap = Capture(set(outs) | (self.boundaries & set(cmd.probes)), set(outs))
+        cmp = self._compare(self.model, self.target, plan, self.inputs, cap)
+        ref_arrays, tgt_arrays = cap.ref, cap.target
         self.ref_values.update({k: v for k, v in ref_arrays.items() if k in self.boundaries})
         changed, notes = None, []
         if not cmd.probes:
@@ -144,14 +156,11 @@ class LocalizeRunner:
         self._ensure_reference({t for o in ops for t in o.inputs})
         feeds = {name: self.ref_values[t] for t, name in merged.inputs.items()}
         iso_names = [n for names in merged.outputs[: len(ops)] for n in names.values()]
-        cap = Capture(ref_names=set(iso_names), tgt_names=set(iso_names))
-        cmp = compare_backends(
-            merged.model, self.ref, self.target, InputSet(feeds, "the reference's values at the cut inputs"),
-            probe="outputs", policy=self.policy, batch_size=self.batch_size, check_probe_effect=False,
-            on_traces=cap,
-        )
+        cap = Capture(iso_names)
+        target = self.target.scoped([str(n.name) for n in merged.model.graph])
+        cmp = self._compare(merged.model, target, None, InputSet(feeds, "the reference's values at the cut inputs"), cap)
         rows = {r.name: r for r in cmp.rows}
-        ref_out, tgt_out = cap.joined(cap.ref), cap.joined(cap.tgt)
+        ref_out, tgt_out = cap.ref, cap.target
         isolated: dict[str, TensorComparison] = {}
         notes: list[str] = []
         for op, names in zip(ops, merged.outputs, strict=False):
@@ -177,16 +186,6 @@ class LocalizeRunner:
     def _ensure_reference(self, tensors: set[str]) -> None:
         """Reference values of ``tensors`` in the whole model (one reference run if any is missing)."""
         missing = sorted(tensors - self.ref_values.keys())
-        if not missing:
-            return
-        probed = apply_probe_plan(self.model, plan_probes(self.model, self.index, missing))
-        session = self.ref.open(probed)
-        parts: dict[str, list[np.ndarray]] = {}
-        try:
-            for first, feeds in self.inputs.batches(self.batch_size):
-                out = session.run(feeds, first_sample=first)
-                for t in missing:
-                    parts.setdefault(t, []).append(np.asarray(out[t]))
-        finally:
-            session.close()
-        self.ref_values.update(Capture.joined(parts))
+        if missing:
+            self.ref_values.update(tensor_values(self.ref, self.model, missing, self.inputs, self.batch_size,
+                                                 index=self.index))

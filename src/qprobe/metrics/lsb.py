@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from qprobe.metrics.st import json_float
+from qprobe.serde import plain
 from qprobe.tensors import QuantParams
 
 HIST_LIMIT = 8  # histogram bins -8..8; larger deltas land in the end bins
@@ -30,13 +32,13 @@ class LsbMetrics:
     histogram: tuple[int, ...]  # counts of round(delta) clipped to [-HIST_LIMIT, HIST_LIMIT]
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["histogram"] = list(self.histogram)
-        return d
+        return plain(asdict(self))  # non-finite values (no samples) become null
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> LsbMetrics:
-        return cls(**{**d, "histogram": tuple(int(v) for v in d["histogram"])})
+        floats = {k: json_float(d[k]) for k in (
+            "exact_share", "max_abs_lsb", "mean_delta_lsb", "one_lsb_share", "big_share", "target_saturated_share")}
+        return cls(n=int(d["n"]), histogram=tuple(int(v) for v in d["histogram"]), **floats)
 
 
 class LsbAccumulator:
@@ -82,6 +84,14 @@ class LsbAccumulator:
         self._sum += total
         if a.size:
             self._max = max(self._max, float(np.max(a)))
+
+    def merge(self, other: LsbAccumulator) -> LsbAccumulator:
+        """Add the samples ``other`` accumulated (disjoint from ours); returns self."""
+        for name in ("_n", "_exact", "_one", "_big", "_sum", "_sat"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self._max = max(self._max, other._max)
+        self._hist += other._hist
+        return self
 
     def result(self) -> LsbMetrics:
         n = self._n

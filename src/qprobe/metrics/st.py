@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from qprobe.serde import plain
+
 EPS_F32 = float(np.finfo(np.float32).eps)
 
 
@@ -46,19 +48,18 @@ class StMetrics:
     acc: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {k: _json_float(v) for k, v in asdict(self).items()}
+        return plain(asdict(self))  # non-finite values (no samples) become null
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> StMetrics:
         acc = d.get("acc")
-        f = {k: float(d[k]) for k in ("rmse", "mae", "l2r", "mean", "std", "nse", "cos")}
+        f = {k: json_float(d[k]) for k in ("rmse", "mae", "l2r", "mean", "std", "nse", "cos")}
         return cls(n=int(d["n"]), acc=None if acc is None else float(acc), **f)
 
 
-def _json_float(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return repr(v)  # "nan"/"inf": JSON has no literal for them
-    return v
+def json_float(v: Any) -> float:
+    """A float read back from JSON: null (and legacy "nan"/"inf" strings) are non-finite."""
+    return math.nan if v is None else float(v)
 
 
 @dataclass
@@ -80,6 +81,16 @@ class _Moments:
         delta = mb - self.mean
         self.mean += delta * nb / n
         self.m2 += m2b + delta * delta * self.n * nb / n
+        self.n = n
+
+    def merge(self, other: _Moments) -> None:
+        """Combine two disjoint sets of samples (Chan et al.'s pairwise update)."""
+        if other.n == 0:
+            return
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        self.mean += delta * other.n / n
+        self.m2 += other.m2 + delta * delta * self.n * other.n / n
         self.n = n
 
     def var(self, ddof: int) -> float:
@@ -119,6 +130,14 @@ class StAccumulator:
         self._sum_p2 += float(np.dot(p, p))
         self._sum_r2 += float(np.dot(r, r))
         self._sum_rp += float(np.dot(r, p))
+
+    def merge(self, other: StAccumulator) -> StAccumulator:
+        """Add the samples ``other`` accumulated (disjoint from ours); returns self."""
+        self._d.merge(other._d)
+        self._r.merge(other._r)
+        for name in ("_sum_abs", "_sum_d2", "_sum_p2", "_sum_r2", "_sum_rp", "_acc_hits", "_acc_n"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        return self
 
     def result(self) -> StMetrics:
         n = self._d.n

@@ -37,6 +37,7 @@ from qprobe.errors import InputError
 from qprobe.model.graph import DQ_OPS, Q_OPS
 from qprobe.model.loader import model_from_proto, to_proto
 from qprobe.model.quant import QuantIndex, build_quant_index
+from qprobe.model.shapes import value_types
 
 RENAME_SUFFIX = "__in"
 CLONE_SUFFIX = "__iso"
@@ -326,17 +327,8 @@ def _base(name: str) -> str:
 
 
 def _value_infos(proto: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
-    """Every tensor's declared or inferred type; the model's own declarations win."""
-    try:
-        inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False).graph
-        found = list(inferred.value_info) + list(inferred.output)
-    except Exception:  # inference is a help: declared types still work
-        found = []
-    g = proto.graph
-    types: dict[str, onnx.ValueInfoProto] = {}
-    for vi in [*found, *g.value_info, *g.input, *g.output]:
-        if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type:
-            types[vi.name] = vi
-    for init in g.initializer:
+    """Every tensor's declared or inferred type (declarations win), initializers included."""
+    types = value_types(proto)
+    for init in proto.graph.initializer:
         types.setdefault(init.name, helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
     return types

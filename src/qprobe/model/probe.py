@@ -19,13 +19,13 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 
-import onnx
 import onnx_ir as ir
 
 from qprobe.errors import InputError
 from qprobe.model.graph import DQ_OPS, Q_OPS, graph_output_names, is_constant, name_of
 from qprobe.model.loader import clone_model, model_from_proto, to_proto
 from qprobe.model.quant import QuantIndex
+from qprobe.model.shapes import inferred
 from qprobe.tensors import ProbePlan
 
 PROBE_MODES = ("outputs", "op-outputs", "all")
@@ -90,11 +90,7 @@ def apply_probe_plan(model: ir.Model, plan: ProbePlan) -> ir.Model:
     """A copy of ``model`` whose graph outputs are the original ones plus the probes."""
     if not plan.added_outputs:
         return model
-    proto = to_proto(clone_model(model))
-    try:
-        proto = onnx.shape_inference.infer_shapes(proto)
-    except Exception:  # shape inference is a help, not a requirement
-        pass
+    proto = inferred(to_proto(clone_model(model)))
     typed = {vi.name: vi for vi in list(proto.graph.value_info) + list(proto.graph.output)}
     probed = model_from_proto(proto)
     g = probed.graph

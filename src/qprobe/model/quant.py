@@ -13,35 +13,9 @@ from dataclasses import dataclass, field
 import onnx_ir as ir
 
 from qprobe.model.graph import DQ_OPS, Q_OPS, const_array, int_attr, is_constant, name_of, node_label
-from qprobe.tensors import QuantParams
+from qprobe.model.qoperator import SIGNATURES
+from qprobe.tensors import ONNX_INT_TYPES, QuantParams
 
-# QOperator ops: index of (scale, zero point) inputs that describe the output.
-_QOP_OUTPUT_QPARAMS: dict[str, tuple[int, int]] = {
-    "QLinearConv": (6, 7),
-    "QLinearMatMul": (6, 7),
-    "QLinearAdd": (6, 7),
-    "QLinearMul": (6, 7),
-    "QGemm": (7, 8),
-    "QLinearConcat": (0, 1),
-    "QLinearAveragePool": (3, 4),
-    "QLinearGlobalAveragePool": (3, 4),
-    "QLinearLeakyRelu": (3, 4),
-    "QLinearSigmoid": (3, 4),
-    "QLinearSoftmax": (3, 4),
-}
-# QOperator ops: (input index, scale index, zero point index) per activation input.
-_QOP_INPUT_QPARAMS: dict[str, tuple[tuple[int, int, int], ...]] = {
-    "QLinearConv": ((0, 1, 2),),
-    "QLinearMatMul": ((0, 1, 2), (3, 4, 5)),
-    "QLinearAdd": ((0, 1, 2), (3, 4, 5)),
-    "QLinearMul": ((0, 1, 2), (3, 4, 5)),
-    "QGemm": ((0, 1, 2),),
-    "QLinearAveragePool": ((0, 1, 2),),
-    "QLinearGlobalAveragePool": ((0, 1, 2),),
-    "QLinearLeakyRelu": ((0, 1, 2),),
-    "QLinearSigmoid": ((0, 1, 2),),
-    "QLinearSoftmax": ((0, 1, 2),),
-}
 _CODE_PASSTHROUGH = frozenset(
     {"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Slice", "MaxPool", "Gather",
      "Split", "Identity", "Resize", "Pad", "Expand", "Tile"}
@@ -82,6 +56,13 @@ class QuantIndex:
         src = self.dequantized.get(tensor)
         return self.tensors.get(src) if src else None
 
+    def label(self, tensor: str) -> tuple[str, str]:
+        """(op, op type) a comparison row names for ``tensor``: the compute op it belongs to, else
+        its producer node, else ``("(input)", "input")`` for graph inputs."""
+        op_name = self.op_of_tensor.get(tensor) or self.producer.get(tensor, "(input)")
+        op_type = next((o.op_type for o in self.ops if o.name == op_name), self.producer_type.get(tensor, "input"))
+        return op_name, op_type
+
     def op(self, name: str) -> OpView:
         for o in self.ops:
             if o.name == name:
@@ -121,7 +102,7 @@ def _qparams(node: ir.Node, s_idx: int, z_idx: int, axis: int | None) -> QuantPa
 
 
 def _dtype_name(onnx_type: int) -> str:
-    return {2: "uint8", 3: "int8", 4: "uint16", 5: "int16"}.get(onnx_type, "unknown")
+    return ONNX_INT_TYPES.get(onnx_type, "unknown")
 
 
 def build_quant_index(model: ir.Model) -> QuantIndex:
@@ -155,14 +136,15 @@ def _index_quantize(idx: QuantIndex, node: ir.Node) -> None:
 
 def _index_compute(idx: QuantIndex, node: ir.Node, label: str) -> None:
     op = node.op_type
-    if op in _QOP_OUTPUT_QPARAMS:
-        s_i, z_i = _QOP_OUTPUT_QPARAMS[op]
-        p = _qparams(node, s_i, z_i, None)
+    sig = SIGNATURES.get(op)
+    if sig is not None and sig.output is not None:
+        p = _qparams(node, sig.output[0], sig.output[1], None)
         if p is not None:
             idx.tensors[name_of(node.outputs[0])] = p
-        act = [name_of(node.inputs[i]) for i, _s, _z in _QOP_INPUT_QPARAMS.get(op, ()) if node.inputs[i]]
-        if op == "QLinearConcat":
-            act = [name_of(node.inputs[i]) for i in range(2, len(node.inputs), 3) if node.inputs[i]]
+    if sig is not None:
+        # activation operands only: weights (initializers or Constant nodes) are constants everywhere
+        act = [name_of(node.inputs[t]) for t, _s, _z in sig.triples(len(node.inputs))
+               if t < len(node.inputs) and node.inputs[t] is not None and not is_constant(node.inputs[t])]
         outs = tuple(name_of(v) for v in node.outputs)
         view = OpView(label, op, tuple(act), tuple(a if a in idx.tensors else None for a in act), outs, outs)
     else:

@@ -12,7 +12,6 @@ nothing but the quantization table of the cut; everything else comes in ``Repro`
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
@@ -23,11 +22,12 @@ from typing import Any
 
 import onnx_ir as ir
 
+from qprobe import serde
+from qprobe.compare.cut import CutRun
 from qprobe.compare.result import TensorComparison
 from qprobe.errors import InputError
 from qprobe.fileio import atomic_save_npz, atomic_write_text
 from qprobe.localize.divergence import Divergence
-from qprobe.localize.repro import CutRun
 from qprobe.model.graph import DQ_OPS, const_array, int_attr
 from qprobe.model.loader import save_model
 from qprobe.model.quant import build_quant_index
@@ -80,12 +80,12 @@ def _write_files(stage: Path, repro: Repro) -> list[str]:
         names.append("observed.npz")
     quant = quant_table(repro)
     texts = {
-        "metrics.json": json.dumps(_metrics(repro, quant), indent=2),
+        "metrics.json": serde.dumps(_metrics(repro, quant)),
         "repro.py": repro_script(repro.ref),
         "README.md": readme(repro, quant),
     }
     if repro.divergence is not None:
-        texts["divergence.json"] = json.dumps(repro.divergence.to_json(), indent=2)
+        texts["divergence.json"] = serde.dumps(repro.divergence.to_json())
     for name, text in texts.items():
         atomic_write_text(stage / name, text)
         names.append(name)

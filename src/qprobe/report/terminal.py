@@ -6,7 +6,7 @@ from rich.table import Table
 from rich.text import Text
 
 from qprobe.compare.policy import EXACT, FAIL
-from qprobe.compare.result import Comparison
+from qprobe.compare.result import Comparison, ProbeEffect
 from qprobe.model.quant import QuantIndex
 
 _VERDICT_STYLE = {EXACT: "green", "pass": "cyan", FAIL: "bold red"}
@@ -47,21 +47,40 @@ def comparison_table(cmp: Comparison) -> Table:
 
 
 def comparison_summary(cmp: Comparison) -> list[str]:
-    lines = []
-    for e in cmp.probe_effects:
-        mark = "changed " + ", ".join(e.changed_outputs) if e.changed_outputs else e.detail
-        lines.append(f"probe effect on {e.backend}: {mark}")
+    lines = [_effect_line(e, len(cmp.plan.added_outputs)) for e in cmp.probe_effects]
+    if cmp.deployed and not cmp.trusted:
+        lines.append("the verdict is about the deployed (unprobed) model: its final outputs")
+        for r in cmp.deployed:
+            lines.append(f"  deployed {r.name}: cos {_num(r.st.cos, '.5f')}, {r.verdict} ({r.reason})")
     first = cmp.first_failing
+    rows = cmp.verdict_rows
     if first is None:
-        n_exact = sum(r.verdict == EXACT for r in cmp.rows)
-        lines.append(f"PASS: all {len(cmp.rows)} tensors within tolerance ({n_exact} exact, "
-                     f"{len(cmp.rows) - n_exact} within tolerance but not identical)")
+        n_exact = sum(r.verdict == EXACT for r in rows)
+        what = "deployed outputs" if rows is cmp.deployed else "tensors"
+        lines.append(f"PASS: all {len(rows)} {what} within tolerance ({n_exact} exact, "
+                     f"{len(rows) - n_exact} within tolerance but not identical)")
     else:
-        n_fail = sum(r.failed for r in cmp.rows)
-        lines.append(f"FAIL: {n_fail} of {len(cmp.rows)} tensors fail; first failing: {first.name} "
+        n_fail = sum(r.failed for r in rows)
+        what = "deployed outputs" if rows is cmp.deployed else "tensors"
+        lines.append(f"FAIL: {n_fail} of {len(rows)} {what} fail; first failing: {first.name} "
                      f"({first.producer}, {first.op_type}): {first.reason}")
     lines.append("mean Δ is reference − target (ST's sign): > 0 means the target is biased low")
     return lines
+
+
+def _effect_line(e: ProbeEffect, probed: int) -> str:
+    if not e.checked:
+        return f"probe effect on {e.backend}: {e.detail}"
+    if not e.changed:
+        return f"probe effect on {e.backend}: none (final outputs identical with and without probes)"
+    parts = []
+    for o in e.outputs:
+        if o.identical:
+            continue
+        lsb = "" if o.max_abs_lsb is None else f", max |Δ| {_num(o.max_abs_lsb, '.0f')} LSB, exact {_pct(o.exact_share)}%"
+        parts.append(f"{o.name} (cos {_num(o.cos, '.5f')}{lsb})")
+    return (f"probe effect on {e.backend}: probing CHANGED its final outputs {'; '.join(parts)}: its {probed} probed "
+            "tensors are not what the deployed model computes and are not trusted")
 
 
 def quant_index_table(index: QuantIndex) -> Table:

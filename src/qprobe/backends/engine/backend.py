@@ -10,7 +10,7 @@ returns every graph output with the dtype onnxruntime would return.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import numpy as np
 import onnx_ir as ir
@@ -20,6 +20,7 @@ from qprobe.backends.engine.builtin_profiles import get_profile
 from qprobe.backends.engine.interpreter import Program, compile_program
 from qprobe.backends.engine.profiles import Profile
 from qprobe.errors import BackendError
+from qprobe.model.extract import CLONE_SUFFIX
 
 
 class EngineBackend(BackendBase):
@@ -28,32 +29,33 @@ class EngineBackend(BackendBase):
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
         self.spec = f"engine:{profile.name}"
-        self._opened = False
 
     @classmethod
     def from_spec(cls, arg: str, options: Mapping[str, str]) -> EngineBackend:
         if not arg:
             raise BackendError("engine needs a profile: engine:PROFILE (a built-in name or a .toml file)")
         profile = get_profile(arg)
-        if not options:
-            return cls(profile)
-        backend = cls(profile.with_overrides(dict(options)))
-        # the label names the overrides, so tables and JSON say what was actually run
-        backend.spec += " (set " + ", ".join(f"{k}={v}" for k, v in options.items()) + ")"
+        backend = cls(profile.with_overrides(dict(options)) if options else profile)
+        backend.spec = f"engine:{arg}"
         return backend
 
     def capabilities(self) -> Capabilities:
         return Capabilities(max_outputs_per_run=None, cost_per_run_s=0.0)
 
     def open(self, model: ir.Model) -> EngineSession:
-        profile = self.profile
-        if self._opened and profile.nodes:
-            # node overrides are checked against the first model opened (the model under test);
-            # later models may be cuts of it (localize, extract) that lack some of those nodes
-            names = {n.name for n in model.graph}
-            profile = dataclasses.replace(profile, nodes={k: v for k, v in profile.nodes.items() if k in names})
-        self._opened = True
-        return EngineSession(compile_program(model, profile), profile)
+        """Compile ``model``; a node override naming a node that is not in it is an error."""
+        return EngineSession(compile_program(model, self.profile), self.profile)
+
+    def scoped(self, nodes: Collection[str]) -> EngineBackend:
+        """The backend for a cut made of ``nodes``: node overrides of other nodes are dropped, and
+        a fed copy of a node (``<name>__iso``, see ``model.extract``) gets that node's overrides."""
+        if not self.profile.nodes:
+            return self
+        keep = {n: self.profile.nodes[base] for n in nodes
+                if (base := n.removesuffix(CLONE_SUFFIX)) in self.profile.nodes}
+        scoped = EngineBackend(dataclasses.replace(self.profile, nodes=keep))
+        scoped.spec, scoped.spec_options = self.spec, self.spec_options
+        return scoped
 
 
 class EngineSession:
