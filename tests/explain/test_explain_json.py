@@ -65,7 +65,7 @@ def test_explain_from_a_bundle_or_a_divergence_file(tcn: tuple[ir.Model, InputSe
     from explain_support import Counting
 
     from qprobe.localize import localize
-    from qprobe.localize.repro import culprit_cut
+    from qprobe.localize.culprit import culprit_cut
     from qprobe.report.bundle import Repro, write_bundle
 
     model, inputs = tcn

@@ -21,8 +21,7 @@ import numpy as np
 import onnx_ir as ir
 
 from qprobe.backends.base import Backend
-from qprobe.compare import TolerancePolicy
-from qprobe.compare.run import recorded_input_set
+from qprobe.compare import TolerancePolicy, resolve_inputs
 from qprobe.errors import InputError
 from qprobe.explain.causes import checklist_lines, rank_causes
 from qprobe.explain.characterize import characterize as run_characterization
@@ -247,6 +246,20 @@ def _fitted(run: _Run, gs: GroupSpec, cand: Candidate, best: Hypothesis, base: s
     return text, rows
 
 
+def _gather(run: _Run, op: OpNode, cut: ir.Model, arrays: dict[str, dict[str, np.ndarray]] | None, source: str
+            ) -> tuple[Observation, Screen, tuple[InputCheck, ...]]:
+    """One probed run of the whole model on both backends (every tensor), then the observations."""
+    run.say("probed run of the whole model (every tensor) on both backends")
+    index = build_quant_index(run.model)
+    plan = plan_probes(run.model, index, "all")
+    ref_cap = capture(run.ref, run.model, plan, run.inputs, set(op.inputs) | set(op.outputs), batch_size=run.batch_size)
+    tgt_cap = capture(run.target, run.model, plan, run.inputs, set(), ref_cap.keep, run.batch_size)
+    checks = _input_checks(op, ref_cap, tgt_cap)
+    obs = _observe(run, op, cut, arrays, source, ref_cap, tgt_cap, checks)
+    screen = Screen(apply_probe_plan(run.model, plan), tgt_cap.kept, kept_inputs(run.inputs, tgt_cap.keep), index)
+    return obs, screen, checks
+
+
 def _sets(run: _Run, obs: Observation, gs: GroupSpec, rng: np.random.Generator) -> list[ObservationSet]:
     sets = observation_sets(obs, gs, rng)
     if not sets:
@@ -263,17 +276,10 @@ def explain(
 ) -> Explanation:
     """Explain what the target computes for one op (see the module docstring)."""
     counted = CountedBackend(target)
-    run = _Run(model, ref, counted, inputs or recorded_input_set(model, ref, target), batch_size, progress)
+    run = _Run(model, ref, counted, inputs or resolve_inputs(model, None, (ref, target)), batch_size, progress)
     name, arrays, source = _culprit(run, node, divergence, bundle, policy)
     op, gs, cut = _op(model, name)
-    run.say("probed run of the whole model (every tensor) on both backends")
-    index = build_quant_index(model)
-    probed = apply_probe_plan(model, plan_probes(model, index, "all"))
-    ref_cap = capture(ref, probed, run.inputs, set(op.inputs) | set(op.outputs), batch_size=batch_size)
-    tgt_cap = capture(counted, probed, run.inputs, set(), ref_cap.keep, batch_size)
-    checks = _input_checks(op, ref_cap, tgt_cap)
-    obs = _observe(run, op, cut, arrays, source, ref_cap, tgt_cap, checks)
-    screen = Screen(probed, tgt_cap.kept, kept_inputs(run.inputs, tgt_cap.keep), index)
+    obs, screen, checks = _gather(run, op, cut, arrays, source)
     rng = np.random.default_rng(seed)
     sets = _sets(run, obs, gs, rng)
     cands = candidates(gs.op_class, gs.spec.op_type) if sets else []

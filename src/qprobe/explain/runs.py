@@ -1,7 +1,7 @@
-"""Running models for explain, in bounded memory: the one place here that opens a backend.
+"""Running models for explain, in bounded memory, through ``compare.run_traces``.
 
-``run_model`` runs one model on a backend over every sample (in batches, or all at once
-for a costly whole-run target) and keeps the rows of chosen samples only.
+``run_model`` runs one model (a cut or a probe model: the backend is ``scoped`` to its
+nodes) over every sample and keeps the rows of chosen samples only.
 ``capture`` runs a probed model keeping every sample of a few tensors (the culprit's
 boundary) and the rows of evenly spread samples of every tensor, at most
 ``TRACE_ELEMENTS`` elements. ``ReplayBackend`` serves such rows back as
@@ -12,13 +12,16 @@ target again.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import closing
 from dataclasses import dataclass
 
 import numpy as np
 import onnx_ir as ir
 
 from qprobe.backends.base import Backend, BackendBase, Capabilities
+from qprobe.compare import run_traces
 from qprobe.model.inputs import InputSet
+from qprobe.tensors import ProbePlan
 
 TRACE_ELEMENTS = 4_000_000
 OBS_ELEMENTS = 1_000_000
@@ -35,23 +38,23 @@ def _rows(keep: np.ndarray, first: int, n: int) -> np.ndarray:
     return sel - first
 
 
+def _scoped(backend: Backend, model: ir.Model) -> Backend:
+    """The backend to open ``model`` (a cut or a probe model, not the user's) with."""
+    return backend.scoped([str(n.name) for n in model.graph])
+
+
 def run_model(
-    backend: Backend, model: ir.Model, inputs: InputSet, keep: np.ndarray | None = None, batch_size: int = 64
+    backend: Backend, model: ir.Model, inputs: InputSet, keep: np.ndarray | None = None, batch_size: int = 64,
+    *, scoped: bool = True,
 ) -> dict[str, np.ndarray]:
     """Every graph output of ``model`` on ``backend``, rows ``keep`` (None: all samples)."""
-    session = backend.open(model)
     parts: dict[str, list[np.ndarray]] = {}
-    try:
-        whole = backend.capabilities().whole_run
-        for first, feeds in ([(0, inputs.arrays)] if whole else inputs.batches(batch_size)):
-            out = session.run(feeds, first_sample=first)
-            n = next(iter(feeds.values())).shape[0]
-            sel = None if keep is None else _rows(keep, first, n)
-            for k, v in out.items():
-                arr = np.asarray(v)
+    with closing(run_traces(_scoped(backend, model) if scoped else backend, model, None, inputs, batch_size)) as tr:
+        for trace in tr:
+            sel = None if keep is None else _rows(keep, trace.first_sample, trace.num_samples)
+            for k, rec in trace.records.items():
+                arr = np.asarray(rec.data)
                 parts.setdefault(k, []).append(arr if sel is None else arr[sel])
-    finally:
-        session.close()
     return {k: np.concatenate(v, axis=0) for k, v in parts.items()}
 
 
@@ -64,27 +67,23 @@ class Captured:
     keep: np.ndarray
 
 
-def capture(backend: Backend, model: ir.Model, inputs: InputSet, full: set[str], keep: np.ndarray | None = None,
-            batch_size: int = 64, limit: int = TRACE_ELEMENTS) -> Captured:
-    """Run ``model`` keeping all samples of ``full`` and the rows ``keep`` of every output (chosen
-    from the first batch when None: evenly spread, at most ``limit`` elements in all)."""
-    session = backend.open(model)
+def capture(backend: Backend, model: ir.Model, plan: ProbePlan, inputs: InputSet, full: set[str],
+            keep: np.ndarray | None = None, batch_size: int = 64, limit: int = TRACE_ELEMENTS) -> Captured:
+    """Run ``model`` probed by ``plan``, keeping all samples of ``full`` and the rows ``keep`` of every
+    tensor (chosen from the first batch when None: evenly spread, at most ``limit`` elements)."""
     parts: dict[str, list[np.ndarray]] = {}
     kept: dict[str, list[np.ndarray]] = {}
-    try:
-        whole = backend.capabilities().whole_run
-        for first, feeds in ([(0, inputs.arrays)] if whole else inputs.batches(batch_size)):
-            out = {k: np.asarray(v) for k, v in session.run(feeds, first_sample=first).items()}
-            n = next(iter(feeds.values())).shape[0]
+    with closing(run_traces(backend, model, plan, inputs, batch_size)) as traces:
+        for trace in traces:
+            out = {k: np.asarray(r.data) for k, r in trace.records.items()}
+            n = trace.num_samples
             if keep is None:
                 keep = spread(inputs.num_samples, sum(v.size for v in out.values()) / max(n, 1), limit)
-            sel = _rows(keep, first, n)
+            sel = _rows(keep, trace.first_sample, n)
             for k, v in out.items():
                 kept.setdefault(k, []).append(v[sel])
                 if k in full:
                     parts.setdefault(k, []).append(v)
-    finally:
-        session.close()
     assert keep is not None
     return Captured({k: np.concatenate(v) for k, v in parts.items()}, {k: np.concatenate(v) for k, v in kept.items()},
                     keep)
