@@ -16,6 +16,7 @@ from qprobe.backends import create_backend
 from qprobe.explain import SCHEMA, Envelope, EnvelopePoint, Explanation, Hypothesis, explain
 from qprobe.explain.envelope import build_envelope
 from qprobe.model.inputs import InputSet
+from qprobe.serde import SchemaError
 
 
 def _explanation() -> Explanation:
@@ -50,7 +51,7 @@ def test_fix_can_work_from_the_document_alone() -> None:
 
 
 def test_other_documents_are_refused() -> None:
-    with pytest.raises(ValueError, match="qprobe.explanation/1"):
+    with pytest.raises(SchemaError, match="explanation"):
         Explanation.from_json({"schema": "qprobe.divergence/1"})
 
 

@@ -143,6 +143,10 @@ def render(e: Explanation, profile_out: Path | None) -> None:
         console.print(f"[bold green]EXPLAINED[/]: {e.best.label()} reproduces {100 * e.best.exact_match:.3f}% of "
                       f"{e.node}'s codes; fitted profile (base {e.profile_base}) against the target: {check}",
                       highlight=False)
+        for r in e.profile_check:
+            if r.verdict != "exact":
+                share = "-" if r.exact_share is None else f"{100 * r.exact_share:.2f}% exact"
+                console.print(f"  {r.tensor}: {r.verdict} ({share}, {r.reason})", highlight=False)
         if profile_out is not None:
             console.print(f"wrote {profile_out} (use it as --target engine:{profile_out})", highlight=False)
     else:

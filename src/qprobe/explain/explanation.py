@@ -5,14 +5,12 @@ class: ``get_profile(base)`` numerics of the class with ``knobs`` applied is exa
 computes. Scores are on the culprit's observations (and, after characterization, the
 probe subgraphs too): ``exact_match`` share, ``mean_delta_lsb`` (predicted - observed),
 ``mean_abs_delta_lsb``, ``max_abs_lsb``; ``model_failures`` counts the tensors a profile with
-this hypothesis fails on the whole model (None: not checked). JSON is strict (non-finite
-numbers become null).
+this hypothesis fails on the whole model (None: not checked). JSON goes through
+``qprobe.serde`` (strict: non-finite numbers become null; the schema is checked on load).
 """
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,20 +23,9 @@ from qprobe.explain.envelope import Envelope
 from qprobe.explain.fitted import TensorFit
 from qprobe.explain.observe import InputCheck
 from qprobe.explain.pattern import Pattern
-from qprobe.fileio import atomic_write_text
+from qprobe.serde import check_schema, load, plain, save
 
 SCHEMA = "qprobe.explanation/1"
-
-
-def strict(v: Any) -> Any:
-    """``v`` with NaN and infinities replaced by None, recursively (strict JSON)."""
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if isinstance(v, Mapping):
-        return {str(k): strict(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [strict(x) for x in v]
-    return v
 
 
 @dataclass(frozen=True)
@@ -100,13 +87,14 @@ class Explanation:
     model: str = ""
     ref: str = ""
     target: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def profile_passes(self) -> bool:
         return bool(self.profile_check) and not any(r.failed for r in self.profile_check)
 
     def to_json(self) -> dict[str, Any]:
-        return strict({
+        return plain({
             "schema": SCHEMA, "explained": self.explained, "node": self.node, "op_type": self.op_type,
             "op_class": self.op_class, "best": None if self.best is None else self.best.to_json(),
             "hypotheses": [h.to_json() for h in self.hypotheses], "linear_fit": self.linear_fit,
@@ -118,12 +106,12 @@ class Explanation:
             "causes": [c.to_json() for c in self.causes], "checklist": list(self.checklist),
             "input_checks": [c.to_json() for c in self.input_checks], "observations": self.observations,
             "search": self.search, "model": self.model, "ref": self.ref, "target": self.target,
+            "provenance": self.provenance,
         })
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Explanation:
-        if d.get("schema") != SCHEMA:
-            raise ValueError(f"not a {SCHEMA} document (schema={d.get('schema')!r})")
+        check_schema(dict(d), SCHEMA, "the explanation document")
         return cls(
             explained=bool(d["explained"]), node=d["node"], op_type=d["op_type"], op_class=d["op_class"],
             best=None if d["best"] is None else Hypothesis.from_json(d["best"]),
@@ -137,12 +125,12 @@ class Explanation:
             input_checks=tuple(InputCheck.from_json(c) for c in d.get("input_checks", ())),
             characterization_runs=int(d.get("characterization_runs", 0)), observations=d.get("observations", ""),
             search=dict(d.get("search", {})), model=d.get("model", ""), ref=d.get("ref", ""),
-            target=d.get("target", ""),
+            target=d.get("target", ""), provenance=dict(d.get("provenance") or {}),
         )
 
     def save(self, path: Path) -> None:
-        atomic_write_text(Path(path), json.dumps(self.to_json(), indent=2, allow_nan=False))
+        save(path, self.to_json())
 
     @classmethod
     def load(cls, path: Path) -> Explanation:
-        return cls.from_json(json.loads(Path(path).read_text()))
+        return cls.from_json(load(path, SCHEMA))

@@ -167,7 +167,9 @@ def profile_document(name: str, description: str, base: str, op_class: str, op_t
     if base == FLOAT_BASE:
         doc["defaults"] = {"compute": "float"}
     current = p.classes[op_class]
-    doc[op_class] = {k: v for k, v in profile_knobs(base, op_class, op_type, cand).items() if getattr(current, k) != v}
+    knobs = {k: v for k, v in profile_knobs(base, op_class, op_type, cand).items() if getattr(current, k) != v}
+    if knobs:
+        doc[op_class] = knobs
     if op_type in p.ops:
         doc["ops"] = {op_type: {k: getattr(cand.numerics, k) for k in p.ops[op_type]}}
     return doc

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import onnx_ir as ir
 
-from qprobe.backends.base import Backend
+from qprobe import serde
+from qprobe.backends.base import Backend, backend_label, describe_backend
 from qprobe.compare import TolerancePolicy, resolve_inputs
 from qprobe.errors import InputError
 from qprobe.explain.causes import checklist_lines, rank_causes
@@ -310,5 +311,6 @@ def explain(
         search={} if stats is None else {"candidates": stats.candidates, "coarse": stats.coarse_evaluations,
                                          "full": stats.full_evaluations, "seconds": stats.seconds,
                                          "per_second": stats.per_second},
-        model=model_name, ref=ref.spec, target=target.spec,
+        model=model_name, ref=backend_label(ref), target=backend_label(target),
+        provenance=serde.provenance(backends={"ref": describe_backend(ref), "target": describe_backend(target)}),
     )
