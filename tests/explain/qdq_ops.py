@@ -22,8 +22,12 @@ def _q(name: str, q: Quant) -> list[onnx.TensorProto]:
             numpy_helper.from_array(np.array(q[1], dtype=np.int8), f"{name}_z")]
 
 
-def binary_model(op: str, a: Quant, b: Quant, out: Quant, k: int = 256, relu: bool = False) -> onnx.ModelProto:
+def binary_model(op: str, a: Quant, b: Quant, out: Quant, k: int = 256, relu: bool = False,
+                 const_b: np.ndarray | None = None) -> onnx.ModelProto:
+    """``const_b``: operand b is these int8 codes as an initializer (shape broadcasting against a)."""
     inits = [*_q("a", a), *_q("b", b), *_q("o", out)]
+    if const_b is not None:
+        inits.append(numpy_helper.from_array(np.asarray(const_b, dtype=np.int8), "b"))
     nodes = [
         helper.make_node("DequantizeLinear", ["a", "a_s", "a_z"], ["a_f"], name="dq_a"),
         helper.make_node("DequantizeLinear", ["b", "b_s", "b_z"], ["b_f"], name="dq_b"),
@@ -33,7 +37,7 @@ def binary_model(op: str, a: Quant, b: Quant, out: Quant, k: int = 256, relu: bo
     ]
     graph = helper.make_graph(
         nodes, "binary",
-        [helper.make_tensor_value_info(n, TensorProto.INT8, ["N", k]) for n in ("a", "b")],
+        [helper.make_tensor_value_info(n, TensorProto.INT8, ["N", k]) for n in ("a", "b")[: 1 if const_b is not None else 2]],
         [helper.make_tensor_value_info("q", TensorProto.INT8, ["N", k])], inits,
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

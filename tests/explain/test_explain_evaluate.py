@@ -16,7 +16,7 @@ from qdq_ops import binary_model
 from qprobe.backends import create_backend
 from qprobe.backends.engine import EngineBackend
 from qprobe.explain.compose import compose
-from qprobe.explain.evaluate import AccSet, UnarySet, pair_table
+from qprobe.explain.evaluate import AccSet, PairSet, UnarySet, pair_table
 from qprobe.explain.opspec import group_spec
 from qprobe.explain.space import candidates
 from qprobe.localize import build_op_graph
@@ -46,6 +46,25 @@ def test_pair_tables_match_the_interpreter(op: str, relu: bool) -> None:
     for c in _sample("eltwise", op, 40):
         engine = EngineBackend(compose(c.base, "eltwise", op, c.numerics)).open(model).run(feeds)["q"]
         np.testing.assert_array_equal(pair_table(gs, c), engine.astype(np.int64).reshape(-1), err_msg=str(c))
+
+
+def test_mul_and_constant_operands_match_the_interpreter() -> None:
+    a = np.arange(-128, 128).astype(np.int8).reshape(1, 256)
+    const = RNG.integers(-128, 128, size=(1, 256)).astype(np.int8)
+    cases = [("Mul", binary_model("Mul", (0.05, 3), (0.02, -4), (0.01, 2)), {"b": None}),
+             ("Add", binary_model("Add", (0.05, 3), (0.11, -4), (0.04, 2), const_b=const), {})]
+    for op, proto, extra in cases:
+        model = model_from_proto(proto)
+        gs = group_spec(model, "op")
+        assert len(gs.quantized_inputs) == 2
+        feeds = {"a": np.repeat(a, 256, axis=0)}
+        if extra:
+            feeds["b"] = np.repeat(np.arange(-128, 128).astype(np.int8).reshape(256, 1), 256, axis=1)
+        for c in _sample("mul" if op == "Mul" else "eltwise", op, 25):
+            engine = EngineBackend(compose(c.base, gs.op_class, op, c.numerics)).open(model).run(feeds)["q"]
+            ps = PairSet("op", gs, gs.operand(gs.quantized_inputs[0][0], feeds), gs.operand(gs.quantized_inputs[1][0],
+                         feeds), engine, RNG)
+            assert ps.full(c)[0].exact == 1.0, c
 
 
 def _cut_and_inputs(model: ir.Model, inputs: InputSet, node: str) -> tuple[ir.Model, dict[str, np.ndarray]]:

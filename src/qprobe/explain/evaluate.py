@@ -3,10 +3,10 @@
 An observation set holds what one op computed on the target (its input codes and output
 codes) in the form that makes a hypothesis cheap to test:
 
-* ``PairSet`` (Add/Sub with two 8-bit inputs): the observations as a histogram over
+* ``PairSet`` (Add/Sub/Mul with two 8-bit inputs): the observations as a histogram over
   (input pair, output code); a hypothesis is the 256 x 256 table the engine's kernel
-  builds (``eltwise.add_function`` on every pair, the float fallback through
-  ``float_group``), looked up at the observed pairs. The coarse pass evaluates the same
+  builds (``eltwise.add_function``, or Mul's kernel, on every pair, the float fallback
+  through ``float_group``), looked up at the observed pairs. The coarse pass evaluates the same
   formula on a random subsample of observations only (characterization sets, which hold
   every pair once, use a larger subsample for their "full" pass too).
 * ``UnarySet`` (requantizing Concat): per input, a 256-entry table from
@@ -33,7 +33,7 @@ from qprobe.backends.engine import numerics as nx
 from qprobe.backends.engine.kernels import KERNELS
 from qprobe.backends.engine.kernels.base import QType
 from qprobe.backends.engine.kernels.concat import code_requantizer
-from qprobe.backends.engine.kernels.eltwise import add_function
+from qprobe.backends.engine.kernels.eltwise import add_function, build_mul_int
 from qprobe.backends.engine.kernels.float_ops import float_group
 from qprobe.backends.engine.kernels.quantize import quantize_float
 from qprobe.backends.engine.profiles import Numerics
@@ -94,10 +94,13 @@ def _float_kernel(gs: GroupSpec, cand: Candidate, args: Sequence[np.ndarray | No
 
 
 def _pair_fn(gs: GroupSpec, cand: Candidate, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    qa, qb = gs.quantized_inputs[0][1], gs.quantized_inputs[1][1]
     if cand.numerics.compute == "float":
-        qa, qb = gs.quantized_inputs[0][1], gs.quantized_inputs[1][1]
         return _clamped(_float_kernel(gs, cand, [a.astype(qa.dtype), b.astype(qb.dtype)]), gs.clamp)
-    return _clamped(add_function(gs.with_numerics(cand.numerics))(a, b), gs.clamp)
+    spec = gs.with_numerics(cand.numerics)
+    if spec.op_type == "Mul":  # the kernel tabulates every pair itself
+        return _clamped(build_mul_int(spec)([a.astype(qa.dtype), b.astype(qb.dtype)])[0], gs.clamp)
+    return _clamped(add_function(spec)(a, b), gs.clamp)
 
 
 def pair_grid(gs: GroupSpec) -> list[np.ndarray]:
@@ -156,6 +159,7 @@ class UnarySet:
         bounds = np.cumsum([x.shape[axis] for x in inputs])[:-1]
         self.parts = []
         for (_i, q), x, o in zip(gs.quantized_inputs, inputs, np.split(observed, bounds, axis=axis), strict=True):
+            x = np.broadcast_to(x, o.shape)  # a constant input has no sample axis of its own
             keys, counts = np.unique((x.astype(np.int64).reshape(-1) - q.qmin) * 65536
                                      + (o.astype(np.int64).reshape(-1) + 32768), return_counts=True)
             self.parts.append((q, keys // 65536, keys % 65536 - 32768, counts))

@@ -2,7 +2,8 @@
 
 * ``linear_fit``: for Add/Sub, the effective coefficient of each operand and the offset
   by least squares, ``out - zo ~ alpha*(a - za) + beta*(b - zb) + gamma``, next to the
-  expected scale ratios; for a requantizing Concat, per input; for Conv/Gemm/MatMul,
+  expected scale ratios; for a requantizing Concat, per input; for Mul, the effective
+  multiplier of the product; for Conv/Gemm/MatMul,
   the effective gain and offset per output channel against the exact real result
   ``acc * sx*sw/sy``, and the residual's shape (clipping at a level; a constant
   half-LSB shift: a rounding mode). Outputs at the clamp are left out of the fits.
@@ -50,8 +51,8 @@ def _operands(obs: Observation, gs: GroupSpec) -> list[tuple[str, np.ndarray, fl
     sign = -1.0 if gs.spec.op_type == "Sub" else 1.0
     ops = []
     for k, (i, q) in enumerate(gs.quantized_inputs):
-        name = gs.spec.inputs[i].name
-        x = np.broadcast_to(obs.inputs[name], obs.observed.shape)
+        name = gs.spec.inputs[i].name or f"constant {i}"
+        x = np.broadcast_to(gs.operand(i, obs.inputs), obs.observed.shape)
         ops.append((name, x, (sign if k == 1 else 1.0) * float(q.s) / float(out.s), q.z))
     return ops
 
@@ -92,13 +93,14 @@ def eltwise_fit(obs: Observation, gs: GroupSpec) -> dict[str, Any]:
 def concat_fit(obs: Observation, gs: GroupSpec) -> dict[str, Any]:
     out = gs.spec.out_q
     axis = int(gs.spec.attr("axis", 0)) % obs.observed.ndim
+    xs = [gs.operand(i, obs.inputs) for i, _q in gs.quantized_inputs]
     names = [gs.spec.inputs[i].name for i, _q in gs.quantized_inputs]
-    bounds = np.cumsum([obs.inputs[n].shape[axis] for n in names])[:-1]
+    bounds = np.cumsum([x.shape[axis] for x in xs])[:-1]
     parts = zip(gs.quantized_inputs, np.split(obs.observed, bounds, axis=axis),
-                np.split(obs.expected, bounds, axis=axis), names, strict=True)
+                np.split(obs.expected, bounds, axis=axis), names, xs, strict=True)
     rows, points = [], 0
-    for (_i, q), o, e, n in parts:
-        col = [obs.inputs[n].reshape(-1).astype(np.int64) - q.z]
+    for (_i, q), o, e, n, x in parts:
+        col = [np.broadcast_to(x, o.shape).reshape(-1).astype(np.int64) - q.z]
         got, ref = _fit(col, o.reshape(-1), gs.clamp, out.z), _fit(col, e.reshape(-1), gs.clamp, out.z)
         points += int(_inside(o, gs.clamp).sum())
         rows.append({"tensor": n, "expected": float(q.s) / float(out.s), "effective": got[0], "reference_fit": ref[0],
@@ -111,6 +113,12 @@ def exact_real(obs: Observation, gs: GroupSpec) -> tuple[np.ndarray, np.ndarray]
     """The exact real output (in codes, before rounding) the op should produce, and per element
     a key of its inputs (the same key: the same inputs), where known."""
     out = gs.spec.out_q
+    if gs.op_class == "mul" and len(gs.quantized_inputs) == 2:
+        (_n, a, _r, za), (_m, b, _s, zb) = _operands(obs, gs)
+        qa, qb = gs.quantized_inputs[0][1], gs.quantized_inputs[1][1]
+        mult = float(qa.s) * float(qb.s) / float(out.s)
+        key = (a.astype(np.int64) + 32768) * 65536 + (b.astype(np.int64) + 32768)
+        return mult * (a.astype(np.float64) - za) * (b.astype(np.float64) - zb) + out.z, key
     if gs.op_class == "eltwise" and len(gs.quantized_inputs) == 2:
         ops = _operands(obs, gs)
         real = sum(r * (x.astype(np.float64) - z) for _n, x, r, z in ops) + out.z
@@ -161,7 +169,21 @@ def channel_fit(obs: Observation, gs: GroupSpec, real: np.ndarray) -> dict[str, 
             "channels": int(o.shape[1])}
 
 
+def mul_fit(obs: Observation, gs: GroupSpec) -> dict[str, Any]:
+    """``out - zo ~ mu * (a - za) * (b - zb) + gamma``: the effective product multiplier."""
+    (n, a, _r, za), (m, b, _s, zb) = _operands(obs, gs)
+    qa, qb, out = gs.quantized_inputs[0][1], gs.quantized_inputs[1][1], gs.spec.out_q
+    col = [(a.astype(np.int64) - za).reshape(-1) * (b.astype(np.int64) - zb).reshape(-1)]
+    got = _fit(col, obs.observed.reshape(-1), gs.clamp, out.z)
+    ref = _fit(col, obs.expected.reshape(-1), gs.clamp, out.z)
+    return {"kind": "operands", "points": int(_inside(obs.observed, gs.clamp).sum()), "operands": [
+        {"tensor": f"{n} * {m}", "expected": float(qa.s) * float(qb.s) / float(out.s), "effective": got[0],
+         "reference_fit": ref[0]}], "offset": {"effective": got[1], "reference_fit": ref[1], "expected": 0.0}}
+
+
 def linear_fit(obs: Observation, gs: GroupSpec) -> dict[str, Any]:
+    if gs.op_class == "mul" and len(gs.quantized_inputs) == 2:
+        return mul_fit(obs, gs)
     if gs.op_class == "eltwise" and len(gs.quantized_inputs) == 2:
         return eltwise_fit(obs, gs)
     if gs.op_class == "concat":

@@ -10,6 +10,7 @@ numerics are a placeholder; ``GroupSpec.with_numerics`` sets a hypothesis.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +40,16 @@ class GroupSpec:
 
     @property
     def quantized_inputs(self) -> list[tuple[int, QType]]:
-        return [(i, op.qtype) for i, op in enumerate(self.spec.inputs) if op.qtype is not None and op.const is None]
+        """The quantized data operands: activations, and for Add/Sub/Mul/Concat constants too (a
+        constant operand is data there; for Conv/Gemm a constant is a weight)."""
+        data = self.op_class in ("eltwise", "mul", "concat")
+        return [(i, op.qtype) for i, op in enumerate(self.spec.inputs)
+                if op.qtype is not None and (op.const is None or data)]
+
+    def operand(self, i: int, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Operand ``i``'s codes: the observed array, or the constant."""
+        op = self.spec.inputs[i]
+        return np.asarray(inputs[op.name] if op.const is None else op.const)
 
 
 def _qtype(view: GraphView, node: GNode, codes: str) -> QType:

@@ -71,8 +71,10 @@ def consistency(key: np.ndarray, observed: np.ndarray) -> float:
 
 def _concat_key(obs: Observation, gs: GroupSpec) -> np.ndarray:
     axis = int(gs.spec.attr("axis", 0)) % obs.observed.ndim
-    parts = [(k * 65536 + obs.inputs[gs.spec.inputs[i].name].astype(np.int64) + 32768)
-             for k, (i, _q) in enumerate(gs.quantized_inputs)]
+    xs = [gs.operand(i, obs.inputs) for i, _q in gs.quantized_inputs]
+    sizes = np.cumsum([x.shape[axis] for x in xs])[:-1]
+    parts = [k * 65536 + np.broadcast_to(x, o.shape).astype(np.int64) + 32768
+             for k, (x, o) in enumerate(zip(xs, np.split(obs.observed, sizes, axis=axis), strict=True))]
     return np.concatenate(parts, axis=axis)
 
 
@@ -99,7 +101,7 @@ def pattern(obs: Observation, gs: GroupSpec) -> Pattern:
     err = delta != 0
     n_err = int(err.sum())
     found = exact_real(obs, gs)
-    key = found[1] if found is not None else (_concat_key(obs, gs) if gs.op_class == "concat" else None)
+    key = found[1] if found is not None else (_concat_key(obs, gs) if gs.spec.op_type == "Concat" else None)
     ties = None
     if found is not None and n_err:
         frac = found[0] - np.floor(found[0])

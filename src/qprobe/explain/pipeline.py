@@ -134,11 +134,12 @@ def _observe(run: _Run, op: OpNode, cut: ir.Model, arrays: dict[str, dict[str, n
 def observation_sets(obs: Observation, gs: GroupSpec, rng: np.random.Generator) -> list[ObservationSet]:
     spec, qi = gs.spec, gs.quantized_inputs
     per_tensor = all(q.per_tensor for _i, q in qi) and spec.out_q.per_tensor
-    if gs.op_class == "eltwise" and len(qi) == 2 and per_tensor and all(q.dtype in ("int8", "uint8") for _i, q in qi):
-        names = [spec.inputs[i].name for i, _q in qi]
-        return [PairSet(obs.node, gs, obs.inputs[names[0]], obs.inputs[names[1]], obs.observed, rng)]
-    if gs.op_class == "concat" and per_tensor:
-        return [UnarySet(obs.node, gs, [obs.inputs[spec.inputs[i].name] for i, _q in qi], obs.observed)]
+    pairs = gs.op_class in ("eltwise", "mul") and len(qi) == 2 and all(q.dtype in ("int8", "uint8") for _i, q in qi)
+    if pairs and per_tensor:
+        return [PairSet(obs.node, gs, gs.operand(qi[0][0], obs.inputs), gs.operand(qi[1][0], obs.inputs), obs.observed,
+                        rng)]
+    if gs.op_class == "concat" and spec.op_type == "Concat" and per_tensor:
+        return [UnarySet(obs.node, gs, [gs.operand(i, obs.inputs) for i, _q in qi], obs.observed)]
     if gs.op_class in ("conv", "gemm"):
         args = [obs.inputs[op.name] if op.const is None and op.name else op.const for op in spec.inputs]
         return [AccSet(obs.node, gs, args, obs.observed, rng)]

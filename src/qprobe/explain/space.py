@@ -106,6 +106,7 @@ SPACE: dict[str, tuple[Family, ...]] = {
     "conv": tuple(Family(f.name, f.fixed, (*f.varied, _ACC)) for f in _REQUANT if f.name != "affine unit") + (_FLOAT,),
 }
 SPACE["gemm"] = SPACE["conv"]
+SPACE["mul"] = SPACE["conv"]  # Mul reads the same knobs: accumulator, then the requantizer
 
 
 @dataclass(frozen=True)
