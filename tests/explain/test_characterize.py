@@ -44,7 +44,7 @@ def test_the_first_sweep_alone_brackets_the_boundary() -> None:
     ch = characterize("eltwise", "Add", create_backend("ort-fused"), target, lambda sets: [], 1,
                       np.random.default_rng(0))
     assert ch.runs == target.opened == 1
-    env = ch.envelope
+    env = ch.envelopes[0]
     assert env is not None and env.boundary is not None
     safe_below = max(p.ratio for p in env.points if p.safe and p.ratio < 2.5)
     assert 1.99 < safe_below < BOUNDARY <= env.boundary <= 2.0 + 1e-9
@@ -69,3 +69,18 @@ def test_an_envelope_round_trips_and_states_its_ranges() -> None:
     assert env.safe == ((0.5, 3.0),)
     assert Envelope.from_json(env.to_json()) == env
     assert env.statement.startswith("Sub is exact within rounding for every operand ratio below 3.000")
+
+
+def test_a_saturating_conv_accumulator_gets_an_accumulator_envelope() -> None:
+    """A 16-bit saturating accumulator: exact until clipping costs a whole LSB, just above 2**15
+    (the probes keep each channel's largest accumulator at 100 output codes, so the first
+    visible error is at 32768 * (1 + 1/100) at most, and weights move the bound in steps of 131)."""
+    target = Counting(create_backend("engine:onnxruntime", {"conv.acc_bits": "16", "conv.acc_overflow": "saturate"}))
+    ch = characterize("conv", "Conv", create_backend("ort-fused"), target, lambda sets: [], 4,
+                      np.random.default_rng(0))
+    assert ch.runs == target.opened <= 4
+    by = {e.parameter: e for e in ch.envelopes}
+    assert by["multiplier"].boundary is None and by["multiplier"].contains(1e-3)
+    acc = by["accumulator"]
+    assert acc.boundary is not None and 2**15 < acc.boundary <= 2**15 * 1.01 + 2 * 131
+    assert acc.contains(30000) and not acc.contains(40000)

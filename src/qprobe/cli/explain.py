@@ -132,8 +132,8 @@ def render(e: Explanation, profile_out: Path | None) -> None:
     for line in [*_fit_lines(e), _pattern_line(e)]:
         if line:
             console.print(line, highlight=False)
-    if e.envelope is not None:
-        console.print(f"envelope: {e.envelope.statement}", highlight=False)
+    for env in e.envelopes or ((e.envelope,) if e.envelope is not None else ()):
+        console.print(f"envelope: {env.statement}", highlight=False)
     for note in e.notes:
         console.print(f"note: {note}", highlight=False)
     if e.explained and e.best is not None:

@@ -1,8 +1,9 @@
 """Characterization runs: map the target's response to an op class over its parameter, adaptively.
 
 Run 1 sweeps the parameter over [1/16, 16], dense around powers of two, for each operand
-and for extreme zero points (eltwise, concat), or the requantization multiplier from 2**-20
-to 4 over channels with different accumulator magnitudes (conv). Every later run (within
+and for extreme zero points (eltwise, concat), or, for conv, the requantization multiplier
+from 2**-20 to 4 with small accumulators and the accumulator magnitude up to about 2**18
+with multipliers that keep the outputs in range (two envelopes). Every later run (within
 ``budget`` target runs) measures where the knowledge is thinnest: between neighbouring
 measured values on either side of a safe/unsafe change (bisection with many points per
 run), and where the top hypotheses disagree most (their predictions on candidate configs,
@@ -13,7 +14,7 @@ subgraph also becomes an observation set, so that the hypotheses are re-ranked o
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,7 +44,7 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Characterization:
-    envelope: Envelope | None
+    envelopes: tuple[Envelope, ...]  # the main parameter's first
     sets: tuple[ObservationSet, ...]
     runs: int
     notes: tuple[str, ...]
@@ -56,7 +57,8 @@ def _powers_sweep(lo: int, hi: int) -> list[float]:
 
 def initial_configs(op_class: str) -> list[ProbeConfig]:
     if op_class == "conv":
-        return [ProbeConfig(2.0**k) for k in range(-20, 3, 2)]
+        return [ProbeConfig(2.0**k) for k in range(-20, 3, 2)] + \
+            [ProbeConfig(2000.0 + 16000.0 * j, kind="accumulator", step=2000.0) for j in range(17)]
     main = [ProbeConfig(r) for r in _powers_sweep(-4, 4)]
     zps = [ProbeConfig(r, 0, z) for r in (0.5, 1.5, 3.0) for z in ((-128, 0, 0), (127, 0, 0), (0, 0, -128), (0, 0, 127))]
     other = [] if op_class == "concat" else [ProbeConfig(r, 1) for r in (0.5, 1.5, 1.99, 2.0, 3.0, 8.0)]
@@ -86,22 +88,25 @@ def _measure_operands(op_type: str, c: ProbeConfig, gs: GroupSpec, feeds: dict[s
 
 def _measure_conv(c: ProbeConfig, gs: GroupSpec, feeds: dict[str, np.ndarray], e: np.ndarray, o: np.ndarray,
                   rng: np.random.Generator) -> tuple[list[EnvelopePoint], ObservationSet]:
+    """One point per channel: its multiplier (multiplier sweep) or its largest |accumulator|."""
     obs = _observation(gs.spec.node, feeds, e, o)
     found = exact_real(obs, gs)
     gains = channel_fit(obs, gs, found[0])["gains"] if found is not None else [None] * CONV_OUT
+    inputs = [feeds["x"] if op.const is None else op.const for op in gs.spec.inputs]
+    acc = AccSet(gs.spec.node, gs, inputs, o, rng)
     points = []
     for k in range(CONV_OUT):
         d = e[:, k].astype(np.int64) - o[:, k].astype(np.int64)
         m = float(gs.spec.q(0).s) * float(gs.spec.q(1).scale[k]) / float(gs.spec.out_q.s)
-        points.append(EnvelopePoint(m, 1.0, gains[k], float(np.mean(d == 0)), float(np.mean(d)),
+        value = m if c.kind == "multiplier" else float(np.abs(acc.acc[:, k]).max())
+        points.append(EnvelopePoint(value, 1.0, gains[k], float(np.mean(d == 0)), float(np.mean(d)),
                                     int(np.abs(d).max(initial=0)), c.zero_points))
-    inputs = [feeds["x"] if op.const is None else op.const for op in gs.spec.inputs]
-    return points, AccSet(gs.spec.node, gs, inputs, o, rng)
+    return points, acc
 
 
 def measure(op_class: str, op_type: str, configs: Sequence[ProbeConfig], ref: Backend, target: Backend,
-            rng: np.random.Generator) -> tuple[list[EnvelopePoint], list[ObservationSet]]:
-    """One target run (and one reference run) of a probe model holding every config."""
+            rng: np.random.Generator) -> tuple[dict[str, list[EnvelopePoint]], list[ObservationSet]]:
+    """One target run (and one reference run) of a probe model holding every config; points by parameter."""
     if op_class == "conv":
         model, inputs = conv_probe(configs)
     elif op_class == "concat":
@@ -110,7 +115,7 @@ def measure(op_class: str, op_type: str, configs: Sequence[ProbeConfig], ref: Ba
         model, inputs = eltwise_probe(op_type, configs)
     specs = group_specs(model)
     expected, observed = run_model(ref, model, inputs), run_model(target, model, inputs)
-    points: list[EnvelopePoint] = []
+    points: dict[str, list[EnvelopePoint]] = {}
     sets: list[ObservationSet] = []
     for i, c in enumerate(configs):
         e, o, gs = expected[f"probe_{i}"], observed[f"probe_{i}"], specs[f"probe_{i}_op"]
@@ -118,19 +123,34 @@ def measure(op_class: str, op_type: str, configs: Sequence[ProbeConfig], ref: Ba
             p, s = _measure_conv(c, gs, inputs.arrays, e, o, rng)
         else:
             p, s = _measure_operands(op_type, c, gs, inputs.arrays, e, o, rng)
-        points += p
+        points.setdefault(parameter(op_class, c), []).extend(p)
         sets.append(s)
     return points, sets
 
 
-def refine(points: Sequence[EnvelopePoint], op_class: str) -> list[ProbeConfig]:
-    """Points between neighbouring measured values where safe turns unsafe or back."""
-    out = []
-    for (v0, s0), (v1, s1) in itertools.pairwise(by_value(points)):
-        if s0 != s1 and v1 / v0 - 1 > RESOLVED:
-            out += [ProbeConfig(float(v)) for v in np.geomspace(v0, v1, PER_BRACKET + 2)[1:-1]]
-    if op_class == "conv":  # channel 0 carries the config's multiplier
-        return out[:: max(1, len(out) // 24)]
+def parameter(op_class: str, c: ProbeConfig) -> str:
+    if op_class != "conv":
+        return "operand_ratio"
+    return "multiplier" if c.kind == "multiplier" else "accumulator"
+
+
+def _brackets(points: Sequence[EnvelopePoint]) -> list[tuple[float, float]]:
+    """Neighbouring measured values on either side of a safe/unsafe change, not yet resolved."""
+    return [(v0, v1) for (v0, s0), (v1, s1) in itertools.pairwise(by_value(points)) if s0 != s1 and v1 / v0 - 1 > RESOLVED]
+
+
+def refine(points: Mapping[str, Sequence[EnvelopePoint]], op_class: str) -> list[ProbeConfig]:
+    """Probes between neighbouring measured values where safe turns unsafe or back."""
+    out = [ProbeConfig(float(v)) for v0, v1 in _brackets(points.get("operand_ratio", []))
+           for v in np.geomspace(v0, v1, PER_BRACKET + 2)[1:-1]]
+    if op_class == "conv":  # 8 channels per probe: one multiplier each, or one accumulator target each
+        for v0, v1 in _brackets(points.get("multiplier", [])):
+            out.append(ProbeConfig(float(np.sqrt(v0 * v1)) * 2 ** 1.75))
+        for v0, v1 in _brackets(points.get("accumulator", [])):
+            if v1 - v0 <= 2 * (128 + abs(ProbeConfig(0).zero_points[0])):
+                continue  # one weight unit apart: as fine as integer weights can resolve
+            step = (v1 - v0) / (3 * CONV_OUT + 1)
+            out += [ProbeConfig(v0 + step * (1 + j * CONV_OUT), kind="accumulator", step=step) for j in range(3)]
     return out
 
 
@@ -164,20 +184,22 @@ def characterize(
     budget: int, rng: np.random.Generator, progress: Progress | None = None,
 ) -> Characterization:
     """Up to ``budget`` target runs; ``top(sets)`` gives the current top distinct hypotheses."""
-    points: list[EnvelopePoint] = []
+    points: dict[str, list[EnvelopePoint]] = {}
     sets: list[ObservationSet] = []
     configs = initial_configs(op_class)
     runs, notes = 0, []
+    main = "multiplier" if op_class == "conv" else "operand_ratio"
     while configs and runs < budget:
         if progress:
             progress(f"characterization run {runs + 1}: {len(configs)} probe subgraphs")
         p, s = measure(op_class, op_type, configs, ref, target, rng)
         runs += 1
-        points += p
+        for k, v in p.items():
+            points.setdefault(k, []).extend(v)
         sets += s
-        measured = {q.ratio for q in points}
+        measured = {q.ratio for q in points.get(main, [])}
         configs = refine(points, op_class) + disagreements(op_type, top(sets), measured)
     if configs:
         notes.append(f"the run budget ({budget}) ended with {len(configs)} probe subgraphs left to measure")
-    return Characterization(build_envelope(op_class, op_type, "multiplier" if op_class == "conv" else "operand_ratio",
-                                           points), tuple(sets), runs, tuple(notes))
+    envelopes = tuple(e for e in (build_envelope(op_class, op_type, k, v) for k, v in points.items()) if e is not None)
+    return Characterization(envelopes, tuple(sets), runs, tuple(notes))

@@ -1,7 +1,8 @@
 """The safe envelope: the parameter ranges in which the target computes an op class correctly.
 
 ``parameter`` is ``operand_ratio`` (an operand's scale / the output's scale) for eltwise and
-concat, ``multiplier`` (``sx * sw / sy``) for conv and gemm. A measured point is safe when
+concat, ``multiplier`` (``sx * sw / sy``) for conv and gemm, and ``accumulator`` (the largest
+|accumulator| of a conv channel) for conv's second sweep. A measured point is safe when
 the target agrees with the reference within rounding (every output within 1 LSB, mean
 delta within 0.5 LSB); a parameter value measured several times (zero point variants) is
 safe only if all its points are. ``safe`` lists closed-open ranges between measured points;
@@ -91,12 +92,15 @@ def safe_ranges(points: Sequence[EnvelopePoint]) -> tuple[tuple[float, float], .
 
 
 def _fmt(v: float) -> str:
+    if abs(v) >= 1000:
+        return f"{v:.0f}"
     return f"{v:.4g}" if abs(v - round(v, 3)) > 5e-4 or v < 0.1 else f"{v:.3f}"
 
 
 def statement(op_type: str, parameter: str, ranges: Sequence[tuple[float, float]],
               values: Sequence[tuple[float, bool]], boundary: float | None) -> str:
-    label = "operand ratio" if parameter == "operand_ratio" else "requantization multiplier"
+    label = {"operand_ratio": "operand ratio", "multiplier": "requantization multiplier",
+             "accumulator": "accumulator magnitude"}.get(parameter, parameter)
     lo, hi = values[0][0], values[-1][0]
     span = f"(measured from {_fmt(lo)} to {_fmt(hi)})"
     if not ranges:

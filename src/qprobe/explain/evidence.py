@@ -213,7 +213,8 @@ def _operand_sentence(fit: dict[str, Any], op_type: str) -> str:
     offset = fit["offset"]["effective"]
     if dev[k] > 0.01:
         off = f", offset by {offset:+.2f} LSB" if abs(offset) > 0.5 else ""
-        return (f"the target behaves as if operand {idx} ({r['tensor']}) were scaled by {r['effective']:.3g} "
+        eff = r["effective"] if abs(r["effective"]) > 1e-9 else 0.0
+        return (f"the target behaves as if operand {idx} ({r['tensor']}) were scaled by {eff:.3g} "
                 f"instead of {r['expected']:.3g}{off}")
     if abs(offset) > 0.25:
         return f"the target's coefficients match the scale ratios within 1%, but its outputs are offset by {offset:+.2f} LSB"

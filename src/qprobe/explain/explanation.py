@@ -88,6 +88,7 @@ class Explanation:
     ref: str = ""
     target: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
+    envelopes: tuple[Envelope, ...] = ()  # every characterized parameter; ``envelope`` is the first
 
     @property
     def profile_passes(self) -> bool:
@@ -106,7 +107,7 @@ class Explanation:
             "causes": [c.to_json() for c in self.causes], "checklist": list(self.checklist),
             "input_checks": [c.to_json() for c in self.input_checks], "observations": self.observations,
             "search": self.search, "model": self.model, "ref": self.ref, "target": self.target,
-            "provenance": self.provenance,
+            "provenance": self.provenance, "envelopes": [e.to_json() for e in self.envelopes],
         })
 
     @classmethod
@@ -126,6 +127,7 @@ class Explanation:
             characterization_runs=int(d.get("characterization_runs", 0)), observations=d.get("observations", ""),
             search=dict(d.get("search", {})), model=d.get("model", ""), ref=d.get("ref", ""),
             target=d.get("target", ""), provenance=dict(d.get("provenance") or {}),
+            envelopes=tuple(Envelope.from_json(e) for e in d.get("envelopes", ())),
         )
 
     def save(self, path: Path) -> None:

@@ -176,13 +176,13 @@ def _pool(ranked: list[Ranked], groups: int = 8, per_group: int = 24, margin: fl
 
 
 def _characterize(run: _Run, gs: GroupSpec, ranked: list[Ranked], sets: list[ObservationSet], budget: int,
-                  rng: np.random.Generator) -> tuple[list[Ranked], Envelope | None, int]:
+                  rng: np.random.Generator) -> tuple[list[Ranked], tuple[Envelope, ...], int]:
     if not run.target.capabilities().accepts_models:
         run.notes.append("no characterization: the target replays recorded data and cannot run probe models")
-        return ranked, None, 0
+        return ranked, (), 0
     if gs.op_class not in ("eltwise", "concat", "conv") or gs.spec.op_type not in ("Add", "Sub", "Concat", "Conv"):
         run.notes.append(f"no characterization probes for {gs.spec.op_type} yet (Add, Sub, Concat and Conv have them)")
-        return ranked, None, 0
+        return ranked, (), 0
     before = run.target.opened
     ch = run_characterization(gs.op_class, gs.spec.op_type, run.ref, run.target, _top(ranked, sets), budget, rng,
                               run.progress)
@@ -190,7 +190,7 @@ def _characterize(run: _Run, gs: GroupSpec, ranked: list[Ranked], sets: list[Obs
     pool = _pool(ranked)
     run.say(f"re-ranking {len(pool)} hypotheses on the culprit and {len(ch.sets)} probe subgraphs")
     reranked, _stats = search(pool, [*sets, *ch.sets], max_groups=12, min_groups=6, per_group=2)
-    return reranked or ranked, ch.envelope, run.target.opened - before
+    return reranked or ranked, ch.envelopes, run.target.opened - before
 
 
 def _model_rank(run: _Run, gs: GroupSpec, ranked: list[Ranked], screen: Screen
@@ -287,9 +287,10 @@ def explain(
     cands = candidates(gs.op_class, gs.spec.op_type) if sets else []
     run.say(f"searching {len(cands)} hypotheses for {gs.spec.op_type} ({gs.op_class})")
     ranked, stats = search(cands, sets) if sets else ([], None)
-    envelope, char_runs = None, 0
+    envelopes: tuple[Envelope, ...] = ()
+    char_runs = 0
     if characterize and sets:
-        ranked, envelope, char_runs = _characterize(run, gs, ranked, sets, budget, rng)
+        ranked, envelopes, char_runs = _characterize(run, gs, ranked, sets, budget, rng)
     pairs, base = _model_rank(run, gs, ranked, screen)
     hyps = tuple(_hypothesis(r, c) for r, c in pairs[:20])
     best = hyps[0] if hyps else None
@@ -304,7 +305,8 @@ def explain(
                          f"output codes (below {100 * EXPLAINED:.0f}%); no fitted profile is written")
     return Explanation(
         explained=explained, node=op.name, op_type=op.op_type, op_class=gs.op_class, best=best, hypotheses=hyps,
-        linear_fit=fit, sentence=sentence(fit, op.op_type), envelope=envelope, profile=text,
+        linear_fit=fit, sentence=sentence(fit, op.op_type), envelope=envelopes[0] if envelopes else None,
+        envelopes=envelopes, profile=text,
         target_runs=counted.opened, notes=tuple(run.notes), pattern=pat,
         causes=() if explained else tuple(rank_causes(pat)), checklist=() if explained else tuple(checklist_lines()),
         profile_base=base if explained else None, profile_check=rows, input_checks=checks,

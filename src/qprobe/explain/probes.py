@@ -7,8 +7,10 @@ its own scales and zero points, the op, a QuantizeLinear), its own graph output
 * ``Add``/``Sub``: inputs ``a``, ``b`` of shape [16, 4096] holding all 65 536 int8 pairs;
 * ``Concat`` (requantizing): ``x`` of shape [1, 256] (every code), concatenated with a copy
   of itself quantized like the output;
-* ``Conv`` (1x1, 16 -> 8 channels, per-channel weights): random full-range codes; the
-  per-channel multipliers ``sx*sw/sy`` are the swept parameter.
+* ``Conv`` (1x1, 16 -> 8 channels, per-channel weights): random full-range codes, with the
+  extremes; two sweeps: the per-channel multipliers ``sx*sw/sy`` with small accumulators,
+  and the accumulator magnitude (weights growing over channels and configs) with
+  multipliers that keep the outputs in range.
 
 ``ratio`` of a config is the swept operand's float32 scale over the output's (or the
 conv's first channel multiplier); the other operand sits at a ratio below 1.
@@ -41,6 +43,8 @@ class ProbeConfig:
     ratio: float  # requested swept parameter
     swept: int = 0  # which operand carries it (0 or 1)
     zero_points: tuple[int, int, int] = (3, -5, 1)  # inputs..., output
+    kind: str = "multiplier"  # conv only: "multiplier" or "accumulator" sweep
+    step: float = 0.0  # conv accumulator sweep: channel k aims at |acc| = ratio + k * step
 
     def scales(self) -> tuple[float, float, float]:
         other = OTHER_RATIO * OUT_SCALE
@@ -102,31 +106,51 @@ def concat_probe(configs: Sequence[ProbeConfig]) -> tuple[ir.Model, InputSet]:
     return model, InputSet(feeds, "every int8 code")
 
 
-def conv_weights(rng: np.random.Generator) -> np.ndarray:
-    """Per output channel a different weight magnitude, so accumulators span a wide range."""
-    mags = np.linspace(8, 127, CONV_OUT).round().astype(np.int64)
-    w = rng.integers(-1, 2, size=(CONV_OUT, CONV_IN, 1)) * mags[:, None, None]
-    return np.clip(w, -127, 127).astype(np.int8)
+def conv_weights(c: ProbeConfig, rng: np.random.Generator, x_bound: int) -> np.ndarray:
+    """Small random weights for the multiplier sweep (accumulators far below 2**15); for the
+    accumulator sweep, positive weights whose sum makes channel k's largest |accumulator|
+    ``x_bound * sum(w)`` as close as possible to ``ratio + k * step``."""
+    if c.kind == "multiplier":
+        return (rng.integers(-1, 2, size=(CONV_OUT, CONV_IN, 1)) * 8).astype(np.int8)
+    w = np.zeros((CONV_OUT, CONV_IN, 1), dtype=np.int64)
+    for k in range(CONV_OUT):
+        total = int(np.clip(round((c.ratio + k * c.step) / x_bound), 1, 127 * CONV_IN))
+        w[k, :, 0] = total // CONV_IN + (np.arange(CONV_IN) < total % CONV_IN)
+    return w.astype(np.int8)
+
+
+def conv_multipliers(c: ProbeConfig, w: np.ndarray, x_bound: int) -> np.ndarray:
+    """Channel multipliers ``sx*sw/sy``: the swept value over channels (multiplier sweep), or one
+    that keeps each channel's largest accumulator within 100 output codes (accumulator sweep)."""
+    if c.kind == "multiplier":
+        return np.asarray([c.ratio / 2 ** (k / 2) for k in range(CONV_OUT)])
+    bound = np.abs(w.astype(np.int64)).reshape(CONV_OUT, -1).sum(axis=1) * x_bound
+    return 100.0 / bound
 
 
 def conv_probe(configs: Sequence[ProbeConfig], seed: int = 0) -> tuple[ir.Model, InputSet]:
-    """1x1 Conv subgraphs; config ``ratio`` is channel 0's multiplier, channel k's is ratio / 2**(k/2)."""
+    """1x1 Conv subgraphs (16 -> 8 channels, per-channel weights) on random full-range codes."""
     rng = np.random.default_rng(seed)
-    w = conv_weights(rng)
     nodes: list[onnx.NodeProto] = []
-    inits: list[onnx.TensorProto] = [numpy_helper.from_array(w, "w_codes")]
+    inits: list[onnx.TensorProto] = []
+    sx, sy = 0.05, 0.05
     for i, c in enumerate(configs):
-        sx, sy = 0.05, 0.05
-        sw = np.asarray([c.ratio * sy / sx / 2 ** (k / 2) for k in range(CONV_OUT)], dtype=np.float32)
-        inits += [*_q(f"p{i}_x", sx, c.zero_points[0]), *_q(f"p{i}_y", sy, c.zero_points[2]),
-                  *_q(f"p{i}_w", sw, np.zeros(CONV_OUT, dtype=np.int8))]
+        x_bound = 128 + abs(c.zero_points[0])
+        w = conv_weights(c, rng, x_bound)
+        m = conv_multipliers(c, w, x_bound)
+        sw = np.asarray(m * sy / sx, dtype=np.float32)
+        inits += [numpy_helper.from_array(w, f"p{i}_w_codes"), *_q(f"p{i}_x", sx, c.zero_points[0]),
+                  *_q(f"p{i}_y", sy, c.zero_points[2]), *_q(f"p{i}_w", sw, np.zeros(CONV_OUT, dtype=np.int8))]
         nodes += [_dq("x", f"p{i}_x"),
-                  helper.make_node("DequantizeLinear", ["w_codes", f"p{i}_w_s", f"p{i}_w_z"], [f"p{i}_w_f"],
+                  helper.make_node("DequantizeLinear", [f"p{i}_w_codes", f"p{i}_w_s", f"p{i}_w_z"], [f"p{i}_w_f"],
                                    name=f"p{i}_w_dq", axis=0),
                   helper.make_node("Conv", [f"p{i}_x_f", f"p{i}_w_f"], [f"p{i}_c"], name=f"probe_{i}_op"),
                   helper.make_node("QuantizeLinear", [f"p{i}_c", f"p{i}_y_s", f"p{i}_y_z"], [f"probe_{i}"],
                                    name=f"probe_{i}_q")]
-    feeds = {"x": rng.integers(-128, 128, size=(8, CONV_IN, CONV_LEN)).astype(np.int8)}
+    x = rng.integers(-128, 128, size=(8, CONV_IN, CONV_LEN))
+    x[0, :, :8] = 127  # every channel's extreme accumulator occurs
+    x[0, :, 8:16] = -128
+    feeds = {"x": x.astype(np.int8)}
     model = _model(nodes, inits, {"x": ["N", CONV_IN, CONV_LEN]},
                    {f"probe_{i}": ["N", CONV_OUT, CONV_LEN] for i in range(len(configs))})
     return model, InputSet(feeds, "random int8 codes")
