@@ -258,6 +258,9 @@ def _gather(run: _Run, op: OpNode, cut: ir.Model, arrays: dict[str, dict[str, np
     tgt_cap = capture(run.target, run.model, plan, run.inputs, set(), ref_cap.keep, run.batch_size)
     checks = _input_checks(op, ref_cap, tgt_cap)
     obs = _observe(run, op, cut, arrays, source, ref_cap, tgt_cap, checks)
+    if obs.sampled:
+        run.notes.append(f"memory bound: the observations keep {obs.samples.size} of {obs.total_samples} samples "
+                         "(evenly spread)")
     screen = Screen(apply_probe_plan(run.model, plan), tgt_cap.kept, kept_inputs(run.inputs, tgt_cap.keep), index)
     return obs, screen, checks
 
