@@ -1,5 +1,5 @@
 """``python -m qprobe``."""
 
-from qprobe.cli.main import main
+from qprobe.cli.entry import main
 
 main()

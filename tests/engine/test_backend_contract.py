@@ -48,11 +48,12 @@ def test_session_returns_every_output_with_onnxruntime_dtypes() -> None:
 
 
 def test_unsupported_op_names_op_and_node() -> None:
-    node = helper.make_node("Erf", ["x"], ["y"], name="my_erf")
+    node = helper.make_node("Hardmax", ["x"], ["y"], name="my_hardmax")
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
-    with pytest.raises(UnsupportedOpError, match="'Erf'.*'my_erf'"):
+    with pytest.raises(UnsupportedOpError, match="'Hardmax'.*'my_hardmax'") as err:
         EngineBackend(get_profile("exact")).open(ir.from_proto(helper.make_model(graph)))
+    assert "\n" not in str(err.value)
 
 
 def test_node_override_changes_that_node_only() -> None:

@@ -137,3 +137,32 @@ def test_quant_index_of_a_qoperator_model(tmp_path: Path) -> None:
     # probing a QOperator model exposes the uint8 outputs of its QLinear ops, unchanged
     plan = plan_probes(load_model(path), idx, "op-outputs")
     assert add.output[0] in plan.tensors
+
+
+def test_mul_reports_its_one_multiplier_and_float_operand_adds_are_not_int8(tmp_path: Path) -> None:
+    """Issue 8 item 8: a Mul's requantization is s_a*s_b/s_out, not per-operand ratios; an Add with a
+    float operand is no int8 eltwise op, so no ratio is flagged for it."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    c = {n: numpy_helper.from_array(np.asarray(v, d), n) for n, v, d in [
+        ("sa", 0.2, np.float32), ("sb", 0.25, np.float32), ("so", 0.01, np.float32), ("z", 0, np.int8),
+        ("f", [1.5], np.float32)]}
+    nodes = [
+        helper.make_node("QuantizeLinear", ["a", "sa", "z"], ["aq"], name="qa"),
+        helper.make_node("DequantizeLinear", ["aq", "sa", "z"], ["ad"], name="dqa"),
+        helper.make_node("QuantizeLinear", ["b", "sb", "z"], ["bq"], name="qb"),
+        helper.make_node("DequantizeLinear", ["bq", "sb", "z"], ["bd"], name="dqb"),
+        helper.make_node("Mul", ["ad", "bd"], ["m"], name="mul"),
+        helper.make_node("QuantizeLinear", ["m", "so", "z"], ["mq"], name="qm"),
+        helper.make_node("DequantizeLinear", ["mq", "so", "z"], ["md"], name="dqm"),
+        helper.make_node("Add", ["md", "b"], ["s"], name="float_add"),
+        helper.make_node("QuantizeLinear", ["s", "so", "z"], ["sq"], name="qs"),
+    ]
+    vi = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 4]) for n in ("a", "b")]
+    g = helper.make_graph(nodes, "g", vi, [helper.make_tensor_value_info("sq", TensorProto.INT8, ["N", 4])],
+                          list(c.values()))
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
+    idx = build_quant_index(load_model(tmp_path / "m.onnx"))
+    mul, add = idx.op("mul"), idx.op("float_add")
+    assert idx.scale_ratios(mul) is None and idx.multiplier(mul) == pytest.approx(0.2 * 0.25 / 0.01)
+    assert add.q_inputs[1] is None and idx.scale_ratios(add) is None and idx.multiplier(add) is None

@@ -20,6 +20,7 @@ from onnx import helper, numpy_helper
 from qprobe.backends import BackendBase, Capabilities
 from qprobe.backends.onnxruntime import OrtBackend, OrtSession
 from qprobe.model.loader import model_from_proto, to_proto
+from qprobe.model.qoperator import SIGNATURES
 
 
 def _exposed_and_consumed(g: onnx.GraphProto, out: str) -> bool:
@@ -40,7 +41,17 @@ def add_offset(model: ir.Model, nodes: Sequence[str], offset: float, vanish_when
             n.output[0] = out + "_raw"
             c = numpy_helper.from_array(np.array(offset, dtype=np.float32), f"{n.name}_defect_c")
             g.initializer.append(c)
-            new_nodes.append(helper.make_node("Add", [out + "_raw", c.name], [out], name=f"{n.name}_defect"))
+            sig = SIGNATURES.get(n.op_type)
+            if sig is None or sig.output is None:
+                new_nodes.append(helper.make_node("Add", [out + "_raw", c.name], [out], name=f"{n.name}_defect"))
+                continue
+            # a QOperator node writes codes: shift its real value through its own output quantization
+            s, z = (n.input[i] for i in sig.output)
+            new_nodes += [
+                helper.make_node("DequantizeLinear", [out + "_raw", s, z], [out + "_real"], name=f"{n.name}_defect_dq"),
+                helper.make_node("Add", [out + "_real", c.name], [out + "_moved"], name=f"{n.name}_defect"),
+                helper.make_node("QuantizeLinear", [out + "_moved", s, z], [out], name=f"{n.name}_defect_q"),
+            ]
     del g.node[:]
     g.node.extend(new_nodes)
     return model_from_proto(proto)

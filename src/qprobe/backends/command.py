@@ -6,7 +6,9 @@ template with ``{model}``, ``{inputs}``, ``{outputs}`` and ``{workdir}`` replace
 paths (``{outputs}`` is ``WORKDIR/outputs.npz``), in the work directory, without a shell
 unless ``shell=1``. The command must write ``outputs.npz``: one array per graph output of
 the model, keyed by output name, samples on axis 0, floats or integer codes (extra unit
-dimensions and a leading ``[N, 1, ...]`` are accepted). The same paths are also in the
+dimensions and a leading ``[N, 1, ...]`` are accepted). qprobe never asks for tensors that carry
+no per-sample data (shape computations, ``model.graph.sample_tensors``), so every requested output
+has the sample axis first. The same paths are also in the
 environment as ``QPROBE_MODEL``, ``QPROBE_INPUTS``, ``QPROBE_OUTPUTS``, ``QPROBE_WORKDIR``.
 
 A crash, a timeout, a non-zero exit, missing or malformed outputs, NaN or Inf, wrong
@@ -67,6 +69,14 @@ class CommandRunError(TargetRunError):
 
 class _RunFailure(Exception):
     """One attempt failed (internal: becomes a CommandRunError after the retries)."""
+
+
+_RUN_LOG = {"executed": 0, "cached": 0}
+
+
+def run_log() -> tuple[int, int]:
+    """(target runs executed, target runs taken from the cache) by command targets in this process."""
+    return _RUN_LOG["executed"], _RUN_LOG["cached"]
 
 
 def default_cache_dir() -> Path:
@@ -221,10 +231,12 @@ class CommandSession:
         cached = self._cache_get(key, n)
         if cached is not None:
             self._b.runs_cached += 1
+            _RUN_LOG["cached"] += 1
             return cached
         t0 = time.monotonic()
         outputs = self._execute(key, arrays, n)
         self._b.runs_executed += 1
+        _RUN_LOG["executed"] += 1
         self._cache_put(key, outputs, time.monotonic() - t0)
         return outputs
 

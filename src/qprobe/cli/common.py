@@ -18,6 +18,7 @@ from qprobe.compare.inputs import InputRequest, resolve_inputs
 from qprobe.errors import InputError
 from qprobe.model.inputs import InputSet
 from qprobe.model.loader import load_model
+from qprobe.model.patterns import float_weights_in_qdq
 
 
 def _console(stderr: bool = False) -> Console:
@@ -34,6 +35,7 @@ EXAMPLES = ("tcn",)
 ModelArg = Annotated[Path | None, typer.Argument(help="The int8 QDQ (or QOperator) ONNX model.", show_default=False)]
 ExampleOpt = Annotated[str | None, typer.Option("--example", help="Use a bundled example model instead of MODEL: tcn.")]
 RefOpt = Annotated[str, typer.Option("--ref", help="Reference backend spec: ort, ort-fused, engine:PROFILE, recorded:PATH, command:TEMPLATE.")]
+AutoRefOpt = Annotated[str | None, typer.Option("--ref", help="Reference backend spec (default: ort-fused, onnxruntime's integer kernels; ort for models with float weights inside QDQ groups, which ort-fused would quantize itself).", show_default=False)]
 TargetOpt = Annotated[str, typer.Option("--target", help="Target backend spec (same forms as --ref).")]
 RefKv = Annotated[list[str] | None, typer.Option("--ref-opt", help="KEY=VALUE option for the reference backend (repeatable).")]
 TargetKv = Annotated[list[str] | None, typer.Option("--target-opt", "--set", help="KEY=VALUE option for the target backend; for engine targets a profile override (repeatable).")]
@@ -93,17 +95,36 @@ class RunSetup:
 
 
 def resolve_run(
-    model: Path | None, example: str | None, ref: str, ref_opt: list[str] | None, target: str,
+    model: Path | None, example: str | None, ref: str | None, ref_opt: list[str] | None, target: str,
     target_opt: list[str] | None, inputs: Path | None, random: int | None, seed: int, random_mode: str,
 ) -> RunSetup:
-    """Model (or example), both backends and the samples, with stedgeai's default of 10 random samples."""
+    """Model (or example), both backends and the samples, with stedgeai's default of 10 random samples.
+
+    ``ref=None`` picks the reference that matches the deployed arithmetic (``default_reference``)."""
     m, name, example_inputs = resolve_model(model, example)
+    if ref is None:
+        ref, why = default_reference(m)
+        if why:
+            err_console.print(f"note: {why}", highlight=False, soft_wrap=True)
     ref_b = make_backend(ref, ref_opt, "--ref-opt")
     tgt_b = make_backend(target, target_opt, "--target-opt")
     for b in (ref_b, tgt_b):
         b.bind(m)
     request = InputRequest(inputs, random, seed, random_mode, example_inputs)
     return RunSetup(m, name, ref_b, tgt_b, resolve_inputs(m, request, (ref_b, tgt_b)))
+
+
+def default_reference(m: ir.Model) -> tuple[str, str]:
+    """(reference spec, why when it is not the usual one): ``ort-fused`` (onnxruntime's integer
+    kernels, which ``engine:onnxruntime`` reproduces bit for bit), or ``ort`` when float weights sit
+    inside QDQ groups: onnxruntime's optimizer quantizes those itself, so ``ort-fused`` computes
+    another model than the board, OpenVINO or TFLite (docs/on-your-board.md)."""
+    nodes = float_weights_in_qdq(m)
+    if not nodes:
+        return "ort-fused", ""
+    return "ort", (f"{len(nodes)} op(s) keep float weights inside QDQ groups ({', '.join(nodes[:3])}"
+                   f"{', ...' if len(nodes) > 3 else ''}); ort-fused would quantize them itself, so the reference "
+                   "is ort (float weights, as deployed); pass --ref ort-fused to override")
 
 
 @contextmanager

@@ -10,16 +10,17 @@ from typing import Annotated
 import typer
 
 from qprobe.cli.common import (
+    AutoRefOpt,
     BatchOpt,
     ExampleOpt,
     ModelArg,
     RandomModeOpt,
     RandomOpt,
     RefKv,
-    RefOpt,
     SeedOpt,
     TargetKv,
     console,
+    default_reference,
     make_backend,
     resolve_model,
 )
@@ -47,7 +48,7 @@ def extract(
     out: OutOpt = None,
     float_boundary: FloatOpt = False,
     bundle: BundleOpt = None,
-    ref: RefOpt = "ort-fused",
+    ref: AutoRefOpt = None,
     target: TargetOpt = None,
     ref_opt: RefKv = None,
     target_opt: TargetKv = None,
@@ -81,6 +82,10 @@ def extract(
         console.print(f"wrote {out}: {len(list(cut.graph))} nodes; inputs {', '.join(ins)}; outputs {', '.join(outs)}")
     if bundle is None:
         return
+    if ref is None:
+        ref, why = default_reference(m)
+        if why:
+            console.print(f"note: {why}", highlight=False)
     ref_b = make_backend(ref, ref_opt, "--ref-opt")
     tgt_b = make_backend(target, target_opt, "--target-opt") if target else None
     samp = resolve_inputs(m, InputRequest(samples, random, seed, random_mode, example_inputs), [ref_b])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qprobe.cli.common import ExampleOpt, ModelArg, console, resolve_model
+from qprobe.cli.common import ExampleOpt, ModelArg, console, default_reference, resolve_model
 from qprobe.model.quant import build_quant_index
 from qprobe.report.terminal import quant_index_table
 
@@ -16,3 +16,6 @@ def inspect(model: ModelArg = None, example: ExampleOpt = None) -> None:
     console.print(quant_index_table(index))
     console.print("ratios >= 2 are highlighted: a coefficient that needs more than 1 integer bit "
                   "(see the motivating case, 0.099/0.049 = 2.02)")
+    _, why = default_reference(m)
+    if why:
+        console.print(f"note: {why}", highlight=False)

@@ -11,6 +11,7 @@ import onnx_ir as ir
 import typer
 
 from qprobe.cli.common import (
+    AutoRefOpt,
     BatchOpt,
     ExampleOpt,
     InputsOpt,
@@ -19,7 +20,6 @@ from qprobe.cli.common import (
     RandomModeOpt,
     RandomOpt,
     RefKv,
-    RefOpt,
     SeedOpt,
     TargetKv,
     console,
@@ -47,7 +47,7 @@ ClassifyOpt = Annotated[bool, typer.Option("--classify/--no-classify", help="Als
 def localize(
     model: ModelArg = None,
     example: ExampleOpt = None,
-    ref: RefOpt = "ort-fused",
+    ref: AutoRefOpt = None,
     target: LocTargetOpt = "",
     ref_opt: RefKv = None,
     target_opt: TargetKv = None,
@@ -67,7 +67,8 @@ def localize(
 ) -> None:
     """Find the op that introduces the error (not one that only carries it), counting target runs.
 
-    The reference defaults to ort-fused: onnxruntime's integer QDQ kernels, which the engine's
+    The reference defaults to ort-fused (ort for models with float weights inside QDQ groups):
+    onnxruntime's integer QDQ kernels, which the engine's
     `onnxruntime` profile reproduces bit for bit, so every op the target computes like
     onnxruntime compares exact and only real defects remain.
     """
@@ -90,7 +91,7 @@ def localize(
         div.save(json_out)
         console.print(f"wrote {json_out}")
     if bundle is not None:
-        _bundle(bundle, m, loc, ref, target, name, target_opt)
+        _bundle(bundle, m, loc, run.ref.spec, target, name, target_opt)
     if exit_code and div.culprit is not None:
         raise typer.Exit(1)
 

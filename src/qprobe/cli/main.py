@@ -1,12 +1,11 @@
 """The ``qprobe`` command: subcommands are registered here, in one listed place.
 
-A ``QprobeError`` (a user error) prints one line on stderr and exits with code 2; any
-other exception is a bug and keeps its traceback.
+``run(argv)`` returns the exit code: a ``QprobeError`` (a user error) or a bad option prints one
+line on stderr and gives 2; Ctrl-C propagates as ``KeyboardInterrupt`` to ``cli.entry``, which
+reports it (exit 130); any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
-
-import sys
 
 import typer
 
@@ -15,11 +14,13 @@ from qprobe.cli import compare as compare_cmd
 from qprobe.cli import example as example_cmd
 from qprobe.cli import explain as explain_cmd
 from qprobe.cli import extract as extract_cmd
+from qprobe.cli import fix as fix_cmd
 from qprobe.cli import inspect as inspect_cmd
 from qprobe.cli import localize as localize_cmd
 from qprobe.cli import profiles as profiles_cmd
 from qprobe.cli import stedgeai as stedgeai_cmd
 from qprobe.cli.common import err_console
+from qprobe.cli.entry import EXIT_INTERRUPTED
 from qprobe.errors import QprobeError
 
 app = typer.Typer(
@@ -36,6 +37,7 @@ app.command("profiles")(profiles_cmd.profiles)
 app.command("localize")(localize_cmd.localize)
 app.command("extract")(extract_cmd.extract)
 app.command("explain")(explain_cmd.explain)
+app.command("fix")(fix_cmd.fix)
 app.command(
     "stedgeai-run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
 )(stedgeai_cmd.stedgeai_run)
@@ -54,12 +56,40 @@ def _root(
     """qprobe: compare, localize, extract, explain, emulate."""
 
 
-def main() -> None:
+def run(argv: list[str]) -> int:
+    """Run the CLI on ``argv``; the exit code (0 ok, 1 a failing verdict, 2 a user error)."""
     try:
-        app()
+        result = app(args=argv, standalone_mode=False)
     except QprobeError as e:
         err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-        sys.exit(e.exit_code)
+        return e.exit_code
+    except typer.Abort as e:  # click turns Ctrl-C inside a prompt into Abort
+        raise KeyboardInterrupt from e
+    except typer.TyperException as e:  # bad options and arguments: one line, no traceback
+        return _usage_error(e)
+    if result == EXIT_INTERRUPTED:  # typer turns Ctrl-C inside a command into Exit(130)
+        raise KeyboardInterrupt
+    return result if isinstance(result, int) else 0
+
+
+def _usage_error(e: Exception) -> int:
+    code = int(getattr(e, "exit_code", 2))
+    ctx = getattr(e, "ctx", None)
+    fmt = getattr(e, "format_message", None)
+    if fmt is None or type(e).__name__ == "NoArgsIsHelpError":
+        show = getattr(e, "show", None)
+        if show is not None:
+            show()  # no arguments at all: the help text
+        return code
+    where = f" (`{ctx.command_path} --help` lists the options)" if ctx is not None else ""
+    err_console.print(f"[bold red]error:[/] {fmt()}{where}", highlight=False, soft_wrap=True)
+    return code
+
+
+def main() -> None:
+    from qprobe.cli.entry import main as entry
+
+    entry()
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Any
 
 from qprobe import serde
 from qprobe.compare.accumulate import ComparisonAccumulator, TensorAccumulator
-from qprobe.compare.policy import TolerancePolicy
+from qprobe.compare.policy import EXACT, TolerancePolicy
 from qprobe.compare.result import Comparison, OutputEffect, ProbeEffect, TensorComparison
 from qprobe.errors import BackendError
 from qprobe.model.quant import QuantIndex
@@ -80,8 +80,8 @@ def finish(
     """Judge every tensor and build the Comparison (``unchecked``: role -> why no unprobed run)."""
     policy = policy or TolerancePolicy()
     acc = done.acc
-    rows = tuple(_row(n, acc.tensors[n], index, policy) for n in acc.names if n in acc.tensors)
-    deployed = tuple(_row(n, acc.deployed[n], index, policy) for n in acc.outputs if n in acc.deployed)
+    rows = _rows([n for n in acc.names if n in acc.tensors], acc.tensors, index, policy)
+    deployed = tuple(_row(n, acc.deployed[n], index, policy, False) for n in acc.outputs if n in acc.deployed)
     effects = []
     for role in ("ref", "target"):
         if role in acc.effects:
@@ -130,9 +130,31 @@ def _effect(spec: str, outputs: Mapping[str, TensorAccumulator]) -> ProbeEffect:
     return ProbeEffect(spec, True, changed, detail, tuple(effects))
 
 
-def _row(name: str, acc: TensorAccumulator, index: QuantIndex | None, policy: TolerancePolicy) -> TensorComparison:
+def _rows(names: Sequence[str], accs: Mapping[str, TensorAccumulator], index: QuantIndex | None,
+          policy: TolerancePolicy) -> tuple[TensorComparison, ...]:
+    """Rows in topological order; a row whose op's inputs are all identical is judged as local error."""
+    identical: set[str] = set()
+    rows = []
+    for n in names:
+        row = _row(n, accs[n], index, policy, index is not None and _fed_identically(index, n, identical))
+        if row.verdict == EXACT:
+            identical.add(n)
+            if index is not None:
+                identical.update(d for d, c in index.dequantized.items() if c == n)
+        rows.append(row)
+    return tuple(rows)
+
+
+def _fed_identically(index: QuantIndex, tensor: str, identical: set[str]) -> bool:
+    """Every input of ``tensor``'s op is exact so far, or a graph input (fed the same samples)."""
+    ins = index.inputs_of(tensor)
+    return ins is not None and all(t in identical or t not in index.producer for t in ins if t)
+
+
+def _row(name: str, acc: TensorAccumulator, index: QuantIndex | None, policy: TolerancePolicy,
+         inputs_identical: bool) -> TensorComparison:
     st, lsb = acc.result()
-    verdict, reason = policy.judge(name, st, lsb)
+    verdict, reason = policy.judge(name, st, lsb, inputs_identical)
     producer, op_type = ("", "") if index is None else index.label(name)
     return TensorComparison(name, producer, op_type, acc.quant, st, lsb, verdict, reason)
 

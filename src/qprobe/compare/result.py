@@ -124,6 +124,7 @@ class Comparison:
     deployed: tuple[TensorComparison, ...] = ()
     policy: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
     @property
     def trusted(self) -> bool:
@@ -169,6 +170,7 @@ class Comparison:
             "policy": self.policy,
             "deployed": [r.to_json() for r in self.deployed],
             "rows": [r.to_json() for r in self.rows],
+            "notes": list(self.notes),
             "provenance": self.provenance,
         }
 
@@ -188,6 +190,7 @@ class Comparison:
             deployed=tuple(TensorComparison.from_json(r) for r in d.get("deployed", ())),
             policy=dict(d.get("policy") or {}),
             provenance=dict(d.get("provenance") or {}),
+            notes=tuple(d.get("notes", ())),
         )
 
     def save(self, path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
 from contextlib import ExitStack, closing
+from dataclasses import replace
 
 import onnx_ir as ir
 
@@ -24,6 +25,7 @@ from qprobe.compare.traces import Progress, run_traces, tee
 from qprobe.errors import InputError
 from qprobe.model.graph import graph_output_names
 from qprobe.model.inputs import InputSet
+from qprobe.model.patterns import float_weights_in_qdq
 from qprobe.model.probe import plan_probes
 from qprobe.model.quant import build_quant_index
 from qprobe.tensors import ProbePlan, Trace, TraceFolder
@@ -95,5 +97,17 @@ def compare_backends(
         done = accumulate(Streams(probed[0], probed[1], plain[0], plain[1]), graph_output_names(model),
                           classifier=classifier, on_batch=on_traces)
     prov = serde.provenance(backends={"ref": describe_backend(ref), "target": describe_backend(target)})
-    return finish(done, policy, model=model_name, inputs=inputs.source, index=index,
-                  unchecked={r: why for r, why in reasons.items() if why}, provenance=prov)
+    cmp = finish(done, policy, model=model_name, inputs=inputs.source, index=index,
+                 unchecked={r: why for r, why in reasons.items() if why}, provenance=prov)
+    return replace(cmp, notes=tuple(model_notes(model, (ref, target))))
+
+
+def model_notes(model: ir.Model, backends: Sequence[Backend]) -> list[str]:
+    """What a reader of the comparison must know about the model and these backends."""
+    weights = float_weights_in_qdq(model)
+    fused = [b.spec for b in backends if b.spec in ("ort-fused", "engine:onnxruntime")]
+    if not weights or not fused:
+        return []
+    return [f"{len(weights)} op(s) keep float weights inside QDQ groups; {' and '.join(fused)} quantize them "
+            "per tensor as onnxruntime's optimizer does, unlike the board, OpenVINO and TFLite (use ort as the "
+            "reference for the deployed arithmetic)"]

@@ -56,8 +56,9 @@ class Localization:
     isolated: dict[str, IsolatedArrays]
 
 
-def traits_of(caps: Capabilities) -> TargetTraits:
-    return TargetTraits(caps.max_outputs_per_run, caps.cost_per_run_s, caps.accepts_models, caps.available_tensors)
+def traits_of(caps: Capabilities, groups: Sequence[tuple[str, ...]] = ()) -> TargetTraits:
+    return TargetTraits(caps.max_outputs_per_run, caps.cost_per_run_s, caps.accepts_models, caps.available_tensors,
+                        tuple(groups))
 
 
 def localize(
@@ -80,7 +81,8 @@ def localize(
         raise InputError("the model has no compute op with a non-constant input; nothing to localize")
     inputs = inputs or resolve_inputs(model, None, (ref, target))
     runner = LocalizeRunner(model, index, graph, ref, target, inputs, policy=policy, batch_size=batch_size)
-    machine = localize_machine(graph, traits_of(target.capabilities()), strategy, ops, classify)
+    groups = target.fusion_groups(model) if target.capabilities().accepts_models else None
+    machine = localize_machine(graph, traits_of(target.capabilities(), groups or ()), strategy, ops, classify)
     div = drive(machine, runner.execute)
     if runner.target_runs != div.target_runs:  # the machine plans one open per command
         raise AssertionError(f"runner opened the target {runner.target_runs} times for {div.target_runs} commands")

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from qprobe.compare.result import TensorComparison
 from qprobe.localize.divergence import (
     CARRIER,
+    CULPRIT,
     INTRODUCES,
     UNCLASSIFIED,
     Divergence,
     OpFinding,
     RunRecord,
 )
-from qprobe.localize.graph import OpNode
+from qprobe.localize.graph import OpGroup, OpNode
 from qprobe.localize.state import Knowledge, RunCut, RunModel
 
 
@@ -30,13 +31,18 @@ class Conclusion:
 
 def conclude(k: Knowledge, c: Conclusion) -> Divergence:
     g = k.graph
-    node = g.op(c.culprit) if c.culprit else None
-    culprit = _finding(k, node, c.role, _culprit_basis(k, node)) if node else None
-    inputs = tuple(k.accumulated[t] for t in node.inputs if t in k.accumulated) if node else ()
+    group = k.culprit_group if c.culprit is not None and k.culprit_group is not None else None
+    node = g.op(group.ops[-1]) if group else g.op(c.culprit) if c.culprit else None
+    if group is not None:
+        culprit: OpFinding | None = _group_finding(k, group)
+        inputs = tuple(k.accumulated[t] for t in group.inputs if t in k.accumulated)
+    else:
+        culprit = _finding(k, node, c.role, _culprit_basis(k, node)) if node else None
+        inputs = tuple(k.accumulated[t] for t in node.inputs if t in k.accumulated) if node else ()
     order = [*g.observed(), *g.graph_outputs]
     tensors = [k.accumulated[t] for t in dict.fromkeys(order) if t in k.accumulated]
     tensors += [r for t, r in k.accumulated.items() if t not in order]
-    later, notes = _later(k, node)
+    later, notes = _later(k, node, set(group.ops) if group else set())
     return Divergence(
         strategy=c.strategy,
         requested=c.requested,
@@ -58,7 +64,18 @@ def conclude(k: Knowledge, c: Conclusion) -> Divergence:
 def _record(cmd: RunModel | RunCut, failing: tuple[str, ...]) -> RunRecord:
     if isinstance(cmd, RunModel):
         return RunRecord("model", cmd.purpose, probes=cmd.probes, failing=failing)
-    return RunRecord("cut", cmd.purpose, isolate=cmd.isolate, prefix=cmd.prefix, failing=failing)
+    return RunRecord("cut", cmd.purpose, isolate=cmd.isolate, prefix=cmd.prefix, failing=failing, groups=cmd.groups)
+
+
+def _group_finding(k: Knowledge, group: OpGroup) -> OpFinding:
+    g = k.graph
+    types = "+".join(g.op(n).op_type for n in group.ops)
+    rows = tuple(k.groups[group.ops].values())
+    alone = all(k.iso_failed(g.op(n)) is False for n in group.ops)
+    basis = ("the group fails in isolation, fed the reference's inputs"
+             + ("; each op alone is exact or within tolerance" if alone else ""))
+    return OpFinding(group.name, types, CULPRIT, group.outputs, _rows(k.accumulated, group.outputs), rows, basis,
+                     group=group.ops)
 
 
 def _rows(table: dict[str, TensorComparison], names: tuple[str, ...]) -> tuple[TensorComparison, ...]:
@@ -84,14 +101,15 @@ def _culprit_basis(k: Knowledge, op: OpNode | None) -> str:
     return "first failing tensor; not run in isolation"
 
 
-def _later(k: Knowledge, culprit: OpNode | None) -> tuple[list[OpFinding], list[str]]:
-    """Every other op with an error: its own (introduces) or carried (carrier)."""
+def _later(k: Knowledge, culprit: OpNode | None, members: set[str]) -> tuple[list[OpFinding], list[str]]:
+    """Every other op with an error: its own (introduces) or carried (carrier); ``members``: the
+    culprit group's ops (reported with it)."""
     g = k.graph
     down = {o.name for o in g.downstream(culprit.name)} if culprit else set()
     out: list[OpFinding] = []
     masked = []
     for o in g.ops:
-        if culprit is not None and o.name == culprit.name:
+        if (culprit is not None and o.name == culprit.name) or o.name in members:
             continue
         iso, acc = k.iso_failed(o), k.acc_failed(o)
         if iso:

@@ -43,18 +43,20 @@ class OpFinding:
     accumulated: tuple[TensorComparison, ...] = ()
     isolated: tuple[TensorComparison, ...] = ()
     basis: str = ""
+    group: tuple[str, ...] = ()  # a fused group: its member ops (``op`` is their names joined by '+')
 
     def to_json(self) -> dict[str, Any]:
         return {
             "op": self.op, "op_type": self.op_type, "role": self.role, "outputs": list(self.outputs),
             "accumulated": _rows(self.accumulated), "isolated": _rows(self.isolated), "basis": self.basis,
+            "group": list(self.group),
         }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> OpFinding:
         return cls(
             d["op"], d["op_type"], d["role"], tuple(d["outputs"]),
-            _from_rows(d["accumulated"]), _from_rows(d["isolated"]), d.get("basis", ""),
+            _from_rows(d["accumulated"]), _from_rows(d["isolated"]), d.get("basis", ""), tuple(d.get("group", ())),
         )
 
 
@@ -68,15 +70,17 @@ class RunRecord:
     isolate: tuple[str, ...] = ()
     prefix: tuple[str, ...] = ()
     failing: tuple[str, ...] = ()
+    groups: tuple[tuple[str, ...], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "purpose": self.purpose, "probes": list(self.probes),
-                "isolate": list(self.isolate), "prefix": list(self.prefix), "failing": list(self.failing)}
+                "isolate": list(self.isolate), "prefix": list(self.prefix), "failing": list(self.failing),
+                "groups": [list(g) for g in self.groups]}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> RunRecord:
         return cls(d["kind"], d["purpose"], tuple(d["probes"]), tuple(d["isolate"]), tuple(d["prefix"]),
-                   tuple(d["failing"]))
+                   tuple(d["failing"]), tuple(tuple(g) for g in d.get("groups", ())))
 
 
 @dataclass(frozen=True)
@@ -124,12 +128,20 @@ class Divergence:
         """One line: the conclusion."""
         if self.culprit is None:
             outs = [r.name for r in self.final_outputs if r.failed]
-            if not outs:
-                return "no divergence: every compared tensor is within tolerance"
-            return f"final outputs {', '.join(outs)} fail, but no single op introduces the error in isolation"
+            failing = [r.name for r in self.tensors if r.failed]
+            if outs:
+                return f"final outputs {', '.join(outs)} fail, but no single op introduces the error in isolation"
+            if failing:
+                return (f"{len(failing)} tensor(s) fail in the whole model ({', '.join(failing[:3])}"
+                        f"{', ...' if len(failing) > 3 else ''}), the final outputs pass, and no op introduces "
+                        "an error in isolation")
+            return "no divergence: every compared tensor is within tolerance"
         c = self.culprit
         rows = c.isolated or c.accumulated
         why = "; ".join(r.reason for r in rows if r.failed) or "fails"
+        if c.group:
+            return (f"the group {{{', '.join(c.group)}}} ({c.op_type}) diverges in isolation; each op alone is "
+                    f"within tolerance: {why}")
         kind = "introduces the error" if c.role == CULPRIT else "is the first failing op (not confirmed in isolation)"
         return f"{c.op} ({c.op_type}) {kind}: {why}"
 

@@ -11,12 +11,12 @@ state machine plans runs from it without touching the model.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import onnx_ir as ir
 
-from qprobe.model.graph import DQ_OPS, Q_OPS, graph_output_names, name_of, node_label
+from qprobe.model.graph import DQ_OPS, Q_OPS, graph_output_names, name_of, node_label, sample_tensors
 from qprobe.model.quant import QuantIndex
 
 
@@ -65,16 +65,38 @@ class OpGraph:
         return next((o for o in self.ops if tensor in o.outputs), None)
 
 
+@dataclass(frozen=True)
+class OpGroup:
+    ops: tuple[str, ...]  # members, topological order
+    inputs: tuple[str, ...]  # tensors read from outside the group (fed the reference's values)
+    outputs: tuple[str, ...]  # tensors that leave the group (consumed outside, or graph outputs)
+
+    @property
+    def name(self) -> str:
+        return "+".join(self.ops)
+
+
+def group_of(graph: OpGraph, names: Sequence[str]) -> OpGroup:
+    """The group of ``names`` with its boundary tensors."""
+    members = sorted({graph.op(n) for n in names}, key=lambda o: graph.position(o.name))
+    inside = {t for o in members for t in o.outputs}
+    ins = tuple(dict.fromkeys(t for o in members for t in o.inputs if t not in inside))
+    used_outside = {t for o in graph.ops if o not in members for t in o.inputs}
+    outs = tuple(t for o in members for t in o.outputs if t in used_outside or t in graph.graph_outputs)
+    return OpGroup(tuple(o.name for o in members), ins, outs or members[-1].outputs)
+
+
 def build_op_graph(model: ir.Model, index: QuantIndex) -> OpGraph:
     """Candidate ops of ``model`` (every compute op with a non-constant input, and input quantizers)."""
     graph_inputs = tuple(name_of(v) for v in model.graph.inputs if v.name not in model.graph.initializers)
     nodes: dict[str, OpNode] = {}
     views = {o.name: o for o in index.ops}
+    live = sample_tensors(model)  # shape computations are no candidates and no cut inputs
     for node in model.graph:
         label = node_label(node)
-        if label in views and views[label].inputs:
+        if label in views and views[label].inputs and any(t in live for t in views[label].outputs):
             v = views[label]
-            ins = tuple(q or a for q, a in zip(v.q_inputs, v.inputs, strict=True))
+            ins = tuple(q or a for q, a in zip(v.q_inputs, v.inputs, strict=True) if a in live)
             nodes[label] = OpNode(label, v.op_type, _unique(ins), v.observed_outputs)
         elif node.op_type in Q_OPS and name_of(node.inputs[0]) in graph_inputs:
             nodes[label] = OpNode(label, node.op_type, (name_of(node.inputs[0]),), (name_of(node.outputs[0]),))

@@ -31,7 +31,7 @@ from qprobe.compare import (
     run_traces,
     tensor_values,
 )
-from qprobe.localize.graph import OpGraph, OpNode
+from qprobe.localize.graph import OpGraph, group_of
 from qprobe.localize.state import Command, Outcome, RunCut, RunModel
 from qprobe.model.extract import Cutter, Island
 from qprobe.model.graph import graph_output_names
@@ -78,6 +78,17 @@ class CountedBackend(BackendBase):
 
     def fusion_groups(self, model: ir.Model) -> list[tuple[str, ...]] | None:
         return self.backend.fusion_groups(model)
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """What one island of a cut isolates: an op, or a group of ops (``members``)."""
+
+    name: str
+    op_type: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    members: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -148,37 +159,39 @@ class LocalizeRunner:
     # -- cuts: one-op islands fed with the reference's inputs, and a prefix -----------------------
 
     def _run_cut(self, cmd: RunCut) -> Outcome:
-        ops = [self.graph.op(n) for n in cmd.isolate]
-        islands = [Island(o.inputs, o.outputs) for o in ops]
+        units = [_Unit(o.name, o.op_type, o.inputs, o.outputs) for o in map(self.graph.op, cmd.isolate)]
+        groups = [group_of(self.graph, g) for g in cmd.groups]
+        units += [_Unit(g.name, "+".join(self.graph.op(n).op_type for n in g.ops), g.inputs, g.outputs, g.ops)
+                  for g in groups]
+        islands = [Island(u.inputs, u.outputs) for u in units]
         if cmd.prefix:
             islands.append(Island(self.graph.graph_inputs, cmd.prefix))
         merged = self.cutter.islands(islands)
-        self._ensure_reference({t for o in ops for t in o.inputs})
+        self._ensure_reference({t for u in units for t in u.inputs})
         feeds = {name: self.ref_values[t] for t, name in merged.inputs.items()}
-        iso_names = [n for names in merged.outputs[: len(ops)] for n in names.values()]
-        cap = Capture(iso_names)
+        cap = Capture([n for names in merged.outputs[: len(units)] for n in names.values()])
         target = self.target.scoped([str(n.name) for n in merged.model.graph])
         cmp = self._compare(merged.model, target, None, InputSet(feeds, "the reference's values at the cut inputs"), cap)
         rows = {r.name: r for r in cmp.rows}
-        ref_out, tgt_out = cap.ref, cap.target
         isolated: dict[str, TensorComparison] = {}
+        by_group: dict[tuple[str, ...], dict[str, TensorComparison]] = {}
         notes: list[str] = []
-        for op, names in zip(ops, merged.outputs, strict=False):
-            for t, n in names.items():
-                isolated[t] = replace(rows[n], name=t, producer=op.name, op_type=op.op_type)
-                if t in self.ref_values and not np.array_equal(ref_out[n], self.ref_values[t]):
-                    notes.append(f"{self.ref.spec} computes {t} differently in the one-op cut of {op.name} than in "
-                                 "the whole model (it fuses differently); isolated errors compare like with like")
-            if any(isolated[t].failed for t in names):
-                self._keep(op, names, ref_out, tgt_out)
+        for unit, names in zip(units, merged.outputs, strict=False):
+            found = {t: replace(rows[n], name=t, producer=unit.name, op_type=unit.op_type) for t, n in names.items()}
+            (by_group.setdefault(unit.members, {}) if unit.members else isolated).update(found)
+            notes += [f"{self.ref.spec} computes {t} differently in the cut of {unit.name} than in the whole model "
+                      "(it fuses differently); isolated errors compare like with like"
+                      for t, n in names.items() if t in self.ref_values and not np.array_equal(cap.ref[n], self.ref_values[t])]
+            if any(r.failed for r in found.values()):
+                self._keep(unit, names, cap.ref, cap.target)
         prefix_names = merged.outputs[-1] if cmd.prefix else {}
         accumulated = {t: replace(rows[n], name=t) for t, n in prefix_names.items()}
-        return Outcome(accumulated=accumulated, isolated=isolated, notes=tuple(notes))
+        return Outcome(accumulated=accumulated, isolated=isolated, notes=tuple(notes), groups=by_group)
 
-    def _keep(self, op: OpNode, names: Mapping[str, str], ref_out: Mapping[str, np.ndarray],
+    def _keep(self, unit: _Unit, names: Mapping[str, str], ref_out: Mapping[str, np.ndarray],
               tgt_out: Mapping[str, np.ndarray]) -> None:
-        self.isolated_arrays[op.name] = IsolatedArrays(
-            inputs={t: self.ref_values[t] for t in op.inputs},
+        self.isolated_arrays[unit.name] = IsolatedArrays(
+            inputs={t: self.ref_values[t] for t in unit.inputs},
             expected={t: ref_out[n] for t, n in names.items()},
             observed={t: tgt_out[n] for t, n in names.items()},
         )

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from qprobe.compare.result import TensorComparison
-from qprobe.localize.graph import OpGraph, OpNode
+from qprobe.localize.graph import OpGraph, OpGroup, OpNode, group_of
 
 
 @dataclass(frozen=True)
@@ -38,9 +38,11 @@ class RunCut:
     isolate: tuple[str, ...] = ()
     prefix: tuple[str, ...] = ()
     purpose: str = ""
+    groups: tuple[tuple[str, ...], ...] = ()  # each group of ops isolated as one island
 
     def num_outputs(self, graph: OpGraph) -> int:
-        return sum(len(graph.op(o).outputs) for o in self.isolate) + len(self.prefix)
+        return (sum(len(graph.op(o).outputs) for o in self.isolate) + len(self.prefix)
+                + sum(len(group_of(graph, g).outputs) for g in self.groups))
 
 
 Command = RunModel | RunCut
@@ -58,6 +60,7 @@ class Outcome:
     isolated: Mapping[str, TensorComparison] = field(default_factory=dict)
     changed_outputs: tuple[str, ...] | None = None
     notes: tuple[str, ...] = ()
+    groups: Mapping[tuple[str, ...], Mapping[str, TensorComparison]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class TargetTraits:
     cost_per_run_s: float = 0.0
     accepts_models: bool = True
     available_tensors: frozenset[str] | None = None
+    groups: tuple[tuple[str, ...], ...] = ()  # node groups the target says it runs as one kernel
 
     @property
     def outputs_per_run(self) -> float:
@@ -86,6 +90,8 @@ class Knowledge:
     plain_done: bool = False
     probes_trusted: bool = True
     fallback: str = ""
+    groups: dict[tuple[str, ...], dict[str, TensorComparison]] = field(default_factory=dict)
+    culprit_group: OpGroup | None = None
 
     def record(self, cmd: Command, out: Outcome, trust_accumulated: bool = True) -> None:
         failing = tuple(n for n, r in {**out.accumulated, **out.isolated}.items() if r.failed)
@@ -93,6 +99,8 @@ class Knowledge:
         if trust_accumulated:
             self.accumulated.update(out.accumulated)
         self.isolated.update(out.isolated)
+        for g, rows in out.groups.items():
+            self.groups.setdefault(g, {}).update(rows)
         self.notes.extend(n for n in out.notes if n not in self.notes)
         if isinstance(cmd, RunModel) and not cmd.probes:
             self.plain_done = True
@@ -108,6 +116,10 @@ class Knowledge:
     def iso_failed(self, op: OpNode) -> bool | None:
         rows = [self.isolated[t] for t in op.outputs if t in self.isolated]
         return any(r.failed for r in rows) if rows else None
+
+    def group_failed(self, group: tuple[str, ...]) -> bool | None:
+        rows = self.groups.get(group)
+        return any(r.failed for r in rows.values()) if rows else None
 
     def failing_outputs(self) -> list[str]:
         return [o for o in self.graph.graph_outputs if o in self.accumulated and self.accumulated[o].failed]

@@ -27,6 +27,7 @@ from qprobe.errors import InputError
 from qprobe.localize.conclude import Conclusion, conclude
 from qprobe.localize.divergence import CULPRIT, UNCONFIRMED, Divergence
 from qprobe.localize.graph import OpGraph, OpNode
+from qprobe.localize.groups import group_search
 from qprobe.localize.state import Command, Knowledge, Outcome, RunCut, RunModel, TargetTraits
 
 STRATEGIES = ("auto", "probe-all", "isolate", "bisect")
@@ -117,6 +118,10 @@ def localize_machine(
     else:
         budget = bisect_budget(len(graph.ops))
         culprit = yield from _bisect(graph, traits, k, classify)
+    if culprit is None and traits.accepts_models and k.failing_outputs():
+        culprit = yield from group_search(graph, traits, k)
+        if culprit is not None:
+            used += " + groups"
     role = CULPRIT if traits.accepts_models else UNCONFIRMED
     return conclude(k, Conclusion(culprit, role, used, strategy, choice.reason, budget, choice.estimates))
 

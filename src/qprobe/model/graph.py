@@ -66,3 +66,21 @@ def find_value(model: ir.Model, name: str) -> ir.Value | None:
 def name_of(value: ir.Value | None) -> str:
     """A value's name, or '' for a missing optional input or an unnamed value."""
     return "" if value is None or value.name is None else value.name
+
+
+# ops whose outputs depend only on their input's shape, not on its values
+SHAPE_OPS = frozenset({"Shape", "Size", "ConstantOfShape"})
+
+
+def sample_tensors(model: ir.Model) -> set[str]:
+    """Tensors that carry per-sample data: the graph inputs and everything computed from their
+    values. Shape computations (``Shape``, ``Size``, ``ConstantOfShape`` and what is computed from
+    them and from constants, e.g. PyTorch's Shape -> Gather -> Unsqueeze -> Concat flatten) hold
+    one value for the whole batch; they are not compared per sample."""
+    live = {name_of(v) for v in model.graph.inputs if v.name not in model.graph.initializers}
+    for node in model.graph:
+        if node.op_type in SHAPE_OPS or node.op_type == "Constant":
+            continue
+        if any(v is not None and v.name in live for v in node.inputs):
+            live.update(name_of(v) for v in node.outputs if v.name)
+    return live

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import onnx_ir as ir
 
 from qprobe.errors import InputError
-from qprobe.model.graph import DQ_OPS, Q_OPS, graph_output_names, is_constant, name_of
+from qprobe.model.graph import DQ_OPS, Q_OPS, graph_output_names, is_constant, name_of, sample_tensors
 from qprobe.model.loader import clone_model, model_from_proto, to_proto
 from qprobe.model.quant import QuantIndex
 from qprobe.model.shapes import inferred
@@ -34,13 +34,20 @@ PROBE_MODES = ("outputs", "op-outputs", "all")
 def plan_probes(model: ir.Model, index: QuantIndex, probe: str | Sequence[str]) -> ProbePlan:
     """Choose the tensors to expose; explicit names are checked against the model."""
     outputs = graph_output_names(model)
+    per_sample = sample_tensors(model)
     if isinstance(probe, str) and probe in PROBE_MODES:
         mode = probe
-        wanted = _mode_tensors(model, index, probe)
+        wanted = [t for t in _mode_tensors(model, index, probe) if t in per_sample]
     else:
         mode = "explicit"
         names = [n.strip() for n in (probe.split(",") if isinstance(probe, str) else probe) if n.strip()]
         _check_names(model, names)
+        constant = [n for n in names if n not in per_sample]
+        if constant:
+            raise InputError(
+                f"tensor {constant[0]!r} carries no per-sample data (it is computed from shapes or constants "
+                "only, one value for the whole batch), so it cannot be compared per sample; probe another tensor"
+            )
         wanted = names
     ordered = _topological(model, set(wanted) | set(outputs))
     added = tuple(t for t in ordered if t not in outputs)

@@ -20,7 +20,10 @@ _CODE_PASSTHROUGH = frozenset(
     {"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Slice", "MaxPool", "Gather",
      "Split", "Identity", "Resize", "Pad", "Expand", "Tile"}
 )
-ELTWISE_RATIO_OPS = frozenset({"Add", "Sub", "Mul", "Concat", "QLinearAdd", "QLinearMul", "QLinearConcat"})
+# ops that rescale each operand to the output: the operand/output scale ratio is each coefficient
+ELTWISE_RATIO_OPS = frozenset({"Add", "Sub", "Concat", "QLinearAdd", "QLinearConcat"})
+# ops whose one requantization multiplier is the product of the operand scales over the output's
+PRODUCT_RATIO_OPS = frozenset({"Mul", "QLinearMul"})
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class QuantIndex:
     producer: dict[str, str] = field(default_factory=dict)
     producer_type: dict[str, str] = field(default_factory=dict)
     op_of_tensor: dict[str, str] = field(default_factory=dict)
+    quantized_from: dict[str, str] = field(default_factory=dict)  # QuantizeLinear output -> its float input
 
     def quant_of(self, tensor: str) -> QuantParams | None:
         """Params of codes, or of the codes a float DequantizeLinear output reads."""
@@ -63,6 +67,17 @@ class QuantIndex:
         op_type = next((o.op_type for o in self.ops if o.name == op_name), self.producer_type.get(tensor, "input"))
         return op_name, op_type
 
+    def inputs_of(self, tensor: str) -> tuple[str, ...] | None:
+        """The activation tensors that ``tensor`` is computed from (codes where quantized): the
+        inputs of its compute op, or the float input of a QuantizeLinear; None when unknown."""
+        if tensor in self.quantized_from and tensor not in self.op_of_tensor:
+            return (self.quantized_from[tensor],)
+        name = self.op_of_tensor.get(tensor)
+        if name is None:
+            return None
+        op = self.op(name)
+        return tuple(q or a for q, a in zip(op.q_inputs, op.inputs, strict=True))
+
     def op(self, name: str) -> OpView:
         for o in self.ops:
             if o.name == name:
@@ -70,18 +85,30 @@ class QuantIndex:
         raise KeyError(name)
 
     def scale_ratios(self, op: OpView) -> list[float] | None:
-        """Operand-scale / output-scale per activation operand (eltwise ops only)."""
-        if op.op_type not in ELTWISE_RATIO_OPS or not op.q_outputs or op.q_outputs[0] is None:
+        """Operand-scale / output-scale per operand of an int8 Add/Sub/Concat: the coefficient each
+        operand is rescaled by. None when any operand or the output is not quantized per tensor
+        (a float operand makes it no int8 eltwise op), and for other ops."""
+        out = self._output(op)
+        if op.op_type not in ELTWISE_RATIO_OPS or out is None:
             return None
-        out = self.tensors[op.q_outputs[0]]
-        if not out.per_tensor:
+        ins = [self.tensors.get(q) if q else None for q in op.q_inputs]
+        if not ins or any(p is None or not p.per_tensor for p in ins):
             return None
-        ratios = []
-        for q in op.q_inputs:
-            p = self.tensors.get(q) if q else None
-            if p is not None and p.per_tensor:
-                ratios.append(p.scale[0] / out.scale[0])
-        return ratios or None
+        return [p.scale[0] / out.scale[0] for p in ins if p is not None]
+
+    def multiplier(self, op: OpView) -> float | None:
+        """The one requantization multiplier of an int8 Mul: product of operand scales / output scale."""
+        out = self._output(op)
+        ins = [p for q in op.q_inputs if q and (p := self.tensors.get(q)) is not None and p.per_tensor]
+        if op.op_type not in PRODUCT_RATIO_OPS or out is None or len(ins) != 2 or len(op.q_inputs) != 2:
+            return None
+        return ins[0].scale[0] * ins[1].scale[0] / out.scale[0]
+
+    def _output(self, op: OpView) -> QuantParams | None:
+        if not op.q_outputs or op.q_outputs[0] is None:
+            return None
+        out = self.tensors.get(op.q_outputs[0])
+        return out if out is not None and out.per_tensor else None
 
 
 def _qparams(node: ir.Node, s_idx: int, z_idx: int, axis: int | None) -> QuantParams | None:
@@ -132,6 +159,7 @@ def _index_quantize(idx: QuantIndex, node: ir.Node) -> None:
     p = _qparams(node, 1, 2, axis)
     if p is not None and name_of(node.outputs[0]):
         idx.tensors[name_of(node.outputs[0])] = p
+        idx.quantized_from[name_of(node.outputs[0])] = name_of(node.inputs[0])
 
 
 def _index_compute(idx: QuantIndex, node: ir.Node, label: str) -> None:

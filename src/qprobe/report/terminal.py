@@ -47,7 +47,8 @@ def comparison_table(cmp: Comparison) -> Table:
 
 
 def comparison_summary(cmp: Comparison) -> list[str]:
-    lines = [_effect_line(e, len(cmp.plan.added_outputs)) for e in cmp.probe_effects]
+    lines = [f"note: {n}" for n in cmp.notes]
+    lines += [_effect_line(e, len(cmp.plan.added_outputs)) for e in cmp.probe_effects]
     if cmp.deployed and not cmp.trusted:
         lines.append("the verdict is about the deployed (unprobed) model: its final outputs")
         for r in cmp.deployed:
@@ -90,10 +91,12 @@ def quant_index_table(index: QuantIndex) -> Table:
     for i, op in enumerate(index.ops):
         ins = "\n".join(_qdesc(index, q) for q in op.q_inputs) or "-"
         outs = "\n".join(_qdesc(index, q) for q in op.q_outputs) or "-"
-        ratios = index.scale_ratios(op)
+        ratios, mult = index.scale_ratios(op), index.multiplier(op)
         rtxt = Text(", ".join(f"{r:.3f}" for r in ratios) if ratios else "")
         if ratios and max(ratios) >= 2.0:
             rtxt.stylize("bold yellow")
+        if mult is not None:
+            rtxt = Text(f"multiplier sa·sb/so = {mult:.4g}")
         t.add_row(str(i), op.name, op.op_type, ins, outs, rtxt)
     return t
 

@@ -68,6 +68,8 @@ class EngineSession:
         }
         if program.notes:
             self.info["float_nodes"] = "; ".join(f"{k}: {v}" for k, v in program.notes.items())
+        if program.weight_notes:
+            self.info["quantized_float_weights"] = "; ".join(f"{k}: {v}" for k, v in program.weight_notes.items())
 
     def run(self, feeds: Mapping[str, np.ndarray], *, first_sample: int = 0) -> dict[str, np.ndarray]:
         return self.program.run(feeds)

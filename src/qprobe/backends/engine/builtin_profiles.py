@@ -14,8 +14,8 @@ from qprobe.backends.engine.profiles import OP_CLASSES, Numerics, Profile, load_
 from qprobe.errors import ProfileError
 
 _ORT_CLASSES: dict[str, dict[str, Any]] = {
-    "conv": {"scale": "float32", "compute": "integer8"},
-    "gemm": {"scale": "float32", "compute": "integer8"},
+    "conv": {"scale": "float32", "compute": "integer8", "float_weights": "ort_quantize"},
+    "gemm": {"scale": "float32", "compute": "integer8", "float_weights": "ort_quantize"},
     "eltwise": {"scale": "float32", "zero_point": "before", "compute": "integer8"},
     "mul": {"scale": "float32", "zero_point": "before", "compute": "integer8"},
     "concat": {"scale": "float32", "compute": "integer8"},
@@ -56,7 +56,8 @@ BUILTIN: dict[str, tuple[str, dict[str, dict[str, Any]], dict[str, dict[str, Any
     "onnxruntime": (
         "onnxruntime CPU (x86-64, AVX2/AVX-512 with FMA): fused QLinear* kernels with float32 "
         "requantization (QLinearAdd/Mul fold the zero point before rounding); ops that onnxruntime "
-        "does not fuse run as float32 DQ -> op -> Q",
+        "does not fuse run as float32 DQ -> op -> Q; float Conv/Gemm weights inside QDQ groups are "
+        "quantized as onnxruntime's optimizer does",
         _ORT_CLASSES, _ORT_FLOAT_OPS,
     ),
     "exact": (
@@ -81,8 +82,11 @@ BUILTIN: dict[str, tuple[str, dict[str, dict[str, Any]], dict[str, dict[str, Any
         "reconstructed from compiled artifacts (st-edge-ai.md section 3.4). Eltwise Add/Sub and "
         "requantizing Concat compute sat(round_shift((A*x >> sa) + (B*y >> sb) + (C << sc), 14)) "
         "with signed 16-bit coefficients that WRAP when a scale ratio needs more than 16 bits; "
-        "everything else as the onnxruntime profile",
-        {**_ORT_CLASSES, "eltwise": _AFFINE, "concat": _AFFINE},
+        "everything else as the onnxruntime profile, except that float weights inside QDQ groups stay float",
+        {**_ORT_CLASSES, "eltwise": _AFFINE, "concat": _AFFINE,
+         # float weights stay float: an NPU compiler is not onnxruntime's optimizer
+         "conv": {**_ORT_CLASSES["conv"], "float_weights": "float"},
+         "gemm": {**_ORT_CLASSES["gemm"], "float_weights": "float"}},
         {k: v for k, v in _ORT_FLOAT_OPS.items() if k != "Sub"},
     ),
 }

@@ -1,6 +1,9 @@
 """Compile a model into a list of engine steps under one profile, and run it.
 
-``compile_program`` reads the graph, plans its units (``graph.plan_units``), resolves
+``compile_program`` reads the graph, folds what is constant (``fold.py``: constant
+subgraphs and batch-independent shape arithmetic), applies onnxruntime's quantization of
+float weights inside QDQ groups where the profile says so (``ort_weights.py``, knob
+``float_weights``), plans its units (``graph.plan_units``), resolves
 each unit's operands, quantization and ``Numerics``, and builds its kernel from the
 registry (``kernels.KERNELS``). A QDQ group whose integer kernel cannot express it
 (``Ungroupable``) or whose profile says ``compute = float`` runs as float32
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx_ir as ir
 
+from qprobe.backends.engine.fold import fold_constants
 from qprobe.backends.engine.graph import GNode, GraphView, Unit, plan_units, read_graph
 from qprobe.backends.engine.kernels import KERNELS, conv, gemm
 from qprobe.backends.engine.kernels.base import Kernel, Operand, OpSpec, QType, Ungroupable
@@ -27,6 +31,7 @@ from qprobe.backends.engine.kernels.quantize import (
     build_dynamic_quantize,
     build_quantize,
 )
+from qprobe.backends.engine.ort_weights import quantize_float_weights
 from qprobe.backends.engine.profiles import Profile
 from qprobe.backends.engine.qoperator import LAYOUT, RuntimeParams, lower
 from qprobe.errors import InputError, ProfileError, UnsupportedOpError
@@ -61,6 +66,7 @@ class Program:
     outputs: list[str]
     consts: dict[str, np.ndarray]
     notes: dict[str, str] = field(default_factory=dict)
+    weight_notes: dict[str, str] = field(default_factory=dict)  # float weights quantized as onnxruntime does
 
     def __post_init__(self) -> None:
         self.last_uses = _last_uses(self.steps, self.outputs)  # tensors freed after each step
@@ -218,8 +224,10 @@ def _runtime_qop_step(view: GraphView, unit: Unit, profile: Profile) -> Step:
     return Step(node.name, names, consts, tuple(node.outputs[:1]), kernel, (None,))
 
 
-def _single(view: GraphView, node: GNode, profile: Profile) -> tuple[OpSpec, Kernel]:
-    ops = tuple(Operand(n, view.consts.get(n) if n else None) for n in node.inputs)
+def _single(view: GraphView, node: GNode, profile: Profile,
+            consts: Mapping[str, np.ndarray] | None = None) -> tuple[OpSpec, Kernel]:
+    known = view.consts if consts is None else consts
+    ops = tuple(Operand(n, known.get(n) if n else None) for n in node.inputs)
     if node.domain == "" and node.op_type in BOUNDARY:
         num = profile.numerics_for("quantize", node.op_type, node.name)
         spec = OpSpec(node.name, node.op_type, node.attrs, ops, tuple(node.outputs), tuple(None for _ in node.outputs),
@@ -267,10 +275,24 @@ def _check_node_overrides(view: GraphView, profile: Profile) -> None:
             )
 
 
+def _evaluate(view: GraphView, profile: Profile, node: GNode, consts: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """One node on constant inputs (compile-time folding), with the profile's kernels."""
+    _spec, kernel = _single(view, node, profile, consts)
+    return kernel([consts.get(n) if n else None for n in node.inputs])
+
+
+def _wants_ort_weights(profile: Profile, node: GNode) -> bool:
+    cls = "gemm" if node.op_type == "Gemm" else "conv"
+    return profile.numerics_for(cls, node.op_type, node.name).float_weights == "ort_quantize"
+
+
 def compile_program(model: ir.Model, profile: Profile) -> Program:
     view = read_graph(model)
     _check_node_overrides(view, profile)
     notes: dict[str, str] = {}
+    weight_notes: dict[str, str] = {}
+    view = fold_constants(view, model, lambda node, consts: _evaluate(view, profile, node, consts))
+    view = quantize_float_weights(view, lambda node: _wants_ort_weights(profile, node), weight_notes)
     steps = []
     for unit in plan_units(view):
         try:
@@ -278,7 +300,7 @@ def compile_program(model: ir.Model, profile: Profile) -> Program:
         except Ungroupable:
             for n in [unit.anchor, *unit.folded, *unit.q]:
                 steps.append(_unit_step(view, Unit("node", n), profile, notes))
-    return Program(_live(steps, view.outputs), view.inputs, view.outputs, view.consts, notes)
+    return Program(_live(steps, view.outputs), view.inputs, view.outputs, view.consts, notes, weight_notes)
 
 
 def _live(steps: list[Step], outputs: Sequence[str]) -> list[Step]:

@@ -12,7 +12,8 @@ quantization differs from their input's), ``pool`` (AveragePool, GlobalAveragePo
 and their QLinear forms), ``activation`` (Relu, Clip, PRelu, LeakyRelu,
 Sigmoid, Tanh, HardSwish, Softmax and their QLinear forms; knob ``softmax`` chooses
 between a float softmax and TFLite's fixed-point one), ``quantize`` (QuantizeLinear of
-float tensors).
+float tensors). Knob ``float_weights`` (classes ``conv``, ``gemm``) says what a float32
+weight inside a QDQ group becomes (``ort_quantize``: what onnxruntime's optimizer makes of it).
 
 Resolution order for one node: class defaults, then ``ops.<OpType>``, then
 ``nodes.<node>``.
@@ -93,6 +94,10 @@ KNOBS: dict[str, tuple[tuple[str, ...] | None, str]] = {
     "operand_rounding": (("half_even", "half_up", "half_down", "half_away", "floor", "truncate"),
                          "affine unit: rounding of the per-operand right shifts (A*x >> sa)"),
     "intermediate_bits": (None, "saturate eltwise intermediates (operand terms and sums) to N bits; 0: never"),
+    "float_weights": (("float", "ort_quantize"),
+                      "Conv/Gemm with a float32 weight or bias inside a QDQ group: keep it float (the op runs in "
+                      "float32), or quantize it as onnxruntime's optimizer does (int8 per-tensor asymmetric weight, "
+                      "int32 bias at s_x*s_w; see qprobe.model.patterns)"),
     "softmax": (("float", "tflite_fixed", "tflite_fixed_single"),
                 "integer Softmax: float (the path knob scale selects) or TFLite's reference fixed-point "
                 "softmax when the output quantization is TFLite's (int16 input: double/single-rounded "
@@ -123,6 +128,7 @@ class Numerics:
     operand_rounding: str = "floor"
     intermediate_bits: int = 0
     softmax: str = "float"
+    float_weights: str = "float"
 
     def __post_init__(self) -> None:
         for f in fields(self):

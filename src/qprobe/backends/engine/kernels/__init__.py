@@ -15,11 +15,17 @@ from qprobe.backends.engine.kernels import (
     activation,
     concat,
     conv,
+    einsum,
     eltwise,
+    float_math,
     gemm,
+    logic,
     math,
     movement,
+    norm,
     pool,
+    reduce,
+    shape,
     softmax,
 )
 from qprobe.backends.engine.kernels.base import Builder
@@ -54,6 +60,13 @@ KERNELS: dict[str, KernelEntry] = {
     **_UNARY,
     **_MOVE,
     **{op: KernelEntry("quantize", b, None) for op, b in math.MATH.items()},
+    # float-only ops (float islands; in a QDQ graph DequantizeLinear -> op -> QuantizeLinear, as onnxruntime)
+    **{op: KernelEntry("quantize", b, None) for op, b in float_math.FLOAT_MATH.items()},
+    **{op: KernelEntry("quantize", b, None) for op, b in logic.LOGIC.items()},
+    **{op: KernelEntry("quantize", b, None) for op, b in reduce.REDUCE.items()},
+    **{op: KernelEntry("quantize", b, None) for op, b in norm.NORMS.items()},
+    **{op: KernelEntry("quantize", b, None) for op, b in shape.SHAPE.items()},
+    "Einsum": KernelEntry("quantize", einsum.build_einsum, None),
 }
 
 # ops whose float output may be clamped by a following Relu/Clip folded into the group

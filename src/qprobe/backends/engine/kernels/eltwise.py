@@ -210,12 +210,16 @@ def build_mul_int(spec: OpSpec) -> Kernel:
 
 
 def build_binary_float(spec: OpSpec) -> Kernel:
-    """Float32 Add/Sub/Mul (IEEE, identical to onnxruntime's elementwise kernels)."""
+    """Float32 Add/Sub/Mul (IEEE, identical to onnxruntime's elementwise kernels); integer
+    operands (shape arithmetic) keep their dtype."""
     fn = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply}[spec.op_type]
 
     def run(args: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         a, b = args[0], args[1]
         assert a is not None and b is not None
-        return [np.asarray(fn(np.asarray(a, np.float32), np.asarray(b, np.float32)), dtype=np.float32)]
+        a, b = np.asarray(a), np.asarray(b)
+        if a.dtype.kind in "iu" and b.dtype.kind in "iu":
+            return [np.asarray(fn(a, b), dtype=np.result_type(a, b))]
+        return [np.asarray(fn(a.astype(np.float32), b.astype(np.float32)), dtype=np.float32)]
 
     return run
