@@ -89,14 +89,17 @@ def _culprit(run: _Run, node: str | None, divergence: Path | None, bundle: Path 
         return name, {"inputs": ins, "expected": {"": exp}, "observed": {"": obs}}, f"the repro bundle {bundle}"
     if divergence is not None:
         div = Divergence.load(divergence)
-        if div.culprit is None:
-            raise InputError(f"{divergence} names no culprit ({div.verdict()}); nothing to explain")
+        if div.culprit is None or div.culprit.group:
+            raise InputError(f"{divergence} names no single culprit op ({div.verdict()}); pass --node")
         return div.culprit.op, None, ""
     run.say("localizing the culprit")
     loc = localize(run.model, run.ref, run.target, run.inputs, policy=policy, batch_size=run.batch_size)
     c = loc.divergence.culprit
     if c is None:
         raise InputError(f"localize found no op to explain: {loc.divergence.verdict()}; pass --node to explain one")
+    if c.group:
+        raise InputError(f"localize's culprit is the fused group {{{', '.join(c.group)}}}: each of its ops is right "
+                         "alone, and explain models one op at a time; pass --node to explain one of them anyway")
     iso = loc.isolated.get(c.op)
     arrays = None if iso is None else {"inputs": iso.inputs, "expected": iso.expected, "observed": iso.observed}
     return c.op, arrays, "localize's isolated run"
