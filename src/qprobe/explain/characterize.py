@@ -37,8 +37,9 @@ from qprobe.explain.runs import run_model
 from qprobe.explain.space import Candidate
 
 PER_BRACKET = 12
-RESOLVED = 1e-5  # relative width below which a safe/unsafe change is located well enough
+RESOLVED = 2e-5  # relative width below which a safe/unsafe change is located well enough
 MAX_DISAGREEMENT_PROBES = 8
+MIN_DISAGREEMENT = 0.01  # share of input pairs on which the top hypotheses must differ to be worth a probe
 Progress = Callable[[str], None]
 
 
@@ -166,7 +167,7 @@ def disagreements(op_type: str, top: Sequence[Candidate], measured: set[float]) 
         gs = synthetic_spec(op_type, c)
         tables = np.stack([_table(op_type, gs, h) for h in top])
         share = float(np.mean(np.any(tables != tables[0], axis=0)))
-        if share > 0:
+        if share >= MIN_DISAGREEMENT:
             scored.append((share, c))
     scored.sort(key=lambda sc: -sc[0])
     return [c for _s, c in scored[:MAX_DISAGREEMENT_PROBES]]
