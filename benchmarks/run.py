@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHMARKS = ["engine_speed.py", "compare_memory.py"]
+BENCHMARKS = ["engine_speed.py", "compare_memory.py", "explain_speed.py"]
 
 
 def main() -> int:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import onnx_ir as ir
 import typer
 
 from qprobe.cli.common import (
@@ -68,24 +69,14 @@ def extract(
     if out is None and bundle is None:
         raise InputError("nothing to write: give -o CUT.onnx and/or --bundle DIR")
     m, name, example_inputs = resolve_model(model, example)
-    ins = [t.strip() for t in inputs.split(",") if t.strip()]
-    outs = [t.strip() for t in outputs.split(",") if t.strip()]
-    if not float_boundary:
-        new_ins, new_outs = quant_boundary(m, ins, outs)
-        for old, new in zip([*ins, *outs], [*new_ins, *new_outs], strict=False):
-            if old != new:
-                console.print(f"{old} -> {new} (the int8 codes at this QDQ boundary)", highlight=False)
-        ins, outs = new_ins, new_outs
+    ins, outs = _boundary(m, inputs, outputs, float_boundary)
     cut = extract_subgraph(m, ins, outs)
     if out is not None:
         save_model(cut, out)
         console.print(f"wrote {out}: {len(list(cut.graph))} nodes; inputs {', '.join(ins)}; outputs {', '.join(outs)}")
     if bundle is None:
         return
-    if ref is None:
-        ref, why = default_reference(m)
-        if why:
-            console.print(f"note: {why}", highlight=False)
+    ref = ref or _default_ref(m)
     ref_b = make_backend(ref, ref_opt, "--ref-opt")
     tgt_b = make_backend(target, target_opt, "--target-opt") if target else None
     samp = resolve_inputs(m, InputRequest(samples, random, seed, random_mode, example_inputs), [ref_b])
@@ -94,3 +85,23 @@ def extract(
     files = write_bundle(bundle, Repro(title, run, ref, target, name, shlex.join(["qprobe", *sys.argv[1:]]),
                                        tuple(target_opt or ())))
     console.print(f"wrote the repro bundle {bundle}/ ({', '.join(p.name for p in files)})")
+
+
+def _boundary(m: ir.Model, inputs: str, outputs: str, float_boundary: bool) -> tuple[list[str], list[str]]:
+    """The cut's inputs and outputs, moved to the int8 codes at QDQ boundaries unless asked not to."""
+    ins = [t.strip() for t in inputs.split(",") if t.strip()]
+    outs = [t.strip() for t in outputs.split(",") if t.strip()]
+    if float_boundary:
+        return ins, outs
+    new_ins, new_outs = quant_boundary(m, ins, outs)
+    for old, new in zip([*ins, *outs], [*new_ins, *new_outs], strict=False):
+        if old != new:
+            console.print(f"{old} -> {new} (the int8 codes at this QDQ boundary)", highlight=False)
+    return new_ins, new_outs
+
+
+def _default_ref(m: ir.Model) -> str:
+    ref, why = default_reference(m)
+    if why:
+        console.print(f"note: {why}", highlight=False)
+    return ref

@@ -13,6 +13,7 @@ from qprobe import __version__
 from qprobe.cli import compare as compare_cmd
 from qprobe.cli import diagnose as diagnose_cmd
 from qprobe.cli import example as example_cmd
+from qprobe.cli import explain as explain_cmd
 from qprobe.cli import extract as extract_cmd
 from qprobe.cli import fix as fix_cmd
 from qprobe.cli import inspect as inspect_cmd
@@ -37,6 +38,7 @@ app.command("example")(example_cmd.example)
 app.command("profiles")(profiles_cmd.profiles)
 app.command("localize")(localize_cmd.localize)
 app.command("extract")(extract_cmd.extract)
+app.command("explain")(explain_cmd.explain)
 app.command("fix")(fix_cmd.fix)
 app.command("diagnose")(diagnose_cmd.diagnose)
 app.command("report")(report_cmd.report)
@@ -55,7 +57,7 @@ def _version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
-    """qprobe: compare, localize, extract, emulate."""
+    """qprobe: compare, localize, extract, explain, emulate."""
 
 
 def run(argv: list[str]) -> int:

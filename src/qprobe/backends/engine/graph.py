@@ -25,12 +25,9 @@ import numpy as np
 import onnx_ir as ir
 
 from qprobe.backends.engine.kernels import FOLDABLE_ACTIVATIONS, KERNELS
+from qprobe.model.qoperator import SIGNATURES
 
-QOPERATOR_OPS = frozenset({
-    "QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger", "QLinearAdd", "QLinearMul",
-    "QLinearConcat", "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearLeakyRelu",
-    "QLinearSigmoid", "QGemm",
-})
+QOPERATOR_OPS = frozenset(SIGNATURES)  # qprobe.model.qoperator: the one table of QOperator layouts
 
 
 @dataclass

@@ -77,7 +77,19 @@ KNOBS: dict[str, tuple[tuple[str, ...] | None, str]] = {
     "pre_shift8": (None, "left shift before rescaling 8-bit operands (tflite/ethos_u structures)"),
     "pre_shift16": (None, "left shift before rescaling 16-bit operands (tflite/ethos_u structures)"),
     "coeff_bits": (None, "affine unit: signed coefficient width"),
-    "coeff_overflow": (("saturate", "wrap"), "affine unit: what a coefficient that does not fit does"),
+    "coeff_overflow": (("saturate", "wrap", "lower", "lower_uncompensated"),
+                       "affine unit: what a coefficient that does not fit does: saturate, wrap (two's "
+                       "complement), lower (taken with fewer fractional bits, compensated by a left shift "
+                       "of the product or, with coeff_shift=shared, a smaller output shift) or "
+                       "lower_uncompensated (fewer fractional bits, the lost factor 2**k never restored)"),
+    "coeff_shift": (("per_operand", "shared"),
+                    "affine unit: each coefficient with its own right shift for precision (A*x >> sa), "
+                    "or one shared exponent for all (sa = 0: small ratios keep fewer bits)"),
+    "coeff_rounding": (("half_away", "half_even", "half_up", "floor", "truncate"),
+                       "affine unit: how the compiler rounds a real coefficient or offset to an integer "
+                       "(floor and truncate differ on negative values: Sub, folded zero points)"),
+    "double_round": (None, "affine unit and fixed-point rescale_each: round the output shift in two steps, "
+                           "the lowest N bits first (a double rounding); 0: one rounding"),
     "shift_o": (None, "affine unit: output right shift"),
     "operand_rounding": (("half_even", "half_up", "half_down", "half_away", "floor", "truncate"),
                          "affine unit: rounding of the per-operand right shifts (A*x >> sa)"),
@@ -109,6 +121,9 @@ class Numerics:
     pre_shift16: int = 15
     coeff_bits: int = 16
     coeff_overflow: str = "saturate"
+    coeff_shift: str = "per_operand"
+    coeff_rounding: str = "half_away"
+    double_round: int = 0
     shift_o: int = 14
     operand_rounding: str = "floor"
     intermediate_bits: int = 0

@@ -2,8 +2,9 @@
 ConvInteger and the com.microsoft QLinear* ops) to the engine's ``OpSpec``: the float op
 type whose integer kernel implements it, with quantized operands.
 
-Each table row lists, per operand of the float op, the (tensor, scale, zero point)
-input indices of the QOperator node (-1: absent), then the output's (scale, zero point).
+The layout of each QOperator node (per operand of the float op, the (tensor, scale, zero
+point) input indices, then the output's (scale, zero point)) is ``qprobe.model.qoperator``'s
+table, which the quantization view reads too.
 Scales and zero points are read from ``values``: the model's constants, or, when they
 are graph inputs (as in the ONNX node tests), the values of one run
 (``RuntimeParams``).
@@ -19,21 +20,10 @@ import numpy as np
 from qprobe.backends.engine.graph import GNode, GraphView
 from qprobe.backends.engine.kernels.base import Operand, QType
 from qprobe.errors import UnsupportedOpError
+from qprobe.model.qoperator import SIGNATURES
 
-# op -> (float op type, operands [(tensor, scale, zp)], output (scale, zp) or None)
-LAYOUT: dict[str, tuple[str, list[tuple[int, int, int]], tuple[int, int] | None]] = {
-    "QLinearConv": ("Conv", [(0, 1, 2), (3, 4, 5), (8, -1, -1)], (6, 7)),
-    "QLinearMatMul": ("MatMul", [(0, 1, 2), (3, 4, 5)], (6, 7)),
-    "QGemm": ("Gemm", [(0, 1, 2), (3, 4, 5), (6, -1, -1)], (7, 8)),
-    "MatMulInteger": ("MatMulInteger", [(0, -1, 2), (1, -1, 3)], None),
-    "ConvInteger": ("ConvInteger", [(0, -1, 2), (1, -1, 3)], None),
-    "QLinearAdd": ("Add", [(0, 1, 2), (3, 4, 5)], (6, 7)),
-    "QLinearMul": ("Mul", [(0, 1, 2), (3, 4, 5)], (6, 7)),
-    "QLinearAveragePool": ("AveragePool", [(0, 1, 2)], (3, 4)),
-    "QLinearGlobalAveragePool": ("GlobalAveragePool", [(0, 1, 2)], (3, 4)),
-    "QLinearLeakyRelu": ("LeakyRelu", [(0, 1, 2)], (3, 4)),
-    "QLinearSigmoid": ("Sigmoid", [(0, 1, 2)], (3, 4)),
-}
+LAYOUT = {op: (sig.float_op, list(sig.operands), sig.output) for op, sig in SIGNATURES.items()
+          if op != "QLinearConcat"}  # the one table: qprobe.model.qoperator
 
 
 class RuntimeParams(Exception):

@@ -8,7 +8,9 @@ operand), else ``scale``: ``float32`` is onnxruntime's QLinearConcat / QuantizeL
 formula ``sat(RNE(fl32(fl32(sx*fl32(q - zx)) / sy)) + zy)`` (zero point before rounding
 when ``zero_point = before``); ``double``/``exact``/``fixed``/``pow2`` go through the
 requantizer with ``acc = q - zx`` and multiplier ``sx/sy``; plus ``rounding``,
-``zero_point`` and the affine knobs.
+``zero_point`` and the affine knobs (``coeff_bits``, ``coeff_overflow``, ``coeff_shift``,
+``coeff_rounding``, ``shift_o``, ``operand_rounding``, ``double_round``,
+``intermediate_bits``: one operand, so ``coeff_shift`` only changes its precision).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ Add/Sub read ``structure`` and then:
   ``RNE(fma32(a, ra, fma32(b, rb, fl32(zc - fma32(ra, za, fl32(rb*zb))))))`` on raw codes;
   after: ``RNE(fma32(a - za, ra, fl32((b - zb)*rb))) + zc``); ``double`` in float64;
   ``exact`` as a rational; ``fixed``/``pow2`` with both multipliers on a common shift
-  (onnxruntime's ARM NEON form for 22 bits). Also reads ``rounding``, ``zero_point``.
+  (onnxruntime's ARM NEON form for 22 bits). Also reads ``rounding``, ``zero_point``, and
+  for ``fixed``/``pow2`` ``double_round`` (the final shift rounded in two steps).
 * ``tflite``: TFLite ADD/SUB: ``(q - z) << pre_shift8|16``, each rescaled by
   ``s/(2 max(sa, sb))``, summed, rescaled by ``2 max/(2**pre_shift * sc)``; each step is
   ``multiplier_bits``-bit fixed point with ``rounding`` (``tflite_double``: SRDHM + RDBPOT).
@@ -33,7 +34,7 @@ from fractions import Fraction
 import numpy as np
 
 from qprobe.backends.engine import numerics as nx
-from qprobe.backends.engine.kernels.affine import affine_binary
+from qprobe.backends.engine.kernels.affine import affine_binary, round_output
 from qprobe.backends.engine.kernels.base import Kernel, OpSpec, QType, centered, require_per_tensor
 from qprobe.backends.engine.profiles import Numerics
 from qprobe.backends.engine.requant import Ratio, Requantizer, fixed_point
@@ -51,6 +52,12 @@ def _pair(args: Sequence[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
 def build_add_int(spec: OpSpec) -> Kernel:
     """Quantized Add/Sub (QDQ group or QLinearAdd)."""
     require_per_tensor(spec, 0, 1)
+    return _binary_kernel(add_function(spec), spec.q(0), spec.q(1), spec.out_q)
+
+
+def add_function(spec: OpSpec) -> Binary:
+    """The Add/Sub formula on int64 codes, clamped to the output type, before tabulation
+    (what the kernel evaluates on every input pair; explain evaluates it on samples)."""
     qa, qb, qc, num = spec.q(0), spec.q(1), spec.out_q, spec.numerics
     sign = -1 if spec.op_type == "Sub" else 1
     structure = num.structure
@@ -60,8 +67,7 @@ def build_add_int(spec: OpSpec) -> Kernel:
         fn = _tflite_add(qa, qb, qc, sign, num)
     else:
         fn = _rescale_each(qa, qb, qc, sign, num)
-
-    return _binary_kernel(lambda a, b: np.clip(fn(a, b), qc.qmin, qc.qmax), qa, qb, qc)
+    return lambda a, b: np.clip(fn(a, b), qc.qmin, qc.qmax)
 
 
 def _binary_kernel(fn: Binary, qa: QType, qb: QType, qc: QType) -> Kernel:
@@ -111,7 +117,7 @@ def _rescale_each(qa: QType, qb: QType, qc: QType, sign: int, num: Numerics) -> 
     def run_fixed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         v = _sat((a - qa.z) * ma, num) + _sat(sign * (b - qb.z) * mb, num)
         v = _sat(v, num) + ((qc.z << right) if before and right > 0 else 0)
-        r = nx.round_shift(v, right, num.rounding)
+        r = round_output(v, right, num)
         return r if before and right > 0 else r + qc.z
 
     return run_fixed
