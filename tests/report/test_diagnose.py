@@ -22,14 +22,6 @@ from qdq_models import qdq_residual_model
 MUTATING = Path(__file__).resolve().parents[1] / "targets" / "mutating_target.py"
 
 
-def _module_available(name: str) -> bool:
-    try:
-        __import__(name)
-    except ImportError:
-        return False
-    return True
-
-
 def test_diagnose_writes_the_report_folder(tcn_dir: Path) -> None:
     for name in ("report.json", "report.html", "report.md", "compare.json", "divergence.json",
                  "bundle/model.onnx", "bundle/repro.py", "bundle/README.md"):
@@ -37,16 +29,32 @@ def test_diagnose_writes_the_report_folder(tcn_dir: Path) -> None:
     assert sorted(p.name for p in (tcn_dir / "model_explorer").iterdir()) == [
         "accumulated_cos.json", "exact_pct.json", "local_cos.json", "mean_delta_lsb.json"]
     r = load(tcn_dir)
-    assert [s["name"] for s in r.stages] == ["compare", "localize", "explain", "fix"]
-    assert r.stages[0]["target_runs"] >= 1 and r.stages[1]["target_runs"] >= 1
-    for stage, module in (("explain", "qprobe.explain"), ("fix", "qprobe.fix")):
-        st = next(s for s in r.stages if s["name"] == stage)
-        if not _module_available(module):
-            assert st["status"] == "unavailable" and "not installed" in st["note"]
-    if r.fix is not None and r.fix.get("best"):
-        assert (tcn_dir / "fixed.onnx").is_file() and r.verdict["status"] == "fixed"
+    assert [(s["name"], s["status"]) for s in r.stages] == [
+        ("compare", "done"), ("localize", "done"), ("explain", "done"), ("fix", "done")]
+    assert all(s["target_runs"] >= 1 for s in r.stages)
+    assert (tcn_dir / "fixed.onnx").is_file() and r.verdict["status"] == "fixed"
+    assert (tcn_dir / "fitted.toml").read_text() == r.explanation["profile"]  # type: ignore[index]
+    for name in ("explanation.json", "fix.json"):
+        assert (tcn_dir / name).is_file()
     listed = {f["path"] for f in r.files}
-    assert {"report.json", "report.html", "bundle/"} <= listed
+    assert {"report.json", "report.html", "bundle/", "fixed.onnx", "fitted.toml"} <= listed
+
+
+def test_without_explain_and_fix_diagnose_still_reports_compare_and_localize(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    real = diagnose_mod._module
+    monkeypatch.setattr(diagnose_mod, "_module", lambda name: None if name in ("qprobe.explain", "qprobe.fix")
+                        else real(name))
+    run = resolve_run(None, "tcn", "ort-fused", None, TCN_FAILING, None, None, None, 42, "uniform")
+    out = tmp_path / "partial"
+    diagnose(DiagnoseRequest(run.model, run.name, run.ref, run.target, run.inputs, out,
+                             Invocation("--example tcn", "ort-fused", TCN_FAILING)))
+    r = load(out)
+    assert [(s["name"], s["status"]) for s in r.stages] == [
+        ("compare", "done"), ("localize", "done"), ("explain", "unavailable"), ("fix", "unavailable")]
+    assert all("not installed" in s["note"] for s in r.stages[2:])
+    assert r.explanation is None and r.fix is None and r.verdict["status"] == "fail"
+    assert "not installed" in (out / "report.html").read_text() and (out / "bundle" / "repro.py").is_file()
 
 
 def test_the_cli_prints_the_verdict_the_fix_and_the_report_path(tcn_dir: Path) -> None:

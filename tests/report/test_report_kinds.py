@@ -134,9 +134,10 @@ def test_markdown_names_the_culprit_and_the_operand_scales(tcn_dir: Path) -> Non
                     "## Evidence files", "## Reproduce"):
         assert heading in md
     r = load(tcn_dir)
-    if r.explanation is not None:  # explain lands separately: its part is checked where it ran
-        assert "## Best hypothesis" in md and r.verdict["hypothesis"] in md
-        assert f"{r.views['explanation']['best']['exact_pct']:.3f}%" in md
+    assert r.explanation is not None and r.explanation["explained"]
+    assert "## Model-free finding" in md and r.explanation["sentence"] in md
+    assert "## Best hypothesis" in md and f"`{r.verdict['hypothesis']}`" in md
+    assert f"{r.views['explanation']['best']['exact_pct']:.3f}%" in md
     assert r.fix is not None and r.fix["best"] is not None
     assert "## The fix" in md and f"`{r.fix['best']['pass']}`" in md and "## Workarounds tried" in md
     for w in r.views["fix"]["workarounds"]:
