@@ -23,22 +23,31 @@ def test_readme_starts_with_the_two_commands() -> None:
     assert first.strip().splitlines() == ["make demo", "make test"]
 
 
-def _commands() -> list[tuple[list[str], int]]:
+def _commands() -> list[tuple[list[list[str]], int]]:
+    """Each line of the README's sh blocks: its commands (``a && b`` run in order in one folder)
+    and the exit code the last one must give (a trailing ``# exit N``, else 0)."""
     cmds = []
     for block in _blocks("sh"):
         for line in block.strip().splitlines():
             text, _, comment = line.partition("#")
             expect = int(comment.split()[-1]) if "exit" in comment else 0
-            cmds.append((shlex.split(text), expect))
+            cmds.append(([shlex.split(part) for part in text.split("&&")], expect))
     return cmds
 
 
-@pytest.mark.parametrize("argv,expect", _commands(), ids=lambda v: " ".join(v)[:60] if isinstance(v, list) else str(v))
-def test_readme_command(argv: list[str], expect: int, tmp_path: Path) -> None:
-    assert argv[0] == "qprobe"
-    res = subprocess.run([sys.executable, "-m", "qprobe", *argv[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert res.returncode == expect, res.stdout[-2000:] + res.stderr[-2000:]
-    assert "Traceback" not in res.stderr
+def _ids(v: object) -> str:
+    return " && ".join(" ".join(c) for c in v)[:60] if isinstance(v, list) else str(v)
+
+
+@pytest.mark.parametrize("chain,expect", _commands(), ids=_ids)
+def test_readme_command(chain: list[list[str]], expect: int, tmp_path: Path) -> None:
+    for i, argv in enumerate(chain):
+        assert argv[0] == "qprobe"
+        res = subprocess.run([sys.executable, "-m", "qprobe", *argv[1:]], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=900)
+        want = expect if i == len(chain) - 1 else 0
+        assert res.returncode == want, " ".join(argv) + "\n" + res.stdout[-2000:] + res.stderr[-2000:]
+        assert "Traceback" not in res.stderr
 
 
 def test_make_demo_command_runs(tmp_path: Path) -> None:

@@ -34,6 +34,19 @@ INT_RANGES: dict[str, tuple[int, int]] = {
 }
 
 
+def along_axis(v: np.ndarray, ndim: int, axis: int | None) -> np.ndarray:
+    """The one broadcast helper: a per-tensor value as a scalar array, a per-axis vector shaped
+    ``[1, .., n, .., 1]`` to broadcast against a rank-``ndim`` tensor along ``axis`` (negative
+    axes count from the end)."""
+    if v.size == 1:
+        return v.reshape(())
+    if axis is None:
+        return v
+    shape = [1] * ndim
+    shape[axis % ndim] = v.size
+    return v.reshape(shape)
+
+
 @dataclass(frozen=True)
 class QuantParams:
     """Scale, zero point, integer type and axis of one quantized tensor.
@@ -91,12 +104,7 @@ class QuantParams:
         return self._shaped(np.asarray(self.zero_point, dtype=np.int64), ndim)
 
     def _shaped(self, v: np.ndarray, ndim: int) -> np.ndarray:
-        if self.per_tensor or self.axis is None:
-            return v.reshape(())
-        axis = self.axis % ndim
-        shape = [1] * ndim
-        shape[axis] = v.size
-        return v.reshape(shape)
+        return v.reshape(()) if self.per_tensor or self.axis is None else along_axis(v, ndim, self.axis)
 
     def dequantize(self, codes: np.ndarray) -> np.ndarray:
         """``(q - z) * s`` in float64 (exact for 8/16-bit codes and float32 scales)."""

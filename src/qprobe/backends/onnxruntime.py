@@ -1,6 +1,6 @@
 """onnxruntime as a backend (the only module of qprobe that imports onnxruntime).
 
-Two named modes of the CPU provider (../shared/reference/arithmetic.md §2), and any provider:
+Two named modes of the CPU provider (docs/arithmetic.md, onnxruntime), and any provider:
   ``ort``        graph optimizations off (ORT_DISABLE_ALL): every QDQ group runs as float
                  DequantizeLinear -> op -> QuantizeLinear;
   ``ort-fused``  all optimizations on, with ``session.qdqisint8allowed=1``, so QDQ groups

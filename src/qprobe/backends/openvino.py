@@ -44,8 +44,13 @@ _NOT_KERNELS = frozenset({"Input", "Output", "Const", "Parameter", "Result", "Co
 
 
 def one_line(e: BaseException) -> str:
-    """OpenVINO's exceptions span many lines; the last non-empty one says what failed."""
+    """OpenVINO's exceptions span many lines: the unsupported operations when it names them (its
+    conversion summary), else the last non-empty line."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    missing = [ln.split(":", 1)[1].strip() for ln in lines if "No conversion rule found for operations" in ln]
+    if missing:
+        return (f"OpenVINO has no conversion for {missing[0]} (com.microsoft QOperator ops are onnxruntime's; "
+                "export the model as QDQ for OpenVINO)")
     return lines[-1] if lines else type(e).__name__
 
 

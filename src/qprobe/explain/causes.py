@@ -9,7 +9,7 @@ Rules (on the ``Pattern`` of the culprit's error):
 * state or a race: the error rate grows with the sample index (or the first samples are
   clean and later ones are not).
 
-The checklist is the one of docs/neural-art.md (st-edge-ai.md section 3.5): non-numeric
+The checklist is the one of docs/neural-art.md ("Rule out first"): non-numeric
 faults of an NPU deployment that look like numeric ones.
 """
 

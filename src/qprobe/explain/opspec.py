@@ -19,10 +19,10 @@ import onnx_ir as ir
 from qprobe.backends.engine.graph import GNode, GraphView, Unit, plan_units, read_graph
 from qprobe.backends.engine.kernels import KERNELS
 from qprobe.backends.engine.kernels.base import Operand, OpSpec, QType
-from qprobe.backends.engine.kernels.quantize import ONNX_INT_TYPES
 from qprobe.backends.engine.profiles import Numerics
 from qprobe.backends.engine.qoperator import lower
 from qprobe.errors import InputError, UnsupportedOpError
+from qprobe.tensors import ONNX_INT_TYPES
 
 QOPERATOR_CLASS = {"Concat": "concat"}
 

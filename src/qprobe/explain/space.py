@@ -4,7 +4,7 @@ A ``Family`` names the knobs one kernel path reads (``fixed`` values and ``varie
 alternatives, each alternative a small dict of knobs so that coupled knobs such as
 ``acc_bits``/``acc_overflow`` vary together); its hypotheses are the product of the
 alternatives. The values come from the engine's ``KNOBS`` and from what integer units
-are known to do (reference/arithmetic.md section 7, st-edge-ai.md section 3.4): the
+are known to do (docs/arithmetic.md, docs/neural-art.md): the
 affine families include the knobs the engine gained for explain (a coefficient that
 does not fit taken at lower precision with or without compensation, shifts per operand
 or shared, the compiler's coefficient rounding, double rounding). Knobs a family does

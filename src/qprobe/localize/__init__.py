@@ -20,7 +20,7 @@ from qprobe.compare.inputs import resolve_inputs
 from qprobe.errors import InputError
 from qprobe.localize.divergence import Divergence, OpFinding, RunRecord
 from qprobe.localize.graph import OpGraph, OpNode, build_op_graph
-from qprobe.localize.runner import IsolatedArrays, LocalizeRunner
+from qprobe.localize.runner import IsolatedArrays, LocalizeRunner, RunMany
 from qprobe.localize.state import Outcome, RunCut, RunModel, TargetTraits, drive
 from qprobe.localize.strategies import STRATEGIES, Choice, bisect_budget, choose_strategy, localize_machine
 from qprobe.model.inputs import InputSet
@@ -58,7 +58,7 @@ class Localization:
 
 def traits_of(caps: Capabilities, groups: Sequence[tuple[str, ...]] = ()) -> TargetTraits:
     return TargetTraits(caps.max_outputs_per_run, caps.cost_per_run_s, caps.accepts_models, caps.available_tensors,
-                        tuple(groups))
+                        tuple(groups), max(1, caps.concurrency))
 
 
 def localize(
@@ -73,8 +73,12 @@ def localize(
     policy: TolerancePolicy | None = None,
     batch_size: int = 64,
     model_name: str = "",
+    run_many: RunMany | None = None,
 ) -> Localization:
-    """Find the op that introduces the target's error (see ``strategies`` for the methods)."""
+    """Find the op that introduces the target's error (see ``strategies`` for the methods).
+
+    Independent target runs go at once on a target that declares ``concurrency`` > 1, through
+    ``run_many`` (default: a thread pool)."""
     index = build_quant_index(model)
     graph = build_op_graph(model, index)
     if not graph.ops:
@@ -83,7 +87,7 @@ def localize(
     runner = LocalizeRunner(model, index, graph, ref, target, inputs, policy=policy, batch_size=batch_size)
     groups = target.fusion_groups(model) if target.capabilities().accepts_models else None
     machine = localize_machine(graph, traits_of(target.capabilities(), groups or ()), strategy, ops, classify)
-    div = drive(machine, runner.execute)
+    div = drive(machine, runner.execute, lambda cmds: runner.execute_many(cmds, run_many))
     if runner.target_runs != div.target_runs:  # the machine plans one open per command
         raise AssertionError(f"runner opened the target {runner.target_runs} times for {div.target_runs} commands")
     div = replace(

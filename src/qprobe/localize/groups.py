@@ -13,9 +13,10 @@ it (exposing an inner tensor could break the fusion under test).
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
+from typing import Any
 
 from qprobe.localize.graph import OpGraph, OpGroup, OpNode, group_of
-from qprobe.localize.state import Command, Knowledge, Outcome, RunCut, TargetTraits
+from qprobe.localize.state import Knowledge, RunCut, TargetTraits, run_wave, waves
 
 MAX_GROUP = 3
 
@@ -73,7 +74,7 @@ def _batches(groups: Sequence[OpGroup], cap: float, graph: OpGraph) -> list[list
     return runs
 
 
-def group_search(graph: OpGraph, traits: TargetTraits, k: Knowledge) -> Generator[Command, Outcome, str | None]:
+def group_search(graph: OpGraph, traits: TargetTraits, k: Knowledge) -> Generator[Any, Any, str | None]:
     """Isolate fused-group candidates, smallest first; return the culprit group's name (its
     ``OpGroup`` is left in ``k.culprit_group``) or None."""
     known = [group_of(graph, g) for g in traits.groups if all(n in graph.names for n in g) and len(g) > 1]
@@ -83,12 +84,12 @@ def group_search(graph: OpGraph, traits: TargetTraits, k: Knowledge) -> Generato
         cands = [g for g in [*(known if size == 2 else []), *connected_groups(graph, size, heads)]
                  if g.ops not in tried]
         tried.update(g.ops for g in cands)
-        for batch in _batches(cands, traits.outputs_per_run, graph):
-            cmd = RunCut(groups=tuple(g.ops for g in batch), purpose=f"isolate groups of {size} ops (fed the "
-                         "reference's inputs): a target may fuse what it computes right alone")
-            out = yield cmd
-            k.record(cmd, out)
-            if any(k.group_failed(g.ops) for g in batch):
+        purpose = (f"isolate groups of {size} ops (fed the reference's inputs): a target may fuse what it "
+                   "computes right alone")
+        cuts = [RunCut(groups=tuple(g.ops for g in b), purpose=purpose) for b in _batches(cands, traits.outputs_per_run, graph)]
+        for wave in waves(cuts, traits.concurrency):
+            yield from run_wave(k, wave)
+            if any(k.group_failed(g) for c in wave for g in c.groups):
                 break
         failing = [g for g in cands if k.group_failed(g.ops)]
         if failing:

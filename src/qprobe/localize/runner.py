@@ -14,9 +14,12 @@ bundles.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import threading
+from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 import onnx_ir as ir
@@ -40,10 +43,19 @@ from qprobe.model.probe import plan_probes
 from qprobe.model.quant import QuantIndex, build_quant_index
 from qprobe.tensors import ProbePlan
 
+# runs independent target runs (thunks) and returns their outcomes in order: a thread pool, or a
+# Dask cluster whose workers own the boards (qprobe.execute)
+RunMany = Callable[[Sequence[Callable[[], Outcome]]], Sequence[Outcome]]
+
 
 @dataclass
 class RunCounter:
     opened: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self) -> None:
+        with self.lock:  # runs may go concurrently (several boards)
+            self.opened += 1
 
 
 class CountedBackend(BackendBase):
@@ -63,7 +75,7 @@ class CountedBackend(BackendBase):
         return self.backend.capabilities()
 
     def open(self, model: ir.Model) -> Session:
-        self.counter.opened += 1
+        self.counter.count()
         return self.backend.open(model)
 
     def scoped(self, nodes: Collection[str]) -> CountedBackend:
@@ -123,6 +135,23 @@ class LocalizeRunner:
     @property
     def reference_runs(self) -> int:
         return self.ref.opened
+
+    def execute_many(self, cmds: Sequence[Command], runner: RunMany | None = None) -> list[Outcome]:
+        """Independent commands, concurrently: the reference values every cut needs are made
+        first (one reference run), then ``runner`` (default: a thread pool as wide as the
+        target's declared concurrency) runs the commands; outcomes come back in order."""
+        needed = {t for c in cmds if isinstance(c, RunCut) for t in self._cut_inputs(c)}
+        self._ensure_reference(needed)
+        thunks = [partial(self.execute, c) for c in cmds]
+        if runner is not None:
+            return list(runner(thunks))
+        width = max(1, min(len(thunks), self.target.capabilities().concurrency))
+        with ThreadPoolExecutor(max_workers=width) as pool:
+            return list(pool.map(lambda f: f(), thunks))
+
+    def _cut_inputs(self, cmd: RunCut) -> set[str]:
+        ins = {t for n in cmd.isolate for t in self.graph.op(n).inputs}
+        return ins | {t for g in cmd.groups for t in group_of(self.graph, g).inputs}
 
     def execute(self, cmd: Command) -> Outcome:
         return self._run_model(cmd) if isinstance(cmd, RunModel) else self._run_cut(cmd)

@@ -16,9 +16,9 @@ Every command is exactly one target run:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from qprobe.compare.result import TensorComparison
 from qprobe.localize.graph import OpGraph, OpGroup, OpNode, group_of
@@ -46,6 +46,9 @@ class RunCut:
 
 
 Command = RunModel | RunCut
+# a machine yields one command, or a tuple of independent commands that may run at once
+# (a target with ``concurrency`` > 1: several boards); it then receives one Outcome or a tuple
+Step = Command | tuple[Command, ...]
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class TargetTraits:
     accepts_models: bool = True
     available_tensors: frozenset[str] | None = None
     groups: tuple[tuple[str, ...], ...] = ()  # node groups the target says it runs as one kernel
+    concurrency: int = 1  # target runs that may go at once
 
     @property
     def outputs_per_run(self) -> float:
@@ -125,14 +129,33 @@ class Knowledge:
         return [o for o in self.graph.graph_outputs if o in self.accumulated and self.accumulated[o].failed]
 
 
+def run_wave(k: Knowledge, cmds: Sequence[Command]) -> Generator[Any, Any, tuple[Outcome, ...]]:
+    """Independent commands: one at a time, or all at once as a tuple (the runner may overlap
+    them on a target with several boards); each is recorded in order."""
+    outs: tuple[Outcome, ...] = ((yield cmds[0]),) if len(cmds) == 1 else tuple((yield tuple(cmds)))
+    for cmd, out in zip(cmds, outs, strict=True):
+        k.record(cmd, out)
+    return outs
+
+
+def waves(items: Sequence[Any], concurrency: int) -> list[Sequence[Any]]:
+    n = max(1, concurrency)
+    return [items[i : i + n] for i in range(0, len(items), n)]
+
+
 R = TypeVar("R")
 
 
-def drive(machine: Generator[Command, Outcome, R], execute: Callable[[Command], Outcome]) -> R:
-    """Run ``machine`` to completion, executing each command it yields; return its result."""
+def drive(
+    machine: Generator[Any, Any, R], execute: Callable[[Command], Outcome],
+    execute_many: Callable[[Sequence[Command]], Sequence[Outcome]] | None = None,
+) -> R:
+    """Run ``machine`` to completion, executing each command it yields (a tuple of independent
+    commands with ``execute_many``, one after the other without it); return its result."""
+    many = execute_many or (lambda cmds: [execute(c) for c in cmds])
     try:
-        cmd = next(machine)
+        step = next(machine)
         while True:
-            cmd = machine.send(execute(cmd))
+            step = machine.send(tuple(many(step)) if isinstance(step, tuple) else execute(step))
     except StopIteration as stop:
         return stop.value

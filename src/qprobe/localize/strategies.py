@@ -28,7 +28,7 @@ from qprobe.localize.conclude import Conclusion, conclude
 from qprobe.localize.divergence import CULPRIT, UNCONFIRMED, Divergence
 from qprobe.localize.graph import OpGraph, OpNode
 from qprobe.localize.groups import group_search
-from qprobe.localize.state import Command, Knowledge, Outcome, RunCut, RunModel, TargetTraits
+from qprobe.localize.state import Command, Knowledge, Outcome, RunCut, RunModel, TargetTraits, run_wave, waves
 
 STRATEGIES = ("auto", "probe-all", "isolate", "bisect")
 Steps = Generator[Command, Outcome, str | None]
@@ -186,12 +186,17 @@ def _cuts_fallback(graph: OpGraph, traits: TargetTraits, k: Knowledge, classify:
     return (yield from _bisect(graph, traits, k, classify))
 
 
+def _ops_of(ops: Sequence[OpNode], cmd: RunCut) -> list[OpNode]:
+    return [o for o in ops if o.name in cmd.isolate]
+
+
 def _isolate_until_culprit(traits: TargetTraits, k: Knowledge, ops: Sequence[OpNode], classify: bool) -> Steps:
     """Isolate ``ops`` in as few runs as fit; the culprit is the first that fails in isolation."""
-    for batch in _batches(ops, traits.outputs_per_run):
-        purpose = "isolate: each op fed the reference's inputs (local error)"
-        yield from _run(k, RunCut(isolate=tuple(o.name for o in batch), purpose=purpose))
-        if not classify and any(k.iso_failed(o) for o in batch):
+    purpose = "isolate: each op fed the reference's inputs (local error)"
+    cuts = [RunCut(isolate=tuple(o.name for o in batch), purpose=purpose) for batch in _batches(ops, traits.outputs_per_run)]
+    for wave in waves(cuts, traits.concurrency):
+        yield from run_wave(k, wave)
+        if not classify and any(k.iso_failed(traits_op) for c in wave for traits_op in _ops_of(ops, c)):
             break
     culprit = next((o.name for o in ops if k.iso_failed(o)), None)
     if culprit is None and ops:

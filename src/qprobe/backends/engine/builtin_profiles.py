@@ -2,8 +2,8 @@
 
 Each entry is a description plus knob values per op class on top of ``Numerics()``
 defaults, and optional per-op-type overrides. Sources of each formula:
-``reference/arithmetic.md`` (ONNX, onnxruntime, TFLite/CMSIS-NN) and
-``reference/st-edge-ai.md`` section 3.4 (the Neural-ART ARITH unit).
+``docs/arithmetic.md`` (ONNX, onnxruntime, TFLite/CMSIS-NN) and
+``docs/neural-art.md`` (the Neural-ART ARITH unit).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ BUILTIN: dict[str, tuple[str, dict[str, dict[str, Any]], dict[str, dict[str, Any
     ),
     "arith16-wrap": (
         "HYPOTHESIS, not a vendor fact: a model of the STM32N6 Neural-ART ARITH affine unit "
-        "reconstructed from compiled artifacts (st-edge-ai.md section 3.4). Eltwise Add/Sub and "
+        "reconstructed from compiled artifacts (docs/neural-art.md). Eltwise Add/Sub and "
         "requantizing Concat compute sat(round_shift((A*x >> sa) + (B*y >> sb) + (C << sc), 14)) "
         "with signed 16-bit coefficients that WRAP when a scale ratio needs more than 16 bits; "
         "everything else as the onnxruntime profile, except that float weights inside QDQ groups stay float",

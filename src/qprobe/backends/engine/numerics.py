@@ -12,7 +12,7 @@ Rounding modes (``ROUNDING_MODES``), applied to an exact value ``v``:
 scheme (SRDHM then RDBPOT), available only with a 31-bit fixed-point multiplier.
 
 The TFLite / TFLM / CMSIS-NN primitives follow the formulas of
-``reference/arithmetic.md`` section 3 (written from the formulas, not copied code):
+``docs/arithmetic.md`` (TFLite, TFLite Micro, CMSIS-NN) (written from the formulas, not copied code):
 ``quantize_multiplier``, ``saturating_rounding_doubling_high_mul``,
 ``rounding_divide_by_pot``, ``multiply_by_quantized_multiplier`` (double rounding),
 ``multiply_by_quantized_multiplier_single_rounding``, ``multiply_by_quantized_multiplier_s64``

@@ -1,6 +1,6 @@
 """TFLite / TFLM / CMSIS-NN fixed-point softmax, usable on raw integer parameters.
 
-Written from the algorithm (gemmlowp fixed-point semantics, ``reference/arithmetic.md``
+Written from the algorithm (gemmlowp fixed-point semantics, ``docs/arithmetic.md``
 section 3.2 for SRDHM and RDBPOT), not from copied code. ``FixedPoint<int32, I>`` values
 are handled as their raw int32 values held in int64 arrays; ``Q0`` means 0 integer bits
 (raw / 2**31), ``Q5`` 5 integer bits (raw / 2**26).

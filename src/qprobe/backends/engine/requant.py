@@ -31,6 +31,7 @@ import numpy as np
 
 from qprobe.backends.engine import numerics as nx
 from qprobe.backends.engine.profiles import Numerics
+from qprobe.tensors import along_axis
 
 
 @dataclass(frozen=True)
@@ -79,12 +80,7 @@ class Ratio:
         return out
 
 
-def _shaped(v: np.ndarray, ndim: int, axis: int | None) -> np.ndarray:
-    if v.size == 1 or axis is None:
-        return v.reshape(()) if v.size == 1 else v
-    shape = [1] * ndim
-    shape[axis] = v.size
-    return v.reshape(shape)
+_shaped = along_axis  # qprobe.tensors: the one broadcast helper
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
     out = sat(round_shift((A*x >> sa) + (B*y >> sb) + (C << sc), so))
 
 on raw codes ``x``, ``y``. This models an NPU arithmetic unit as reconstructed from
-compiled artifacts of the STM32N6 Neural-ART ARITH unit (st-edge-ai.md section 3.4):
+compiled artifacts of the STM32N6 Neural-ART ARITH unit (docs/neural-art.md):
 a HYPOTHESIS about that hardware, not a vendor fact. The compiler-side derivation
 modelled here (``R`` is the ``coeff_rounding`` of a real value to an integer):
 

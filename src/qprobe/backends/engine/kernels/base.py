@@ -19,7 +19,7 @@ import numpy as np
 
 from qprobe.backends.engine import numerics as nx
 from qprobe.backends.engine.profiles import Numerics
-from qprobe.tensors import INT_RANGES
+from qprobe.tensors import INT_RANGES, along_axis
 
 Kernel = Callable[[Sequence[np.ndarray | None]], list[np.ndarray]]
 
@@ -75,11 +75,7 @@ class QType:
         return int(self.zero_point[0])
 
     def shaped(self, v: np.ndarray, ndim: int) -> np.ndarray:
-        if self.per_tensor or self.axis is None:
-            return v.reshape(())
-        shape = [1] * ndim
-        shape[self.axis % ndim] = v.size
-        return v.reshape(shape)
+        return v.reshape(()) if self.per_tensor or self.axis is None else along_axis(v, ndim, self.axis)
 
     def same_as(self, other: QType) -> bool:
         return (self.dtype == other.dtype and np.array_equal(self.scale, other.scale)

@@ -18,10 +18,10 @@ import numpy as np
 from qprobe.backends.engine import numerics as nx
 from qprobe.backends.engine.kernels.base import Kernel, OpSpec
 from qprobe.backends.engine.profiles import Numerics
-from qprobe.tensors import INT_RANGES
+from qprobe.tensors import INT_RANGES, ONNX_INT_TYPES
 
 # ONNX TensorProto data types of the integer outputs the engine produces
-ONNX_INT_TYPES = {2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32"}
+# the one dtype map: qprobe.tensors.ONNX_INT_TYPES (re-exported for the kernels)
 
 
 def expand_param(p: np.ndarray, shape: tuple[int, ...], axis: int, block_size: int) -> np.ndarray:
