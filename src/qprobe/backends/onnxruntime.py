@@ -198,4 +198,4 @@ class OrtSession:
         return {name: np.concatenate([p[j] for p in parts], axis=0) for j, name in enumerate(self._outputs)}
 
     def close(self) -> None:
-        self._sess = None  # type: ignore[assignment]
+        self._sess = None  # type: ignore[assignment,unused-ignore]
