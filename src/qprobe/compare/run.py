@@ -84,11 +84,8 @@ def compare_backends(
         b.bind(model)
     inputs = inputs or resolve_inputs(model, None, (ref, target))
     plan = restrict_plan(plan_probes(model, index, probe), ref, target)
-    if batch_size is None:
-        batch_size = choose_batch_size(model, plan, memory_budget)
+    batch = choose_batch_size(model, plan, memory_budget) if batch_size is None else batch_size
     reasons = {role: unprobed_reason(b, plan, check_probe_effect) for role, b in (("ref", ref), ("target", target))}
-
-    batch = batch_size
 
     def stream(role: str, b: Backend, p: ProbePlan | None, prog: Progress | None = None) -> Generator[Trace, None, None]:
         traces = run_traces(b, model, p, inputs, batch, index=index, progress=prog)
