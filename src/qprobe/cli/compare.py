@@ -8,10 +8,11 @@ from typing import Annotated
 import typer
 
 from qprobe.cli.common import (
-    BatchOpt,
+    AutoBatchOpt,
     ExampleOpt,
     InputsOpt,
     JsonOpt,
+    MemoryBudgetOpt,
     ModelArg,
     RandomModeOpt,
     RandomOpt,
@@ -21,6 +22,7 @@ from qprobe.cli.common import (
     TargetKv,
     TargetOpt,
     console,
+    parse_bytes,
     parse_kv,
     progress_bar,
     resolve_model,
@@ -55,7 +57,8 @@ def compare(
     tol: TolOpt = None,
     tol_tensor: TolTensorOpt = None,
     classifier: Annotated[bool, typer.Option("--classifier", help="Report accuracy on outputs (like stedgeai --classifier).")] = False,
-    batch_size: BatchOpt = 64,
+    batch_size: AutoBatchOpt = None,
+    memory_budget: MemoryBudgetOpt = "1GiB",
     json_out: JsonOpt = None,
     html_out: Annotated[Path | None, typer.Option("--html", help="Also write the comparison as a self-contained HTML page with the error chart.")] = None,
     save_traces: Annotated[Path | None, typer.Option("--save-traces", help="Save every batch's reference and target Traces (JSON + .npz) into this folder; `--ref traces:DIR --target traces:DIR` compares them again.")] = None,
@@ -66,6 +69,7 @@ def compare(
     the unprobed run's outputs decide (and the probed tensors are marked untrusted).
     """
     policy = parse_policy(tol, tol_tensor)
+    budget = parse_bytes(memory_budget)
     if ref.startswith(TRACES) or target.startswith(TRACES):
         cmp = _saved(model, example, ref, target, ref_opt, target_opt, policy)
     else:
@@ -73,7 +77,7 @@ def compare(
         with progress_bar("comparing") as update:
             cmp = compare_backends(
                 run.model, run.ref, run.target, run.inputs, probe=probe, policy=policy, batch_size=batch_size,
-                classifier=True if classifier else None, progress=update, model_name=run.name,
+                memory_budget=budget, classifier=True if classifier else None, progress=update, model_name=run.name,
                 save_traces=TraceFolder(save_traces) if save_traces is not None else None,
             )
     console.print(comparison_table(cmp))
