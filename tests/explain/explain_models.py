@@ -4,7 +4,7 @@
 head. The Concat's output scale is then set to the wide branch's scale / 2.3 (as a
 percentile calibration that clips the rare large values would): a requantizing Concat
 whose inputs have scale ratios 2.3 and about 0.3. ``residual_model(tmp)``: the residual
-network of tests/qdq_models.py (seed 4: its Add has operand ratios 0.95 and 2.04).
+network of tests/models/residual.py (seed 4: its Add has operand ratios 0.95 and 2.04).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Fixtures of the runtime-backend tests: the tiny models of rt_models, built once per session."""
+"""Fixtures of the runtime-backend tests: the tiny models of tests/models/runtimes.py, built once per session."""
 
 from __future__ import annotations
 
