@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(VENV)/bin/qprobe diagnose --example tcn --target engine:arith16-wrap -o demo-out
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks tools
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

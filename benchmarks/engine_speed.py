@@ -1,7 +1,7 @@
 """Speed of qprobe's integer engine against onnxruntime, measured in the same run.
 
 Models: the bundled example TCN and a MobileNetV2-like QDQ model (depthwise convs,
-residual Adds; ``qprobe.examples.mobilenet``). For each model and batch size it times
+residual Adds; ``models.mobilenet``). For each model and batch size it times
 onnxruntime in ``ort`` mode (optimizations off: float DQ -> op -> Q) and in ``ort-fused``
 mode (ORT_ENABLE_ALL + qdqisint8allowed), and ``engine:onnxruntime``, and prints
 engine time / onnxruntime time. Every engine run is also checked bit-exact against
@@ -35,8 +35,10 @@ import onnx_ir as ir
 import onnxruntime as ort
 
 from qprobe.backends.engine import EngineBackend, get_profile
-from qprobe.examples.mobilenet import build_mobilenet_like
 from qprobe.examples.tcn import packaged_example_dir
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test-model builders
+from models.mobilenet import build_mobilenet_like
 
 
 def _median_ms(fns: list[Callable[[], object]], repeats: int) -> list[float]:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent / "tools"))  # the example trainer (tcn_example)
 
 if TYPE_CHECKING:
     from models.corpus import Built

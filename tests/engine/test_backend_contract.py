@@ -15,7 +15,8 @@ from qprobe.backends.base import Backend, Session, backend_label, describe_backe
 from qprobe.backends.engine import EngineBackend, get_profile
 from qprobe.backends.registry import create_backend
 from qprobe.errors import ProfileError, UnsupportedOpError
-from qprobe.examples.generated import ALL_OPS, random_inputs, random_qdq_model
+
+from models.generated import ALL_OPS, random_inputs, random_qdq_model
 
 
 def test_registry_builds_the_engine_with_overrides() -> None:

@@ -17,7 +17,7 @@ import pytest
 from onnx import numpy_helper
 from ort_helpers import run_engine, with_q_outputs
 
-from qprobe.examples.generated import random_inputs, random_qdq_model
+from models.generated import random_inputs, random_qdq_model
 
 
 def _rne(v: Fraction) -> int:

@@ -1,7 +1,7 @@
 """The ``onnxruntime`` profile is bit-exact with onnxruntime on random QDQ models.
 
 Oracle: onnxruntime itself (``ort-fused``: ORT_ENABLE_ALL + qdqisint8allowed), on every
-QuantizeLinear output of random models from ``qprobe.examples.generated`` (random
+QuantizeLinear output of random models from ``models.generated`` (random
 shapes, scales with many power-of-two ratios, zero points, per-channel weights). Seeds
 and op mixes are drawn by hypothesis (derandomized, bounded examples).
 """
@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ort_helpers import mismatch, run_engine, run_ort, with_q_outputs
 
-from qprobe.examples.generated import ALL_OPS, DEFAULT_OPS, random_inputs, random_qdq_model
+from models.generated import ALL_OPS, DEFAULT_OPS, random_inputs, random_qdq_model
 
 # Softmax reproduces onnxruntime's QLinearSoftmax except ~1e-5 of outputs at near-ties:
 # it has its own measured test below; every other op must be bit-exact.
@@ -121,7 +121,7 @@ def test_wide_convs_are_bit_exact(seed: int) -> None:
 
 
 def test_mobilenet_like_is_bit_exact() -> None:
-    from qprobe.examples.mobilenet import build_mobilenet_like
+    from models.mobilenet import build_mobilenet_like
 
     model = with_q_outputs(build_mobilenet_like(1, calibration=4))
     feeds = {"image": np.random.default_rng(2).standard_normal((4, 3, 64, 64)).astype(np.float32)}

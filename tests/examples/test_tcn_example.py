@@ -1,6 +1,7 @@
 """The bundled TCN example: what it ships, that it runs, that it forecasts, that it is reproducible.
 
-Needs onnxruntime. Builds (trains) the example three times (about 15 s each).
+The trainer is tools/tcn_example (source checkout only); the package ships its files and a
+loader. Builds (trains) the example three times (15-40 s each).
 """
 
 from __future__ import annotations
@@ -14,18 +15,11 @@ import pytest
 from onnx import numpy_helper
 
 from qprobe.errors import ModelError, QprobeError
-from qprobe.examples import tcn
-from qprobe.examples.gas_signal import example_data, regression_metrics, simulate_gas_series
-from qprobe.examples.tcn import (
-    FILES,
-    PACKAGED_INPUTS,
-    TcnExample,
-    block0_add_ratios,
-    build_tcn_example,
-    environment,
-    packaged_example_dir,
-    run_model,
-)
+from qprobe.examples.tcn import FILES, PACKAGED_INPUTS, TcnExample, copy_example, packaged_example_dir
+
+from tcn_example import build as tcn
+from tcn_example.build import block0_add_ratios, build_tcn_example, environment, run_model
+from tcn_example.gas_signal import example_data, regression_metrics, simulate_gas_series
 
 PACKAGED = packaged_example_dir()
 
@@ -238,3 +232,15 @@ def test_example_round_trips_through_its_json(fresh: TcnExample) -> None:
 def test_loading_an_empty_directory_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(QprobeError, match="no readable TCN example"):
         TcnExample.load(tmp_path)
+
+
+def test_copy_example_writes_the_shipped_files(tmp_path: Path) -> None:
+    ex = copy_example(tmp_path)
+    for name in FILES.values():
+        assert (tmp_path / name).read_bytes() == (PACKAGED / name).read_bytes()
+    assert ex.n_inputs == PACKAGED_INPUTS and ex.block0.node == "block0_add"
+
+
+def test_the_installed_package_holds_no_trainer() -> None:
+    shipped = {p.name for p in packaged_example_dir().parent.glob("*.py")}
+    assert shipped == {"__init__.py", "tcn.py"}

@@ -12,12 +12,13 @@ import pytest
 
 from qprobe.backends import create_backend
 from qprobe.compare import compare_backends
-from qprobe.examples.generated import random_inputs as generated_inputs
-from qprobe.examples.generated import random_qdq_model
 from qprobe.localize import OpGraph, build_op_graph, localize
 from qprobe.model.inputs import InputSet
 from qprobe.model.loader import model_from_proto
 from qprobe.model.quant import build_quant_index
+
+from models.generated import random_inputs as generated_inputs
+from models.generated import random_qdq_model
 
 # knobs that give a large error on these op types (wrapping accumulators, power-of-two multipliers)
 DEFECTS = {

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qprobe.errors import InputError
+from qprobe.examples.tcn import RegressionMetrics
 
 FloatArray = np.ndarray
 
@@ -66,18 +67,6 @@ class WindowSet:
     target: FloatArray
     persistence: FloatArray
     end: FloatArray
-
-
-@dataclass(frozen=True)
-class RegressionMetrics:
-    """Accuracy of a forecast of ``ln(ppm)`` against the truth."""
-
-    rmse: float
-    mae: float
-    r2: float
-
-    def to_dict(self) -> dict[str, float]:
-        return {"rmse": self.rmse, "mae": self.mae, "r2": self.r2}
 
 
 def _spawn(seed: int, n: int) -> list[np.random.Generator]:

@@ -3,7 +3,7 @@
 Owns the network's architecture (its shape constants and :func:`build_tcn_graph`), running
 a model (or reading its intermediate tensors) on windows with onnxruntime, the int8 quantization recipe, and reading the scales
 around a QDQ Add (:func:`block0_add_ratios`). The weights come from
-:mod:`qprobe.examples.tcn` (trained by :mod:`qprobe.examples.tcn_train`), which builds the
+``tcn_example.build`` (trained by ``tcn_example.train``), which builds the
 shipped files from these parts.
 
 **Network** (``window`` ``[N, 8, 1, 64]`` -> ``log_conc`` ``[N, 1]``, opset 17): ``input_proj``
@@ -22,7 +22,6 @@ import logging
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxruntime import quantization as q
 
 from qprobe.errors import ModelError
+from qprobe.examples.tcn import AddScales
 
 WINDOW, CHANNELS, HIDDEN, OPSET = 64, 8, 32, 17
 DILATIONS = (1, 2, 4, 8, 16, 32)
@@ -42,22 +42,6 @@ QUANTIZATION = {
     "weight_type": "QInt8", "per_channel": True, "activation_symmetric": False, "weight_symmetric": True,
     "calibrate_method": "MinMax", "calibration_windows": N_CALIBRATION, "extra_options": None,
 }
-
-
-@dataclass(frozen=True)
-class AddScales:
-    """Quantization scales around one Add: ``ratios[i] = operand_scales[i] / output_scale``."""
-
-    node: str
-    operand_scales: tuple[float, float]
-    output_scale: float
-
-    @property
-    def ratios(self) -> tuple[float, float]:
-        return (self.operand_scales[0] / self.output_scale, self.operand_scales[1] / self.output_scale)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "ratios": list(self.ratios)}
 
 
 # --------------------------------------------------------------------------- graph

@@ -1,9 +1,9 @@
 """Training the example TCN: a small numpy backprop (Adam, MSE on ln ppm), deterministic.
 
-Owns the network's float forward and backward passes as :mod:`qprobe.examples.tcn`
+Owns the network's float forward and backward passes as ``tcn_example.build``
 trains them, the initialisation, the Adam loop and the per-channel rescaling that
 leaves predictions unchanged. It knows the architecture of
-:mod:`qprobe.examples.tcn_graph` (same weight names and layouts: Conv ``[out, in, 1, 3]``,
+``tcn_example.graph`` (same weight names and layouts: Conv ``[out, in, 1, 3]``,
 tap ``k`` reads ``x[t - (2 - k) d]``; Gemm ``[out, in]``) but not ONNX.
 
 **Only the last step is computed.** The loss reads the last time step, so block ``i``
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qprobe.examples.tcn_graph import CHANNELS, DILATIONS, HIDDEN
+from tcn_example.graph import CHANNELS, DILATIONS, HIDDEN
 
 Weights = dict[str, np.ndarray]
 Cache = list[tuple[np.ndarray, np.ndarray, np.ndarray]]
@@ -141,7 +141,7 @@ def _block0_penalty(h: np.ndarray, y: np.ndarray, cfg: TrainConfig) -> tuple[flo
     With ``P`` the projection's width, ``M`` the Add's max (the post-Relu range) and ``C``
     the conv's width, ``lam * ((ln P/M - ln r0)^2 + (ln C/M - ln r1)^2)``: training keeps
     block 0 where MinMax calibration gives it the target scale ratios, so the exact
-    adjustment afterwards (:func:`qprobe.examples.tcn.tune_block0`) is small. Maxima pass
+    adjustment afterwards (``tcn_example.build.tune_block0``) is small. Maxima pass
     their gradient to the one element that attains them.
     """
     lam, (r0, r1) = cfg.block0_penalty, cfg.block0_ratios

@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from qprobe.examples.generated_ops import OPS, Builder
+from models.generated_ops import OPS, Builder
 
 DEFAULT_OPS = ("Conv", "DepthwiseConv", "Add", "Mul", "Concat", "Relu", "MaxPool", "AveragePool", "MatMul")
 ALL_OPS = tuple(OPS)

@@ -1,0 +1,1 @@
+"""The trainer of the bundled TCN example (source checkout only; not installed)."""
