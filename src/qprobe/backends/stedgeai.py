@@ -35,12 +35,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
 from qprobe.backends.recorded import tensor_shapes
 from qprobe.backends.st import fit_shape, read_c_info, read_val_io, write_validate_inputs
-from qprobe.errors import BackendError, QprobeError
+from qprobe.errors import BackendError, InputError, QprobeError
 from qprobe.fileio import atomic_save_npz
 from qprobe.model.graph import graph_output_names
 from qprobe.model.inputs import load_inputs
@@ -74,8 +75,17 @@ class StRunConfig:
         return self.workdir / "st_ai_ws"
 
 
-def parse_args(argv: Sequence[str] | None = None) -> StRunConfig:
-    ap = argparse.ArgumentParser(prog="python -m qprobe.backends.stedgeai", description=__doc__.splitlines()[0])
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (an ``InputError``) instead of usage text and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise InputError(f"{message} (`{self.prog} --help` lists the options)")
+
+
+def parse_args(argv: Sequence[str] | None = None, prog: str = "python -m qprobe.backends.stedgeai") -> StRunConfig:
+    """The run's configuration; relative paths are resolved against the current directory here, before
+    any tool runs in the work directory (else an output would land in ``wd/wd/``)."""
+    ap = _Parser(prog=prog, description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, type=Path)
     ap.add_argument("--inputs", required=True, type=Path)
     ap.add_argument("--outputs", required=True, type=Path)
@@ -92,8 +102,10 @@ def parse_args(argv: Sequence[str] | None = None) -> StRunConfig:
     ap.add_argument("--extra-generate", default="", help="more generate arguments, one string")
     ap.add_argument("--extra-validate", default="", help="more validate arguments, one string")
     a = ap.parse_args(argv)
+    outputs = a.outputs.absolute()
     return StRunConfig(
-        model=a.model, inputs=a.inputs, outputs=a.outputs, workdir=a.workdir or a.outputs.parent,
+        model=a.model.absolute(), inputs=a.inputs.absolute(), outputs=outputs,
+        workdir=(a.workdir.absolute() if a.workdir else outputs.parent),
         stedgeai=tuple(shlex.split(a.stedgeai)), target=a.target, mode=a.mode,
         neural_art=None if a.no_neural_art else a.neural_art, name=a.name, desc=a.desc,
         loader=tuple(shlex.split(a.loader)), extra_generate=tuple(shlex.split(a.extra_generate)),
@@ -169,6 +181,12 @@ def outputs_from_val_io(cfg: StRunConfig, val_io: Path, n: int) -> dict[str, np.
 
 
 def run(cfg: StRunConfig) -> dict[str, np.ndarray]:
+    if cfg.workdir.exists() and not cfg.workdir.is_dir():
+        raise InputError(f"--workdir {cfg.workdir} is a file; pick a folder")
+    if cfg.outputs.is_dir():
+        raise InputError(f"--outputs {cfg.outputs} is a folder; give the .npz file to write")
+    if not cfg.outputs.parent.is_dir() and cfg.outputs.parent != cfg.workdir:
+        raise InputError(f"--outputs {cfg.outputs}: the folder {cfg.outputs.parent} does not exist; create it first")
     cfg.workdir.mkdir(parents=True, exist_ok=True)
     model = load_model(cfg.model)
     inputs = load_inputs(model, cfg.inputs)
@@ -192,10 +210,9 @@ def _print_reported(cfg: StRunConfig) -> None:
             print(f"[qprobe.stedgeai] ST reports {m.desc}: rmse={m.rmse:.6g} cos={m.cos:.6g} mean={m.mean:.6g}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    cfg = parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "python -m qprobe.backends.stedgeai") -> int:
     try:
-        run(cfg)
+        run(parse_args(argv, prog))
     except QprobeError as e:
         print(f"qprobe.stedgeai: error: {e}", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from qprobe.backends import Backend, create_backend
+from qprobe.cli.checks import quantization_warning
 from qprobe.compare.inputs import InputRequest, resolve_inputs
 from qprobe.errors import InputError
 from qprobe.model.inputs import InputSet
@@ -102,6 +103,9 @@ def resolve_run(
 
     ``ref=None`` picks the reference that matches the deployed arithmetic (``default_reference``)."""
     m, name, example_inputs = resolve_model(model, example)
+    warning = quantization_warning(m)
+    if warning:
+        err_console.print(f"warning: {warning}", highlight=False, soft_wrap=True)
     if ref is None:
         ref, why = default_reference(m)
         if why:
@@ -129,7 +133,13 @@ def default_reference(m: ir.Model) -> tuple[str, str]:
 
 @contextmanager
 def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar on stderr, shown from the first update; yields ``(done, total)``."""
+    """A rich progress bar on stderr, shown from the first update; yields ``(done, total)``. When stdout
+    is not a terminal (CI logs), plain lines instead: the first update, one every ~10 s, the last."""
+    if not console.is_terminal:
+        from qprobe.cli.progress import Ticker
+
+        yield Ticker(console, label)
+        return
     bar = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=err_console, transient=True,

@@ -10,6 +10,7 @@ from typing import Annotated
 import onnx_ir as ir
 import typer
 
+from qprobe.cli.checks import ForceOpt, check_outputs, check_tolerance_names
 from qprobe.cli.common import (
     AutoRefOpt,
     BatchOpt,
@@ -25,6 +26,7 @@ from qprobe.cli.common import (
     console,
     resolve_run,
 )
+from qprobe.cli.progress import run_progress
 from qprobe.compare import parse_policy
 from qprobe.errors import InputError
 from qprobe.localize import STRATEGIES, Localization
@@ -64,6 +66,7 @@ def localize(
     bundle: BundleOpt = None,
     json_out: JsonOpt = None,
     exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 when an op introducing an error is found (for CI); default: exit 0 when localization completes.")] = False,
+    force: ForceOpt = False,
 ) -> None:
     """Find the op that introduces the error (not one that only carries it), counting target runs.
 
@@ -74,12 +77,15 @@ def localize(
     """
     if not target:
         raise InputError("missing --target: the backend to localize the error on, e.g. --target engine:arith16-wrap")
+    check_outputs({"--json": json_out}, {"--bundle": bundle}, force=force, inputs=(model, inputs))
+    policy = parse_policy(tol, tol_tensor)
     run = resolve_run(model, example, ref, ref_opt, target, target_opt, inputs, random, seed, random_mode)
     m, name = run.model, run.name
+    check_tolerance_names(policy, m)
     op_list = [o.strip() for o in ops.split(",") if o.strip()] if ops else None
-    with console.status("localizing (each target run: prepare the model, run every sample)"):
+    with run_progress(console, "localizing (each target run: prepare the model, run every sample)") as shown:
         loc = run_localize(m, run.ref, run.target, run.inputs, strategy=strategy, ops=op_list, classify=classify,
-                           policy=parse_policy(tol, tol_tensor), batch_size=batch_size, model_name=name)
+                           policy=policy, batch_size=batch_size, model_name=name, progress=shown)
     div = loc.divergence
     console.print(f"[bold]strategy[/]: {div.strategy} ({div.reason})", highlight=False)
     console.print(divergence_table(div))

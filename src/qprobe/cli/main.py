@@ -43,7 +43,8 @@ app.command("fix")(fix_cmd.fix)
 app.command("diagnose")(diagnose_cmd.diagnose)
 app.command("report")(report_cmd.report)
 app.command(
-    "stedgeai-run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+    "stedgeai-run", add_help_option=False,
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
 )(stedgeai_cmd.stedgeai_run)
 
 

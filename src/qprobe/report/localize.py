@@ -59,5 +59,6 @@ def summary(div: Divergence, index: QuantIndex) -> list[str]:
     if unclassified:
         lines.append(f"not classified: {', '.join(unclassified)}")
     budget = "" if div.budget is None else f" (bisect budget ceil(log2 N) + 2 = {div.budget})"
-    lines.append(f"target runs used: {div.target_runs}{budget}; reference runs: {div.reference_runs}")
+    cache = f" ({div.runs_executed} ran, {div.runs_cached} from the cache)" if div.runs_cached else ""
+    lines.append(f"target runs used: {div.target_runs}{cache}{budget}; reference runs: {div.reference_runs}")
     return lines
