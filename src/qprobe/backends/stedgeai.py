@@ -187,9 +187,9 @@ def run(cfg: StRunConfig) -> dict[str, np.ndarray]:
         raise InputError(f"--outputs {cfg.outputs} is a folder; give the .npz file to write")
     if not cfg.outputs.parent.is_dir() and cfg.outputs.parent != cfg.workdir:
         raise InputError(f"--outputs {cfg.outputs}: the folder {cfg.outputs.parent} does not exist; create it first")
-    cfg.workdir.mkdir(parents=True, exist_ok=True)
     model = load_model(cfg.model)
     inputs = load_inputs(model, cfg.inputs)
+    cfg.workdir.mkdir(parents=True, exist_ok=True)
     write_validate_inputs(inputs.arrays, cfg.workdir / VI_NAME)
     for step, argv in st_commands(cfg):
         run_step(step, argv, cfg)
@@ -212,7 +212,11 @@ def _print_reported(cfg: StRunConfig) -> None:
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m qprobe.backends.stedgeai") -> int:
     try:
-        run(parse_args(argv, prog))
+        cfg = parse_args(argv, prog)
+    except SystemExit as e:  # --help
+        return int(e.code or 0)
+    try:
+        run(cfg)
     except QprobeError as e:
         print(f"qprobe.stedgeai: error: {e}", file=sys.stderr)
         return 2

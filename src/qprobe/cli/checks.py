@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Annotated
@@ -67,7 +68,7 @@ def output_file(path: Path, option: str) -> None:
                          "or pick another path")
     if not parent.is_dir():
         raise InputError(f"{option} {path}: {parent} is a file, not a folder; pick another path")
-    if not os.access(parent, os.W_OK | os.X_OK):
+    if not _writable(parent):
         raise InputError(f"{option} {path}: cannot write into {parent} (permission denied); pick a writable place")
     if p.exists() and not os.access(p, os.W_OK):
         raise InputError(f"{option} {path}: the file exists and is read-only; pick another path or make it writable")
@@ -85,11 +86,11 @@ def output_dir(path: Path, option: str, *, force: bool = False,
         anchor = anchor.parent
     if not anchor.is_dir():
         raise InputError(f"{option} {path}: {anchor} is a file, not a folder; pick another path")
-    if not os.access(anchor, os.W_OK | os.X_OK):
+    if not _writable(anchor):
         raise InputError(f"{option} {path}: cannot write into {anchor} (permission denied); pick a writable place")
     if p.is_dir() and any(p.iterdir()) and not force and not (replaceable is not None and replaceable(p)):
-        raise InputError(f"{option} {path}: the folder exists and is not empty; pass --force to replace it whole, "
-                         "or pick another path")
+        what = "is not empty and is not an earlier report" if replaceable is not None else "exists and is not empty"
+        raise InputError(f"{option} {path}: the folder {what}; pass --force to replace it whole, or pick another path")
 
 
 def check_input_file(path: Path | None, option: str) -> None:
@@ -118,6 +119,18 @@ def quantization_warning(model: ir.Model) -> str:
         return ""
     return ("the model has no quantized tensor (no QuantizeLinear/DequantizeLinear or QLinear op): qprobe wants an "
             "int8 model; quantize it first (e.g. onnxruntime.quantization.quantize_static)")
+
+
+def _writable(folder: Path) -> bool:
+    """Whether a file can be created in ``folder``: tried for real (permission bits lie to root, and
+    read-only mounts), with a hidden file removed at once."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".qprobe-write-check.", dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(name)
+    return True
 
 
 def _key(p: Path) -> Path:
