@@ -21,15 +21,35 @@ from qprobe.model.inputs import InputSet
 from qprobe.model.loader import load_model
 from qprobe.model.patterns import float_weights_in_qdq
 
+PIPED_WIDTH = 100  # piped output (CI logs, files): tables fit 100 columns, names wrap whole
+WIDE = 1000
+
 
 def _console(stderr: bool = False) -> Console:
     c = Console(stderr=stderr)
-    # piped output (CI logs, files) would be cut to 80 columns; tables need more
-    return c if c.is_terminal else Console(stderr=stderr, width=200)
+    return c if c.is_terminal else Console(stderr=stderr, width=PIPED_WIDTH)
 
 
 console = _console()
 err_console = _console(stderr=True)
+
+WideOpt = Annotated[bool, typer.Option("--wide", help="Tables as wide as their content (default: fit the terminal, "
+                                                      "100 columns when piped; long names wrap).")]
+
+
+_NATURAL_WIDTH = console.width
+
+
+def use_wide(wide: bool) -> None:
+    """``--wide``: tables take the width their content needs, nothing wraps (until ``natural_width``)."""
+    if wide:
+        console.width = WIDE
+
+
+def natural_width() -> None:
+    """Back to the width of the terminal (or the piped width), after a command that used ``--wide``."""
+    if console.width == WIDE:
+        console.width = _NATURAL_WIDTH
 
 EXAMPLES = ("tcn",)
 

@@ -23,11 +23,13 @@ from qprobe.cli.common import (
     SeedOpt,
     TargetKv,
     TargetOpt,
+    WideOpt,
     console,
     parse_kv,
     progress_bar,
     resolve_model,
     resolve_run,
+    use_wide,
 )
 from qprobe.compare import Comparison, TolerancePolicy, compare_backends, compare_saved, parse_policy
 from qprobe.errors import InputError
@@ -64,12 +66,14 @@ def compare(
     html_out: Annotated[Path | None, typer.Option("--html", help="Also write the comparison as a self-contained HTML page with the error chart.")] = None,
     save_traces: Annotated[Path | None, typer.Option("--save-traces", help="Save every batch's reference and target Traces (JSON + .npz) into this folder; `--ref traces:DIR --target traces:DIR` compares them again.")] = None,
     force: ForceOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """Compare a reference and a target backend tensor by tensor, with ST's metrics and LSB metrics.
 
     The verdict is about the model as deployed: when probing changes a backend's final outputs,
     the unprobed run's outputs decide (and the probed tensors are marked untrusted).
     """
+    use_wide(wide)
     check_outputs({"--json": json_out, "--html": html_out}, {"--save-traces": save_traces}, force=force,
                   inputs=(model, inputs))
     policy = parse_policy(tol, tol_tensor)
@@ -88,15 +92,20 @@ def compare(
     console.print(comparison_table(cmp))
     for line in comparison_summary(cmp):
         console.print(line, highlight=False)
+    _write(cmp, json_out, html_out, Invocation(f"--example {example}" if example else str(model), ref, target,
+                                               tuple(target_opt or ())), model, example)
+    raise typer.Exit(0 if cmp.passed else 1)
+
+
+def _write(cmp: Comparison, json_out: Path | None, html_out: Path | None, invocation: Invocation,
+           model: Path | None, example: str | None) -> None:
     if json_out is not None:
         cmp.save(json_out)
         console.print(f"wrote {json_out}")
     if html_out is not None:
         m, name, _ = resolve_model(model, example)
-        write_html(html_out, build_report("compare", m, name, comparison=cmp.to_json(), invocation=Invocation(
-            f"--example {example}" if example else str(model), ref, target, tuple(target_opt or ()))))
+        write_html(html_out, build_report("compare", m, name, comparison=cmp.to_json(), invocation=invocation))
         console.print(f"wrote {html_out}")
-    raise typer.Exit(0 if cmp.passed else 1)
 
 
 @contextmanager

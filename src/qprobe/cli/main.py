@@ -21,7 +21,7 @@ from qprobe.cli import localize as localize_cmd
 from qprobe.cli import profiles as profiles_cmd
 from qprobe.cli import report as report_cmd
 from qprobe.cli import stedgeai as stedgeai_cmd
-from qprobe.cli.common import err_console
+from qprobe.cli.common import err_console, natural_width
 from qprobe.cli.entry import EXIT_INTERRUPTED
 from qprobe.errors import QprobeError
 
@@ -72,6 +72,8 @@ def run(argv: list[str]) -> int:
         raise KeyboardInterrupt from e
     except typer.TyperException as e:  # bad options and arguments: one line, no traceback
         return _usage_error(e)
+    finally:
+        natural_width()
     if result == EXIT_INTERRUPTED:  # typer turns Ctrl-C inside a command into Exit(130)
         raise KeyboardInterrupt
     return result if isinstance(result, int) else 0
