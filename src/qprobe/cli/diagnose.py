@@ -27,9 +27,11 @@ from qprobe.cli.common import (
 from qprobe.cli.progress import StageDisplay
 from qprobe.compare import parse_policy
 from qprobe.errors import InputError
+from qprobe.model.quant import build_quant_index
 from qprobe.report.build import Invocation
 from qprobe.report.diagnose import DiagnoseRequest
 from qprobe.report.diagnose import diagnose as run_diagnose
+from qprobe.report.next_steps import next_steps
 from qprobe.report.write import replaceable
 
 OutOpt = Annotated[Path, typer.Option("-o", "--output", help="The report folder to write (replaced when it holds an earlier report).")]
@@ -96,5 +98,9 @@ def diagnose(
     console.print(f"[bold]fix[/]: {v['fix'] or 'none found'}" + (f" -> {result.fixed}" if result.fixed else ""),
                   highlight=False)
     console.print(f"[bold]report[/]: {result.out_dir / 'report.html'}", highlight=False)
+    index = build_quant_index(run.model)
+    op = next((o for o in index.ops if o.name == v.get("culprit")), None)
+    for line in next_steps(result.report, result.out_dir, (index.scale_ratios(op) or []) if op is not None else ()):
+        console.print(line, highlight=False, soft_wrap=True)
     if exit_code and v["status"] == "fail":
         raise typer.Exit(1)
