@@ -12,7 +12,8 @@ For one run it:
      --name network --output WORKDIR/st_ai_output --workspace WORKDIR/st_ai_ws`` + ``--extra-generate``;
   3. runs ``--loader`` if given (e.g. ST's ``n6_loader.py``, which flashes the validation
      firmware built from the generated code); ``{output_dir}`` and ``{workdir}`` in it are
-     replaced by this run's paths;
+     replaced by this run's paths, and ``$VARIABLES`` by the environment's values (it runs in
+     the work directory, without a shell);
   4. runs ``stedgeai validate`` with the same model/target/name/output/workspace,
      ``--mode target --valinput validate_inputs.npz [--desc D]`` + ``--extra-validate``;
   5. reads ``<output>/<name>_val_io.npz`` and writes ``c_outputs_<i>`` to ``--outputs``,
@@ -98,7 +99,7 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = "python -m qprobe.
     ap.add_argument("--name", default="network", help="C name (ST: keep 'network' for validation)")
     ap.add_argument("--desc", default=None, help="validate --desc, e.g. serial:921600")
     ap.add_argument("--loader", default="", help="command run between generate and validate (flashes the board); "
-                    "{output_dir} and {workdir} are replaced")
+                    "{output_dir}, {workdir} and $ENVIRONMENT_VARIABLES are replaced")
     ap.add_argument("--extra-generate", default="", help="more generate arguments, one string")
     ap.add_argument("--extra-validate", default="", help="more validate arguments, one string")
     a = ap.parse_args(argv)
@@ -121,7 +122,7 @@ def st_commands(cfg: StRunConfig) -> list[tuple[str, list[str]]]:
     steps = [("generate", [*cfg.stedgeai, "generate", *common, *cfg.extra_generate])]
     if cfg.loader:
         paths = {"{output_dir}": str(cfg.output_dir), "{workdir}": str(cfg.workdir)}
-        steps.append(("loader", [_subst(tok, paths) for tok in cfg.loader]))
+        steps.append(("loader", [os.path.expandvars(_subst(tok, paths)) for tok in cfg.loader]))
     desc = ["--desc", cfg.desc] if cfg.desc else []
     validate = [*cfg.stedgeai, "validate", *common, "--mode", cfg.mode,
                 "--valinput", str(cfg.workdir / VI_NAME), *desc, *cfg.extra_validate]

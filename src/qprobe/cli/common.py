@@ -27,7 +27,7 @@ WIDE = 1000
 
 def _console(stderr: bool = False) -> Console:
     c = Console(stderr=stderr)
-    return c if c.is_terminal else Console(stderr=stderr, width=PIPED_WIDTH)
+    return c if c.is_terminal else Console(stderr=stderr, width=PIPED_WIDTH, soft_wrap=True)  # lines stay whole
 
 
 console = _console()
