@@ -59,4 +59,7 @@ def test_make_demo_command_runs(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-m", "qprobe", *argv[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "block0_add" in res.stdout and "target runs" in res.stdout
+    steps = res.stdout[res.stdout.index("next steps"):]  # the demo leads somewhere
+    assert "scale ratios are 2.05" in steps and "below 2.000" in steps  # the TCN's design ratio, the profile's limit
+    assert "repro.py" in steps and "qprobe explain" in steps and "qprobe fix" in steps
     assert (tmp_path / "demo-out" / "bundle" / "README.md").exists()

@@ -336,7 +336,8 @@ def _same_quant(a: QuantParams, b: QuantParams) -> bool:
 def _check_feed(
     feed: np.ndarray, rec: np.ndarray, q: QuantParams | None, name: str, first: int, spec: str
 ) -> None:
-    """Equal codes for integer inputs; within one LSB (or 1e-5 relative) for float inputs."""
+    """Equal codes for integer inputs; for float inputs with a quantizer, codes within one (quantized and
+    clipped with the input's parameters, as the board stores them); else within 1e-5 relative."""
     ok = feed.size == rec.size
     diff = 0.0
     if ok:
@@ -345,9 +346,14 @@ def _check_feed(
         diff = float(np.max(np.abs(a - b))) if a.size else 0.0
         if np.issubdtype(rec.dtype, np.integer):
             ok = diff == 0.0
+        elif q is not None:  # a board stores inputs quantized and clipped: compare in the quantized domain
+            codes = [np.clip(np.round(v / q.scale_array(v.ndim)) + q.zero_point_array(v.ndim), q.qmin, q.qmax)
+                     for v in (a, b)]
+            diff = float(np.max(np.abs(codes[0] - codes[1]))) if a.size else 0.0
+            ok = diff <= 1.0  # a rounding tie may fall either way
         else:
-            lsb = max(q.scale) if q is not None else 0.0
-            ok = bool(np.all(np.abs(a - b) <= max(lsb * 1.0001, 1e-6) + 1e-5 * np.abs(b)))
+            ok = bool(np.all(np.abs(a - b) <= 1e-6 + 1e-5 * np.abs(b)))
     if not ok:
-        got = f"max |diff| {diff:.3g}" if feed.size == rec.size else f"shape {feed.shape} vs {rec.shape}"
+        got = f"max |diff| {diff:.3g}{' codes' if q is not None else ''}" if feed.size == rec.size else \
+            f"shape {feed.shape} vs {rec.shape}"
         raise InputError(f"{spec}: {_INPUTS_DIFFER} (input {name!r}, samples from {first}: {got})")

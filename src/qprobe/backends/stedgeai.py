@@ -12,7 +12,8 @@ For one run it:
      --name network --output WORKDIR/st_ai_output --workspace WORKDIR/st_ai_ws`` + ``--extra-generate``;
   3. runs ``--loader`` if given (e.g. ST's ``n6_loader.py``, which flashes the validation
      firmware built from the generated code); ``{output_dir}`` and ``{workdir}`` in it are
-     replaced by this run's paths;
+     replaced by this run's paths, and ``$VARIABLES`` by the environment's values (it runs in
+     the work directory, without a shell);
   4. runs ``stedgeai validate`` with the same model/target/name/output/workspace,
      ``--mode target --valinput validate_inputs.npz [--desc D]`` + ``--extra-validate``;
   5. reads ``<output>/<name>_val_io.npz`` and writes ``c_outputs_<i>`` to ``--outputs``,
@@ -35,12 +36,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
 from qprobe.backends.recorded import tensor_shapes
 from qprobe.backends.st import fit_shape, read_c_info, read_val_io, write_validate_inputs
-from qprobe.errors import BackendError, QprobeError
+from qprobe.errors import BackendError, InputError, QprobeError
 from qprobe.fileio import atomic_save_npz
 from qprobe.model.graph import graph_output_names
 from qprobe.model.inputs import load_inputs
@@ -74,8 +76,17 @@ class StRunConfig:
         return self.workdir / "st_ai_ws"
 
 
-def parse_args(argv: Sequence[str] | None = None) -> StRunConfig:
-    ap = argparse.ArgumentParser(prog="python -m qprobe.backends.stedgeai", description=__doc__.splitlines()[0])
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (an ``InputError``) instead of usage text and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise InputError(f"{message} (`{self.prog} --help` lists the options)")
+
+
+def parse_args(argv: Sequence[str] | None = None, prog: str = "python -m qprobe.backends.stedgeai") -> StRunConfig:
+    """The run's configuration; relative paths are resolved against the current directory here, before
+    any tool runs in the work directory (else an output would land in ``wd/wd/``)."""
+    ap = _Parser(prog=prog, description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, type=Path)
     ap.add_argument("--inputs", required=True, type=Path)
     ap.add_argument("--outputs", required=True, type=Path)
@@ -88,12 +99,14 @@ def parse_args(argv: Sequence[str] | None = None) -> StRunConfig:
     ap.add_argument("--name", default="network", help="C name (ST: keep 'network' for validation)")
     ap.add_argument("--desc", default=None, help="validate --desc, e.g. serial:921600")
     ap.add_argument("--loader", default="", help="command run between generate and validate (flashes the board); "
-                    "{output_dir} and {workdir} are replaced")
+                    "{output_dir}, {workdir} and $ENVIRONMENT_VARIABLES are replaced")
     ap.add_argument("--extra-generate", default="", help="more generate arguments, one string")
     ap.add_argument("--extra-validate", default="", help="more validate arguments, one string")
     a = ap.parse_args(argv)
+    outputs = a.outputs.absolute()
     return StRunConfig(
-        model=a.model, inputs=a.inputs, outputs=a.outputs, workdir=a.workdir or a.outputs.parent,
+        model=a.model.absolute(), inputs=a.inputs.absolute(), outputs=outputs,
+        workdir=(a.workdir.absolute() if a.workdir else outputs.parent),
         stedgeai=tuple(shlex.split(a.stedgeai)), target=a.target, mode=a.mode,
         neural_art=None if a.no_neural_art else a.neural_art, name=a.name, desc=a.desc,
         loader=tuple(shlex.split(a.loader)), extra_generate=tuple(shlex.split(a.extra_generate)),
@@ -109,7 +122,7 @@ def st_commands(cfg: StRunConfig) -> list[tuple[str, list[str]]]:
     steps = [("generate", [*cfg.stedgeai, "generate", *common, *cfg.extra_generate])]
     if cfg.loader:
         paths = {"{output_dir}": str(cfg.output_dir), "{workdir}": str(cfg.workdir)}
-        steps.append(("loader", [_subst(tok, paths) for tok in cfg.loader]))
+        steps.append(("loader", [os.path.expandvars(_subst(tok, paths)) for tok in cfg.loader]))
     desc = ["--desc", cfg.desc] if cfg.desc else []
     validate = [*cfg.stedgeai, "validate", *common, "--mode", cfg.mode,
                 "--valinput", str(cfg.workdir / VI_NAME), *desc, *cfg.extra_validate]
@@ -169,9 +182,15 @@ def outputs_from_val_io(cfg: StRunConfig, val_io: Path, n: int) -> dict[str, np.
 
 
 def run(cfg: StRunConfig) -> dict[str, np.ndarray]:
-    cfg.workdir.mkdir(parents=True, exist_ok=True)
+    if cfg.workdir.exists() and not cfg.workdir.is_dir():
+        raise InputError(f"--workdir {cfg.workdir} is a file; pick a folder")
+    if cfg.outputs.is_dir():
+        raise InputError(f"--outputs {cfg.outputs} is a folder; give the .npz file to write")
+    if not cfg.outputs.parent.is_dir() and cfg.outputs.parent != cfg.workdir:
+        raise InputError(f"--outputs {cfg.outputs}: the folder {cfg.outputs.parent} does not exist; create it first")
     model = load_model(cfg.model)
     inputs = load_inputs(model, cfg.inputs)
+    cfg.workdir.mkdir(parents=True, exist_ok=True)
     write_validate_inputs(inputs.arrays, cfg.workdir / VI_NAME)
     for step, argv in st_commands(cfg):
         run_step(step, argv, cfg)
@@ -192,8 +211,11 @@ def _print_reported(cfg: StRunConfig) -> None:
             print(f"[qprobe.stedgeai] ST reports {m.desc}: rmse={m.rmse:.6g} cos={m.cos:.6g} mean={m.mean:.6g}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    cfg = parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "python -m qprobe.backends.stedgeai") -> int:
+    try:
+        cfg = parse_args(argv, prog)
+    except SystemExit as e:  # --help
+        return int(e.code or 0)
     try:
         run(cfg)
     except QprobeError as e:

@@ -14,21 +14,42 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from qprobe.backends import Backend, create_backend
+from qprobe.cli.checks import quantization_warning
 from qprobe.compare.inputs import InputRequest, resolve_inputs
 from qprobe.errors import InputError
 from qprobe.model.inputs import InputSet
 from qprobe.model.loader import load_model
 from qprobe.model.patterns import float_weights_in_qdq
 
+PIPED_WIDTH = 100  # piped output (CI logs, files): tables fit 100 columns, names wrap whole
+WIDE = 1000
+
 
 def _console(stderr: bool = False) -> Console:
     c = Console(stderr=stderr)
-    # piped output (CI logs, files) would be cut to 80 columns; tables need more
-    return c if c.is_terminal else Console(stderr=stderr, width=200)
+    return c if c.is_terminal else Console(stderr=stderr, width=PIPED_WIDTH, soft_wrap=True)  # lines stay whole
 
 
 console = _console()
 err_console = _console(stderr=True)
+
+WideOpt = Annotated[bool, typer.Option("--wide", help="Tables as wide as their content (default: fit the terminal, "
+                                                      "100 columns when piped; long names wrap).")]
+
+
+_NATURAL_WIDTH = console.width
+
+
+def use_wide(wide: bool) -> None:
+    """``--wide``: tables take the width their content needs, nothing wraps (until ``natural_width``)."""
+    if wide:
+        console.width = WIDE
+
+
+def natural_width() -> None:
+    """Back to the width of the terminal (or the piped width), after a command that used ``--wide``."""
+    if console.width == WIDE:
+        console.width = _NATURAL_WIDTH
 
 EXAMPLES = ("tcn",)
 
@@ -102,6 +123,9 @@ def resolve_run(
 
     ``ref=None`` picks the reference that matches the deployed arithmetic (``default_reference``)."""
     m, name, example_inputs = resolve_model(model, example)
+    warning = quantization_warning(m)
+    if warning:
+        err_console.print(f"warning: {warning}", highlight=False, soft_wrap=True)
     if ref is None:
         ref, why = default_reference(m)
         if why:
@@ -129,7 +153,13 @@ def default_reference(m: ir.Model) -> tuple[str, str]:
 
 @contextmanager
 def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar on stderr, shown from the first update; yields ``(done, total)``."""
+    """A rich progress bar on stderr, shown from the first update; yields ``(done, total)``. When stdout
+    is not a terminal (CI logs), plain lines instead: the first update, one every ~10 s, the last."""
+    if not console.is_terminal:
+        from qprobe.cli.progress import Ticker
+
+        yield Ticker(console, label)
+        return
     bar = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=err_console, transient=True,

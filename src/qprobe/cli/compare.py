@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from qprobe.cli.checks import ForceOpt, check_outputs, check_tolerance_names
 from qprobe.cli.common import (
     AutoBatchOpt,
     ExampleOpt,
@@ -21,15 +24,18 @@ from qprobe.cli.common import (
     SeedOpt,
     TargetKv,
     TargetOpt,
+    WideOpt,
     console,
     parse_bytes,
     parse_kv,
     progress_bar,
     resolve_model,
     resolve_run,
+    use_wide,
 )
 from qprobe.compare import Comparison, TolerancePolicy, compare_backends, compare_saved, parse_policy
 from qprobe.errors import InputError
+from qprobe.fileio import staged_dir
 from qprobe.model.quant import build_quant_index
 from qprobe.report.build import Invocation, build_report
 from qprobe.report.terminal import comparison_summary, comparison_table
@@ -62,36 +68,59 @@ def compare(
     json_out: JsonOpt = None,
     html_out: Annotated[Path | None, typer.Option("--html", help="Also write the comparison as a self-contained HTML page with the error chart.")] = None,
     save_traces: Annotated[Path | None, typer.Option("--save-traces", help="Save every batch's reference and target Traces (JSON + .npz) into this folder; `--ref traces:DIR --target traces:DIR` compares them again.")] = None,
+    force: ForceOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """Compare a reference and a target backend tensor by tensor, with ST's metrics and LSB metrics.
 
     The verdict is about the model as deployed: when probing changes a backend's final outputs,
     the unprobed run's outputs decide (and the probed tensors are marked untrusted).
     """
+    use_wide(wide)
+    check_outputs({"--json": json_out, "--html": html_out}, {"--save-traces": save_traces}, force=force,
+                  inputs=(model, inputs))
     policy = parse_policy(tol, tol_tensor)
     budget = parse_bytes(memory_budget)
     if ref.startswith(TRACES) or target.startswith(TRACES):
+        if save_traces is not None:
+            raise InputError("--save-traces saves live runs; with traces:DIR on both sides they are saved already")
         cmp = _saved(model, example, ref, target, ref_opt, target_opt, policy)
     else:
         run = resolve_run(model, example, ref, ref_opt, target, target_opt, inputs, random, seed, random_mode)
-        with progress_bar("comparing") as update:
+        check_tolerance_names(policy, run.model)
+        with progress_bar("comparing") as update, _traces(save_traces) as folder:
             cmp = compare_backends(
                 run.model, run.ref, run.target, run.inputs, probe=probe, policy=policy, batch_size=batch_size,
                 memory_budget=budget, classifier=True if classifier else None, progress=update, model_name=run.name,
-                save_traces=TraceFolder(save_traces) if save_traces is not None else None,
+                save_traces=folder,
             )
     console.print(comparison_table(cmp))
     for line in comparison_summary(cmp):
         console.print(line, highlight=False)
+    _write(cmp, json_out, html_out, Invocation(f"--example {example}" if example else str(model), ref, target,
+                                               tuple(target_opt or ())), model, example)
+    raise typer.Exit(0 if cmp.passed else 1)
+
+
+def _write(cmp: Comparison, json_out: Path | None, html_out: Path | None, invocation: Invocation,
+           model: Path | None, example: str | None) -> None:
     if json_out is not None:
         cmp.save(json_out)
         console.print(f"wrote {json_out}")
     if html_out is not None:
         m, name, _ = resolve_model(model, example)
-        write_html(html_out, build_report("compare", m, name, comparison=cmp.to_json(), invocation=Invocation(
-            f"--example {example}" if example else str(model), ref, target, tuple(target_opt or ()))))
+        write_html(html_out, build_report("compare", m, name, comparison=cmp.to_json(), invocation=invocation))
         console.print(f"wrote {html_out}")
-    raise typer.Exit(0 if cmp.passed else 1)
+
+
+@contextmanager
+def _traces(path: Path | None) -> Iterator[TraceFolder | None]:
+    """The --save-traces folder, written staged: it appears whole when the comparison ends."""
+    if path is None:
+        yield None
+        return
+    with staged_dir(path) as stage:
+        yield TraceFolder(stage)
 
 
 def _saved(

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from qprobe.cli.checks import ForceOpt, check_outputs, check_tolerance_names
 from qprobe.cli.common import (
     BatchOpt,
     ExampleOpt,
@@ -26,9 +27,12 @@ from qprobe.cli.common import (
 from qprobe.cli.progress import StageDisplay
 from qprobe.compare import parse_policy
 from qprobe.errors import InputError
+from qprobe.model.quant import build_quant_index
 from qprobe.report.build import Invocation
 from qprobe.report.diagnose import DiagnoseRequest
 from qprobe.report.diagnose import diagnose as run_diagnose
+from qprobe.report.next_steps import next_steps
+from qprobe.report.write import replaceable
 
 OutOpt = Annotated[Path, typer.Option("-o", "--output", help="The report folder to write (replaced when it holds an earlier report).")]
 FloatOpt = Annotated[Path | None, typer.Option("--float-model", help="The float model the int8 one was quantized from (fix: requantize-model).")]
@@ -65,6 +69,7 @@ def diagnose(
     calibration: CalibOpt = None, truth: TruthOpt = None, tol: TolOpt = None, tol_tensor: TolTensorOpt = None,
     batch_size: BatchOpt = 64, output: OutOpt = Path("qprobe-report"),
     exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 when the model fails on the target and no fix was found.")] = False,
+    force: ForceOpt = False,
 ) -> None:
     """Find, explain and fix the target's defect in one command, and write the report folder.
 
@@ -74,13 +79,17 @@ def diagnose(
     """
     if not target:
         raise InputError("missing --target: the backend to diagnose the model on, e.g. --target engine:arith16-wrap")
+    check_outputs(dirs={"-o": output}, force=force, replaceable=replaceable,
+                  inputs=(model, inputs, float_model, calibration, truth))
+    policy = parse_policy(tol, tol_tensor)
     run = resolve_run(model, example, ref, ref_opt, target, target_opt, inputs, random, seed, random_mode)
+    check_tolerance_names(policy, run.model)
     fm, cal, tr = _example_files(example, float_model, calibration, truth)
     req = DiagnoseRequest(
         run.model, run.name, run.ref, run.target, run.inputs, output,
         _invocation(model, example, ref, target, target_opt, inputs, random, seed, random_mode, output),
         model_path=example_paths(example)[0] if example else model, float_model=fm, calibration=cal, truth=tr,
-        policy=parse_policy(tol, tol_tensor), batch_size=batch_size,
+        policy=policy, batch_size=batch_size, force=force,
     )
     with StageDisplay(console) as display:
         result = run_diagnose(req, display)
@@ -89,5 +98,9 @@ def diagnose(
     console.print(f"[bold]fix[/]: {v['fix'] or 'none found'}" + (f" -> {result.fixed}" if result.fixed else ""),
                   highlight=False)
     console.print(f"[bold]report[/]: {result.out_dir / 'report.html'}", highlight=False)
+    index = build_quant_index(run.model)
+    op = next((o for o in index.ops if o.name == v.get("culprit")), None)
+    for line in next_steps(result.report, result.out_dir, (index.scale_ratios(op) or []) if op is not None else ()):
+        console.print(line, highlight=False, soft_wrap=True)
     if exit_code and v["status"] == "fail":
         raise typer.Exit(1)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from qprobe.cli.checks import check_outputs
 from qprobe.cli.common import (
     BatchOpt,
     ExampleOpt,
@@ -66,6 +67,7 @@ def explain(
     """
     if not target:
         raise InputError("missing --target: the backend whose arithmetic to explain, e.g. --target engine:arith16-wrap")
+    check_outputs({"--json": json_out, "--profile-out": profile_out}, inputs=(model, inputs, divergence))
     run = resolve_run(model, example, ref, ref_opt, target, target_opt, inputs, random, seed, random_mode)
     with console.status("explaining") as status:
         e = run_explain(run.model, run.ref, run.target, run.inputs, node=node, divergence=divergence, bundle=bundle,

@@ -10,6 +10,7 @@ from typing import Annotated
 import onnx_ir as ir
 import typer
 
+from qprobe.cli.checks import ForceOpt, check_outputs
 from qprobe.cli.common import (
     AutoRefOpt,
     BatchOpt,
@@ -58,6 +59,7 @@ def extract(
     seed: SeedOpt = 42,
     random_mode: RandomModeOpt = "uniform",
     batch_size: BatchOpt = 64,
+    force: ForceOpt = False,
 ) -> None:
     """Cut the subgraph from --inputs to --outputs into a valid, runnable model; names are kept.
 
@@ -68,6 +70,9 @@ def extract(
     """
     if out is None and bundle is None:
         raise InputError("nothing to write: give -o CUT.onnx and/or --bundle DIR")
+    check_outputs({"-o": out}, {"--bundle": bundle}, force=force, inputs=(model, samples))
+    if bundle is None and (target or samples or random is not None):
+        raise InputError("--target, --samples and --random feed the repro bundle; add --bundle DIR (or drop them)")
     m, name, example_inputs = resolve_model(model, example)
     ins, outs = _boundary(m, inputs, outputs, float_boundary)
     cut = extract_subgraph(m, ins, outs)

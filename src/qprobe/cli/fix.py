@@ -13,6 +13,7 @@ import numpy as np
 import typer
 
 from qprobe.backends import Backend, create_backend
+from qprobe.cli.checks import ForceOpt, check_outputs
 from qprobe.cli.common import (
     AutoRefOpt,
     BatchOpt,
@@ -30,8 +31,10 @@ from qprobe.cli.common import (
 )
 from qprobe.compare import parse_policy
 from qprobe.errors import InputError
+from qprobe.fileio import staged_dir
 from qprobe.fix import FixResult
 from qprobe.fix import fix as run_fix
+from qprobe.model.inputs import read_npz
 from qprobe.model.loader import save_model
 from qprobe.report.fix_terminal import fix_renderables
 
@@ -55,10 +58,13 @@ def fix(
     verify_on_target: VerifyOpt = None, keep_candidates: KeepOpt = None, output: OutOpt = None,
     json_out: JsonOpt = None, passes: PassesOpt = None, tol: TolOpt = None, inputs: InputsOpt = None,
     random: RandomOpt = None, seed: SeedOpt = 42, random_mode: RandomModeOpt = "uniform", batch_size: BatchOpt = 64,
+    force: ForceOpt = False,
 ) -> None:
     """Search model-side workarounds for the op the target gets wrong, verify each, write the best."""
     if not target:
         raise InputError("missing --target: the backend to fix the model for, e.g. --target engine:arith16-wrap")
+    check_outputs({"-o": output, "--json": json_out}, {"--keep-candidates": keep_candidates}, force=force,
+                  inputs=(model, inputs, float_model, calibration, truth, profile))
     run = resolve_run(model, example, ref, ref_opt, target, target_opt, inputs, random, seed, random_mode)
     float_model, calibration, truth = _example_files(example, float_model, calibration, truth)
     with console.status("fixing") as status:
@@ -106,11 +112,7 @@ def _truth(path: Path | None) -> dict[str, np.ndarray] | None:
     if path is None:
         return None
     _existing(path, "--truth")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise InputError(f"--truth {str(path)!r} is not a readable .npz ({e}); save one array per output") from e
+    return read_npz(path)
 
 
 def _write(result: FixResult, output: Path | None, keep: Path | None, json_out: Path | None) -> None:
@@ -119,10 +121,10 @@ def _write(result: FixResult, output: Path | None, keep: Path | None, json_out: 
         save_model(best.model, output)
         console.print(f"wrote {output}")
     if keep is not None:
-        keep.mkdir(parents=True, exist_ok=True)
-        for i, c in enumerate(result.candidates, 1):
-            if c.model is not None:
-                save_model(c.model, keep / f"{i:02d}_{c.pass_name}.onnx")
+        with staged_dir(keep) as stage:
+            for i, c in enumerate(result.candidates, 1):
+                if c.model is not None:
+                    save_model(c.model, stage / f"{i:02d}_{c.pass_name}.onnx")
         console.print(f"wrote every candidate into {keep}/")
     if json_out is not None:
         result.save(json_out)

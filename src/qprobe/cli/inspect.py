@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from qprobe.cli.common import ExampleOpt, ModelArg, console, default_reference, resolve_model
+from qprobe.cli.common import (
+    ExampleOpt,
+    ModelArg,
+    WideOpt,
+    console,
+    default_reference,
+    resolve_model,
+    use_wide,
+)
 from qprobe.model.quant import build_quant_index
 from qprobe.report.terminal import quant_index_table
 
 
-def inspect(model: ModelArg = None, example: ExampleOpt = None) -> None:
+def inspect(model: ModelArg = None, example: ExampleOpt = None, wide: WideOpt = False) -> None:
     """Print the ops in topological order with their quantized inputs and outputs, and the
     operand-to-output scale ratio of every Add, Sub, Mul and Concat."""
+    use_wide(wide)
     m, name, _ = resolve_model(model, example)
     index = build_quant_index(m)
     console.print(f"[bold]{name}[/]: {len(index.ops)} compute ops, {len(index.tensors)} quantized tensors")

@@ -10,6 +10,7 @@ from typing import Annotated
 import onnx_ir as ir
 import typer
 
+from qprobe.cli.checks import ForceOpt, check_outputs, check_tolerance_names
 from qprobe.cli.common import (
     AutoRefOpt,
     BatchOpt,
@@ -22,12 +23,15 @@ from qprobe.cli.common import (
     RefKv,
     SeedOpt,
     TargetKv,
+    WideOpt,
     console,
     resolve_run,
+    use_wide,
 )
+from qprobe.cli.progress import run_progress
 from qprobe.compare import parse_policy
 from qprobe.errors import InputError
-from qprobe.localize import STRATEGIES, Localization
+from qprobe.localize import STRATEGIES, Divergence, Localization
 from qprobe.localize import localize as run_localize
 from qprobe.localize.culprit import culprit_cut
 from qprobe.model.quant import build_quant_index
@@ -64,6 +68,8 @@ def localize(
     bundle: BundleOpt = None,
     json_out: JsonOpt = None,
     exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 when an op introducing an error is found (for CI); default: exit 0 when localization completes.")] = False,
+    force: ForceOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """Find the op that introduces the error (not one that only carries it), counting target runs.
 
@@ -74,13 +80,24 @@ def localize(
     """
     if not target:
         raise InputError("missing --target: the backend to localize the error on, e.g. --target engine:arith16-wrap")
+    use_wide(wide)
+    check_outputs({"--json": json_out}, {"--bundle": bundle}, force=force, inputs=(model, inputs))
+    policy = parse_policy(tol, tol_tensor)
     run = resolve_run(model, example, ref, ref_opt, target, target_opt, inputs, random, seed, random_mode)
-    m, name = run.model, run.name
-    op_list = [o.strip() for o in ops.split(",") if o.strip()] if ops else None
-    with console.status("localizing (each target run: prepare the model, run every sample)"):
+    m, name, op_list = run.model, run.name, [o.strip() for o in ops.split(",") if o.strip()] if ops else None
+    check_tolerance_names(policy, m)
+    with run_progress(console, "localizing (each target run: prepare the model, run every sample)") as shown:
         loc = run_localize(m, run.ref, run.target, run.inputs, strategy=strategy, ops=op_list, classify=classify,
-                           policy=parse_policy(tol, tol_tensor), batch_size=batch_size, model_name=name)
+                           policy=policy, batch_size=batch_size, model_name=name, progress=shown)
     div = loc.divergence
+    _show(div, m, json_out)
+    if bundle is not None:
+        _bundle(bundle, m, loc, run.ref.spec, target, name, target_opt)
+    if exit_code and div.culprit is not None:
+        raise typer.Exit(1)
+
+
+def _show(div: Divergence, m: ir.Model, json_out: Path | None) -> None:
     console.print(f"[bold]strategy[/]: {div.strategy} ({div.reason})", highlight=False)
     console.print(divergence_table(div))
     for note in div.notes:
@@ -90,10 +107,6 @@ def localize(
     if json_out is not None:
         div.save(json_out)
         console.print(f"wrote {json_out}")
-    if bundle is not None:
-        _bundle(bundle, m, loc, run.ref.spec, target, name, target_opt)
-    if exit_code and div.culprit is not None:
-        raise typer.Exit(1)
 
 
 def _bundle(path: Path, m: ir.Model, loc: Localization, ref: str, target: str, name: str,

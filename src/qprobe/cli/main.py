@@ -21,7 +21,7 @@ from qprobe.cli import localize as localize_cmd
 from qprobe.cli import profiles as profiles_cmd
 from qprobe.cli import report as report_cmd
 from qprobe.cli import stedgeai as stedgeai_cmd
-from qprobe.cli.common import err_console
+from qprobe.cli.common import err_console, natural_width
 from qprobe.cli.entry import EXIT_INTERRUPTED
 from qprobe.errors import QprobeError
 
@@ -43,7 +43,8 @@ app.command("fix")(fix_cmd.fix)
 app.command("diagnose")(diagnose_cmd.diagnose)
 app.command("report")(report_cmd.report)
 app.command(
-    "stedgeai-run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+    "stedgeai-run", add_help_option=False,
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
 )(stedgeai_cmd.stedgeai_run)
 
 
@@ -71,6 +72,8 @@ def run(argv: list[str]) -> int:
         raise KeyboardInterrupt from e
     except typer.TyperException as e:  # bad options and arguments: one line, no traceback
         return _usage_error(e)
+    finally:
+        natural_width()
     if result == EXIT_INTERRUPTED:  # typer turns Ctrl-C inside a command into Exit(130)
         raise KeyboardInterrupt
     return result if isinstance(result, int) else 0

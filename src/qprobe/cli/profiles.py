@@ -8,6 +8,7 @@ import typer
 
 from qprobe.backends.engine import get_profile
 from qprobe.cli.common import console, parse_kv
+from qprobe.errors import InputError
 from qprobe.report.profiles import knobs_table, overrides_lines, profile_table, profiles_table
 
 
@@ -16,6 +17,9 @@ def profiles(
     set_: Annotated[list[str] | None, typer.Option("--set", help="KNOB=VALUE override to apply before showing (repeatable).")] = None,
 ) -> None:
     """List the numerics profiles and knobs, or show one profile's knob values per op class."""
+    if name is None and set_:
+        raise InputError("--set overrides a profile's knobs: name the profile, e.g. qprobe profiles arith16-wrap "
+                         f"--set {set_[0]}")
     if name is None:
         console.print(profiles_table())
         console.print(knobs_table())

@@ -1,13 +1,15 @@
 """The live display of ``qprobe diagnose``: each stage, its target runs and elapsed time.
 
 On a terminal a rich table refreshes in place; otherwise (logs, CI, pipes) one plain line is
-printed per stage when it ends.
+printed per stage when it ends. ``run_progress`` shows localize's target runs as they happen, and
+``Ticker`` prints compare's progress as plain lines when stdout is not a terminal.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -17,6 +19,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
+from qprobe.localize import RunEvent
 from qprobe.report.diagnose import DONE, STAGES, StageRecord
 
 _STYLE = {DONE: "green", "skipped": "dim", "unavailable": "yellow", "failed": "red"}
@@ -77,3 +80,37 @@ class StageDisplay:
             t.add_row(row.name, status, "" if runs is None else str(runs), "" if secs is None else f"{secs:.1f} s",
                       Text(row.message, style="dim"))
         return t
+
+
+@contextmanager
+def run_progress(console: Console, label: str) -> Iterator[Callable[[RunEvent], None]]:
+    """A sink for localize's ``RunEvent``: on a terminal a status line that follows each target run;
+    otherwise (logs, CI) one plain line as each run starts, so the log shows life."""
+    if not console.is_terminal:
+        def plain(e: RunEvent) -> None:
+            if not e.done:
+                console.print(e.line(), highlight=False, soft_wrap=True)
+        yield plain
+        return
+    with console.status(label) as status:
+        def live(e: RunEvent) -> None:
+            status.update(e.line())
+        yield live
+
+
+class Ticker:
+    """Plain progress lines for a non-terminal: the first update, then at most one every ``every`` s,
+    and the last (``done == total``)."""
+
+    def __init__(self, console: Console, label: str, every: float = 10.0) -> None:
+        self.console, self.label, self.every = console, label, every
+        self.started = time.monotonic()
+        self.last: float | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if self.last is not None and now - self.last < self.every and done < total:
+            return
+        self.last = now
+        self.console.print(f"{self.label}: {done} of {total} samples ({now - self.started:.0f} s elapsed)",
+                           highlight=False)

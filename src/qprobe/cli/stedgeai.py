@@ -2,6 +2,7 @@
 
 Usable as a command target:
 ``command:qprobe stedgeai-run --model {model} --inputs {inputs} --outputs {outputs} --workdir {workdir}``.
+The options are the adapter's own (argparse); ``--help`` prints them.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ import typer
 
 from qprobe.backends.stedgeai import main as adapter_main
 
+PROG = "qprobe stedgeai-run"
+
 
 def stedgeai_run(ctx: typer.Context) -> None:
     """Run stedgeai generate + validate --mode target on a model and write outputs.npz
-    (all options are the adapter's; `qprobe stedgeai-run --help-adapter` lists them)."""
-    args = list(ctx.args)
-    if "--help-adapter" in args:
-        args = ["--help"]
-    raise typer.Exit(adapter_main(args))
+    (`qprobe stedgeai-run --help` lists the options)."""
+    args = ["--help" if a == "--help-adapter" else a for a in ctx.args]
+    raise typer.Exit(adapter_main(args, PROG))

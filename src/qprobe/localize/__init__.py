@@ -8,18 +8,20 @@ arrays of the ops that failed in isolation (for repro bundles).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import onnx_ir as ir
 
 from qprobe import serde
 from qprobe.backends.base import Backend, Capabilities, backend_label, describe_backend
+from qprobe.backends.command import run_log
 from qprobe.compare import TolerancePolicy
 from qprobe.compare.inputs import resolve_inputs
 from qprobe.errors import InputError
 from qprobe.localize.divergence import Divergence, OpFinding, RunRecord
 from qprobe.localize.graph import OpGraph, OpNode, build_op_graph
+from qprobe.localize.progress import RunEvent, RunTicker
 from qprobe.localize.runner import IsolatedArrays, LocalizeRunner, RunMany
 from qprobe.localize.state import Outcome, RunCut, RunModel, TargetTraits, drive
 from qprobe.localize.strategies import STRATEGIES, Choice, bisect_budget, choose_strategy, localize_machine
@@ -35,6 +37,7 @@ __all__ = [
     "OpFinding",
     "OpGraph",
     "OpNode",
+    "RunEvent",
     "Outcome",
     "RunCut",
     "RunModel",
@@ -74,11 +77,14 @@ def localize(
     batch_size: int = 64,
     model_name: str = "",
     run_many: RunMany | None = None,
+    progress: Callable[[RunEvent], None] | None = None,
 ) -> Localization:
     """Find the op that introduces the target's error (see ``strategies`` for the methods).
 
     Independent target runs go at once on a target that declares ``concurrency`` > 1, through
-    ``run_many`` (default: a thread pool)."""
+    ``run_many`` (default: a thread pool). ``progress`` gets a ``RunEvent`` as each target run starts
+    and ends. Runs a command target takes from its cache count as target runs; the Divergence records
+    how many ran (``runs_executed``) and how many came from the cache (``runs_cached``)."""
     index = build_quant_index(model)
     graph = build_op_graph(model, index)
     if not graph.ops:
@@ -86,13 +92,23 @@ def localize(
     inputs = inputs or resolve_inputs(model, None, (ref, target))
     runner = LocalizeRunner(model, index, graph, ref, target, inputs, policy=policy, batch_size=batch_size)
     groups = target.fusion_groups(model) if target.capabilities().accepts_models else None
-    machine = localize_machine(graph, traits_of(target.capabilities(), groups or ()), strategy, ops, classify)
+    traits = traits_of(target.capabilities(), groups or ())
+    machine = localize_machine(graph, traits, strategy, ops, classify)
+    if progress is not None:
+        runner.ticker = RunTicker(progress, _about(graph, traits, strategy, ops), traits.cost_per_run_s)
+    cached_before = run_log()[1]
     div = drive(machine, runner.execute, lambda cmds: runner.execute_many(cmds, run_many))
     if runner.target_runs != div.target_runs:  # the machine plans one open per command
         raise AssertionError(f"runner opened the target {runner.target_runs} times for {div.target_runs} commands")
     div = replace(
         div, model=model_name, ref=backend_label(ref), target=backend_label(target), num_samples=inputs.num_samples,
-        inputs=inputs.source, reference_runs=runner.reference_runs, policy=(policy or TolerancePolicy()).to_json(),
+        inputs=inputs.source, reference_runs=runner.reference_runs, runs_cached=run_log()[1] - cached_before, policy=(policy or TolerancePolicy()).to_json(),
         provenance=serde.provenance(backends={"ref": describe_backend(ref), "target": describe_backend(target)}),
     )
     return Localization(div, dict(runner.isolated_arrays))
+
+
+def _about(graph: OpGraph, traits: TargetTraits, strategy: str, ops: Sequence[str] | None) -> float:
+    """The target runs the chosen strategy is expected to need (for progress only)."""
+    choice = choose_strategy(graph, traits, "isolate" if ops else strategy)
+    return choice.estimates[choice.strategy]

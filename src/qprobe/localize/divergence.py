@@ -106,6 +106,7 @@ class Divergence:
     num_samples: int = 0
     inputs: str = ""
     reference_runs: int = 0
+    runs_cached: int = 0  # target runs a command target took from its cache (part of target_runs)
     extra: dict[str, Any] = field(default_factory=dict)
     policy: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -113,6 +114,11 @@ class Divergence:
     @property
     def target_runs(self) -> int:
         return len(self.runs)
+
+    @property
+    def runs_executed(self) -> int:
+        """Target runs that ran (the others came from a command target's cache)."""
+        return self.target_runs - self.runs_cached
 
     @property
     def within_budget(self) -> bool:
@@ -157,7 +163,8 @@ class Divergence:
             "later": [f.to_json() for f in self.later],
             "final_outputs": _rows(self.final_outputs),
             "tensors": _rows(self.tensors), "isolated": _rows(self.isolated),
-            "target_runs": self.target_runs, "reference_runs": self.reference_runs, "budget": self.budget,
+            "target_runs": self.target_runs, "target_runs_executed": self.runs_executed,
+            "target_runs_cached": self.runs_cached, "reference_runs": self.reference_runs, "budget": self.budget,
             "runs": [r.to_json() for r in self.runs],
             "notes": list(self.notes), "extra": self.extra,
             "policy": self.policy, "provenance": self.provenance,
@@ -176,7 +183,7 @@ class Divergence:
             runs=tuple(RunRecord.from_json(r) for r in d["runs"]),
             budget=d["budget"], notes=tuple(d["notes"]),
             model=d["model"], ref=d["ref"], target=d["target"], num_samples=int(d["num_samples"]),
-            inputs=d["inputs"], reference_runs=int(d["reference_runs"]), extra=dict(d.get("extra") or {}),
+            inputs=d["inputs"], reference_runs=int(d["reference_runs"]), runs_cached=int(d.get("target_runs_cached", 0)), extra=dict(d.get("extra") or {}),
             policy=dict(d.get("policy") or {}), provenance=dict(d.get("provenance") or {}),
         )
 

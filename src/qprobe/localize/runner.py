@@ -35,6 +35,7 @@ from qprobe.compare import (
     tensor_values,
 )
 from qprobe.localize.graph import OpGraph, group_of
+from qprobe.localize.progress import RunTicker
 from qprobe.localize.state import Command, Outcome, RunCut, RunModel
 from qprobe.model.extract import Cutter, Island
 from qprobe.model.graph import graph_output_names
@@ -127,6 +128,7 @@ class LocalizeRunner:
         self.boundaries = {t for o in graph.ops for t in o.inputs}
         self.plain: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None
         self.isolated_arrays: dict[str, IsolatedArrays] = {}
+        self.ticker: RunTicker | None = None
 
     @property
     def target_runs(self) -> int:
@@ -154,6 +156,11 @@ class LocalizeRunner:
         return ins | {t for g in cmd.groups for t in group_of(self.graph, g).inputs}
 
     def execute(self, cmd: Command) -> Outcome:
+        if self.ticker is not None:  # progress: each run numbered and timed as it happens
+            return self.ticker.wrap(self._execute)(cmd)
+        return self._execute(cmd)
+
+    def _execute(self, cmd: Command) -> Outcome:
         return self._run_model(cmd) if isinstance(cmd, RunModel) else self._run_cut(cmd)
 
     # -- the model, as given or probed -------------------------------------------------------

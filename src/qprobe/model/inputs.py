@@ -120,11 +120,7 @@ def load_inputs(model: ir.Model, path: str | Path) -> InputSet:
     p = Path(path)
     if not p.exists():
         raise InputError(f"input file {str(p)!r} does not exist; pass an .npz with one key per model input")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise InputError(f"{str(p)!r} is not a readable .npz file ({e}); write it with numpy.savez") from e
+    data = read_npz(p)
     specs = input_specs(model)
     missing = [s.name for s in specs if s.name not in data]
     if missing:
@@ -134,7 +130,38 @@ def load_inputs(model: ir.Model, path: str | Path) -> InputSet:
         )
     arrays = {s.name: _fit(s, data[s.name], str(p)) for s in specs}
     _check_same_count(arrays, str(p))
+    check_samples(arrays, str(p))
     return InputSet(arrays, str(p))
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file; anything else (an ``.npy``, a pickle, a text file, a folder) is
+    an ``InputError`` naming what it is."""
+    if path.is_dir():
+        raise InputError(f"{str(path)!r} is a folder; pass an .npz file")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+        if head == b"\x93NUMPY":
+            raise InputError(f"{str(path)!r} is a single .npy array, not an .npz; save it with "
+                             "numpy.savez(PATH, INPUT_NAME=array)")
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise InputError(f"{str(path)!r} is not a readable .npz file ({e}); write it with numpy.savez") from e
+    except AttributeError as e:  # np.load returned something that is no archive
+        raise InputError(f"{str(path)!r} is not an .npz archive; write it with numpy.savez") from e
+
+
+def check_samples(arrays: dict[str, np.ndarray], src: str) -> None:
+    """At least one sample, and only finite values in float inputs (NaN or Inf compare as nothing)."""
+    if arrays and next(iter(arrays.values())).shape[0] == 0:
+        raise InputError(f"{src} holds 0 samples; give at least one sample per input (samples on axis 0)")
+    for name, a in arrays.items():
+        if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+            bad = int((~np.isfinite(a.reshape(a.shape[0], -1))).any(axis=1).sum())
+            raise InputError(f"input {name!r} in {src} holds NaN or Inf in {bad} of {a.shape[0]} samples; "
+                             "qprobe compares finite values only, fix or drop those samples")
 
 
 def _fit(spec: InputSpec, a: np.ndarray, src: str) -> np.ndarray:

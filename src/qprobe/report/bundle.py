@@ -12,10 +12,7 @@ nothing but the quantization table of the cut; everything else comes in ``Repro`
 
 from __future__ import annotations
 
-import os
 import shlex
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +23,7 @@ from qprobe import serde
 from qprobe.compare.cut import CutRun
 from qprobe.compare.result import TensorComparison
 from qprobe.errors import InputError
-from qprobe.fileio import atomic_save_npz, atomic_write_text
+from qprobe.fileio import atomic_save_npz, atomic_write_text, staged_dir
 from qprobe.localize.divergence import Divergence
 from qprobe.model.graph import DQ_OPS, const_array, int_attr
 from qprobe.model.loader import save_model
@@ -49,23 +46,17 @@ class Repro:
 
 
 def write_bundle(out_dir: Path, repro: Repro) -> list[Path]:
-    """Write the bundle into ``out_dir`` (created if needed); return the files written.
+    """Write the bundle as the folder ``out_dir`` (replaced whole when it exists); return the files.
 
-    Everything is written into a staging folder beside ``out_dir`` first and moved in at the
-    end, so a failure leaves no partial bundle behind.
+    Everything is written into a staging folder beside ``out_dir`` first, which replaces it at
+    the end: a failure leaves no partial bundle, and no stale file of an earlier bundle stays
+    beside the new ones (the CLI refuses an existing folder without ``--force``).
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} exists and is not a directory; pick another bundle path")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
-    try:
+    with staged_dir(out) as stage:
         names = _write_files(stage, repro)
-        out.mkdir(exist_ok=True)
-        for name in names:
-            os.replace(stage / name, out / name)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
     return [out / n for n in names]
 
 

@@ -87,6 +87,7 @@ class DiagnoseRequest:
     truth: Path | None = None
     policy: TolerancePolicy | None = None
     batch_size: int = 64
+    force: bool = False  # replace out_dir even when it is not an earlier report
 
 
 @dataclass
@@ -293,7 +294,7 @@ def _documents(stage: Path, docs: Mapping[str, dict[str, Any] | None], expl: Any
 def diagnose(req: DiagnoseRequest, progress: StageProgress | None = None) -> DiagnoseResult:
     """Run every stage and write the report folder ``req.out_dir`` (see the module docstring)."""
     run = _Run(req, CountedBackend(req.target), progress)
-    with staged(req.out_dir) as stage:
+    with staged(req.out_dir, force=req.force) as stage:
         cmp, loc, expl, fixed = _stages(run)
         docs = {"compare": cmp.to_json(), "divergence": None if loc is None else loc.divergence.to_json(),
                 "explanation": None if expl is None else expl.to_json(), "fix": None if fixed is None else fixed.to_json()}

@@ -12,6 +12,7 @@ from rich.text import Text
 from qprobe.compare import TensorComparison
 from qprobe.localize import Divergence
 from qprobe.model.quant import QuantIndex
+from qprobe.report.terminal import add_column, compact_table
 
 _STYLE = {"exact": "green", "pass": "cyan", "fail": "bold red"}
 _ROLE_STYLE = {"culprit": "bold red", "introduces": "red", "carrier": "yellow", "unconfirmed": "bold yellow"}
@@ -26,10 +27,10 @@ def _cells(r: TensorComparison | None) -> list[Text | str]:
 
 
 def divergence_table(div: Divergence) -> Table:
-    t = Table(title=f"{div.ref} (reference) vs {div.target} (target), {div.num_samples} samples: "
-              "accumulated (whole model) and isolated (op alone, reference inputs)", title_justify="left")
-    for col in ("tensor", "op", "acc cos", "acc mean Δ LSB", "acc", "iso cos", "iso mean Δ LSB", "iso", "role"):
-        t.add_column(col)
+    t = compact_table(f"{div.ref} (reference) vs {div.target} (target), {div.num_samples} samples: "
+                      "accumulated (whole model) and isolated (op alone, reference inputs; Δ: mean Δ)")
+    for col in ("tensor", "op", "acc\ncos", "acc Δ\nLSB", "acc", "iso\ncos", "iso Δ\nLSB", "iso", "role"):
+        add_column(t, col)
     roles = {f.op: f.role for f in ([div.culprit] if div.culprit else []) + list(div.later)}
     acc = {r.name: r for r in div.tensors}
     iso = {r.name: r for r in div.isolated}
@@ -59,5 +60,6 @@ def summary(div: Divergence, index: QuantIndex) -> list[str]:
     if unclassified:
         lines.append(f"not classified: {', '.join(unclassified)}")
     budget = "" if div.budget is None else f" (bisect budget ceil(log2 N) + 2 = {div.budget})"
-    lines.append(f"target runs used: {div.target_runs}{budget}; reference runs: {div.reference_runs}")
+    cache = f" ({div.runs_executed} ran, {div.runs_cached} from the cache)" if div.runs_cached else ""
+    lines.append(f"target runs used: {div.target_runs}{cache}{budget}; reference runs: {div.reference_runs}")
     return lines

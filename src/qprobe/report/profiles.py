@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from rich import box
 from rich.table import Table
 
 from qprobe.backends.engine import KNOBS, OP_CLASSES, Profile, get_profile, known_profiles
@@ -31,11 +32,12 @@ def knobs_table() -> Table:
 
 def profile_table(profile: Profile) -> Table:
     """One profile's resolved knob values, one column per op class."""
-    t = Table(title=f"{profile.name}: {profile.description}", title_justify="left")
-    t.add_column("knob", style="bold")
+    t = Table(title=f"{profile.name}: {profile.description}", title_justify="left", box=box.SIMPLE_HEAD,
+              padding=(0, 1, 0, 0), show_edge=False)
+    t.add_column("knob", style="bold", no_wrap=True)  # names never cut short: values fold instead
     classes = list(profile.classes)
     for c in classes:
-        t.add_column(c)
+        t.add_column(c, overflow="fold")
     values = {c: dataclasses.asdict(n) for c, n in profile.classes.items()}
     for knob in KNOBS:
         if any(knob in values[c] for c in classes):

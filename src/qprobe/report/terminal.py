@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -10,6 +11,18 @@ from qprobe.compare.result import Comparison, ProbeEffect
 from qprobe.model.quant import QuantIndex
 
 _VERDICT_STYLE = {EXACT: "green", "pass": "cyan", FAIL: "bold red"}
+NAMES = ("tensor", "op")
+
+
+def compact_table(title: str) -> Table:
+    """A table that fits a 100-column terminal: no outer edge, one space between columns."""
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False)
+
+
+def add_column(t: Table, header: str, justify: str = "left") -> None:
+    """Names fold (they wrap whole, never cut short) to fit the width; numbers and verdicts never break."""
+    name = header in NAMES
+    t.add_column(header, justify=justify, overflow="fold", no_wrap=not name)  # type: ignore[arg-type]
 
 
 def _num(v: float | None, fmt: str) -> str:
@@ -26,18 +39,18 @@ def _pct(share: float | None) -> str:
 
 
 def comparison_table(cmp: Comparison) -> Table:
-    t = Table(title=f"{cmp.ref} (reference) vs {cmp.target} (target), {cmp.num_samples} samples", title_justify="left")
+    t = compact_table(f"{cmp.ref} (reference) vs {cmp.target} (target), {cmp.num_samples} samples")
     for col, just in [("#", "right"), ("tensor", "left"), ("op", "left"), ("scale", "right"), ("cos", "right"),
-                      ("rmse", "right"), ("mean Δ LSB", "right"), ("max |Δ| LSB", "right"), ("exact %", "right"),
+                      ("rmse", "right"), ("mean Δ\nLSB", "right"), ("max |Δ|\nLSB", "right"), ("exact\n%", "right"),
                       ("verdict", "left")]:
-        t.add_column(col, justify=just)  # type: ignore[arg-type]
+        add_column(t, col, justify=just)
     first = cmp.first_failing
     for i, r in enumerate(cmp.rows):
         scale = _num(r.quant.scale[0], ".4g") if r.quant and r.quant.per_tensor else ("per-ch" if r.quant else "-")
         lsb = r.lsb
         verdict = Text(r.verdict, style=_VERDICT_STYLE.get(r.verdict, ""))
         if first is not None and r.name == first.name:
-            verdict.append("  ◀ first failing", style="bold red")
+            verdict.append(" ◀ first", style="bold red")
         t.add_row(
             str(i), r.name, f"{r.producer} ({r.op_type})", scale, _num(r.st.cos, ".5f"), _num(r.st.rmse, ".4g"),
             _num(lsb.mean_delta_lsb if lsb else None, "+.3f"), _num(lsb.max_abs_lsb if lsb else None, ".0f"),
@@ -87,7 +100,7 @@ def _effect_line(e: ProbeEffect, probed: int) -> str:
 def quant_index_table(index: QuantIndex) -> Table:
     t = Table(title="ops in topological order", title_justify="left")
     for col in ("#", "op", "type", "quantized inputs (scale, zp)", "quantized outputs (scale, zp)", "operand/output scale ratios"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for i, op in enumerate(index.ops):
         ins = "\n".join(_qdesc(index, q) for q in op.q_inputs) or "-"
         outs = "\n".join(_qdesc(index, q) for q in op.q_outputs) or "-"

@@ -9,16 +9,13 @@ report folder stays as it was).
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from qprobe import serde
 from qprobe.errors import InputError
-from qprobe.fileio import atomic_write_text
+from qprobe.fileio import atomic_write_text, staged_dir
 from qprobe.report.bundle import SCHEMA as BUNDLE_SCHEMA
 from qprobe.report.document import Report
 from qprobe.report.html import render_html
@@ -52,6 +49,14 @@ def _is_bundle(path: Path) -> bool:
         return False
 
 
+def replaceable(out_dir: Path) -> bool:
+    """True when ``out_dir`` may be replaced without ``--force``: absent, empty, an earlier report, or
+    repro bundles only."""
+    if not out_dir.is_dir():
+        return not out_dir.exists()
+    return (out_dir / REPORT_JSON).is_file() or all(_is_bundle(p) for p in out_dir.iterdir())
+
+
 def check_out_dir(out_dir: Path) -> None:
     """Refuse to replace a folder that is not qprobe's: an earlier report, repro bundles only, or empty
     (anything else may be the user's files)."""
@@ -65,26 +70,13 @@ def check_out_dir(out_dir: Path) -> None:
 
 
 @contextmanager
-def staged(out_dir: Path) -> Iterator[Path]:
-    """A staging folder that becomes ``out_dir`` when the block ends without an error."""
-    out_dir = Path(out_dir)
-    check_out_dir(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".part", dir=out_dir.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(stage, 0o777 & ~umask)  # mkdtemp makes it private; a report folder is an ordinary one
-    try:
+def staged(out_dir: Path, *, force: bool = False) -> Iterator[Path]:
+    """A staging folder that becomes ``out_dir`` when the block ends without an error (``force``: even
+    when ``out_dir`` holds something else than an earlier report)."""
+    if not (force and Path(out_dir).is_dir()):
+        check_out_dir(Path(out_dir))
+    with staged_dir(Path(out_dir)) as stage:
         yield stage
-        old = None
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
-            os.replace(out_dir, old / out_dir.name)
-        os.replace(stage, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
 
 
 def find_report(path: Path) -> Path:
