@@ -36,11 +36,12 @@ class CodePairs:
         self.counts = np.zeros(LEVELS * LEVELS, dtype=np.int64)
 
     def add(self, ref: np.ndarray, tgt: np.ndarray) -> None:
-        # the codes' bytes as uint8 (int8 codes -128..-1 land on 128..255; ``_pairs`` maps them back)
-        idx = np.ascontiguousarray(ref).reshape(-1).view(np.uint8).astype(np.intp)
-        idx <<= 8
-        idx += np.ascontiguousarray(tgt).reshape(-1).view(np.uint8)
-        self.counts += np.bincount(idx, minlength=LEVELS * LEVELS)
+        # the codes' bytes side by side, read as one little-endian uint16 per pair: ref << 8 | tgt
+        # (int8 codes -128..-1 land on 128..255 of their byte; ``_pairs`` maps them back)
+        pair = np.empty((ref.size, 2), dtype=np.uint8)
+        pair[:, 0] = tgt.reshape(-1).view(np.uint8)
+        pair[:, 1] = ref.reshape(-1).view(np.uint8)
+        self.counts += np.bincount(pair.view("<u2").reshape(-1), minlength=LEVELS * LEVELS)
 
     def merge(self, other: CodePairs) -> CodePairs:
         self.counts += other.counts
