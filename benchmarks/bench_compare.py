@@ -36,7 +36,7 @@ TOOLS = ("qprobe", "bare", "polygraphy", "qdq")
 def _setup(name: str, n: int):  # type: ignore[no-untyped-def]
     from qprobe.backends import create_backend
     from qprobe.compare import restrict_plan
-    from qprobe.compare.budget import DEFAULT_MEMORY_BUDGET, choose_batch_size
+    from qprobe.compare.budget import DEFAULT_MEMORY_BUDGET, FASTEST_BATCH, choose_batch_size
     from qprobe.model.loader import load_model
     from qprobe.model.probe import plan_probes
     from qprobe.model.quant import build_quant_index
@@ -45,10 +45,10 @@ def _setup(name: str, n: int):  # type: ignore[no-untyped-def]
     m = load_model(path)
     ref, tgt = create_backend("ort"), create_backend("ort-fused")
     plan = restrict_plan(plan_probes(m, build_quant_index(m), "all"), ref, tgt)
-    return path, m, ref, tgt, plan, choose_batch_size(m, plan, DEFAULT_MEMORY_BUDGET)
+    return path, m, ref, tgt, plan, choose_batch_size(m, plan, DEFAULT_MEMORY_BUDGET, maximum=FASTEST_BATCH)
 
 
-def run_qprobe(name: str, n: int) -> dict[str, float]:
+def run_qprobe(name: str, n: int, probe: str = "all") -> dict[str, float]:
     from qprobe.backends import create_backend
     from qprobe.compare import compare_backends
     from qprobe.model.inputs import InputSet
@@ -59,7 +59,7 @@ def run_qprobe(name: str, n: int) -> dict[str, float]:
     inp, _ = input_spec(path)
     x = InputSet.lazy(n, BLOCK, lambda k: {inp: block(path, k, n)}, "bench")
     t0 = time.perf_counter()
-    cmp = compare_backends(m, create_backend("ort"), create_backend("ort-fused"), x, probe="all")
+    cmp = compare_backends(m, create_backend("ort"), create_backend("ort-fused"), x, probe=probe)
     return {"seconds": time.perf_counter() - t0, "tensors": len(cmp.rows),
             "batch": float(cmp.provenance["batch_size"])}
 
@@ -133,10 +133,10 @@ def run_qdq(name: str, n: int) -> dict[str, float]:
         return {"seconds": time.perf_counter() - t0, "tensors": float(len(acts))}
 
 
-def measure(tool: str, name: str, n: int, timeout: float = 3600) -> dict[str, float]:
+def measure(tool: str, name: str, n: int, timeout: float = 3600, probe: str = "all") -> dict[str, float]:
     """One tool in a fresh subprocess: its numbers and its peak RSS (MB)."""
-    r = subprocess.run([sys.executable, __file__, "--child", tool, "--model", name, "--samples", str(n)],
-                       capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run([sys.executable, __file__, "--child", tool, "--model", name, "--samples", str(n),
+                        "--probe", probe], capture_output=True, text=True, timeout=timeout)
     if r.returncode != 0:
         return {"error": 1.0, "seconds": float("nan"), "peak_rss_mb": float("nan")}
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -166,19 +166,35 @@ def print_rows(rows: list[dict[str, object]]) -> None:
               f"{p['peak_rss_mb']:>9.0f} {d['peak_rss_mb']:>7.0f} {r['rss_over_polygraphy']:>8.2f} {met:>20}")
 
 
+def growth(name: str, sizes: list[int], probe: str) -> int:
+    """qprobe compare's peak RSS at each sample count, as a ratio to the smallest (target <= 1.2x)."""
+    res = [measure("qprobe", name, n, probe=probe) for n in sizes]
+    base = res[0]["peak_rss_mb"]
+    for n, r in zip(sizes, res, strict=True):
+        ratio = r["peak_rss_mb"] / base
+        print(f"  {name} --probe {probe}, {n:>7} samples: {r['seconds']:7.2f} s, peak RSS {r['peak_rss_mb']:6.0f} MB "
+              f"(batch {r.get('batch', float('nan')):.0f}), x{ratio:.2f} of {sizes[0]} samples"
+              + (f" [target <= 1.2x: {'met' if ratio <= 1.2 else 'missed'}]" if n != sizes[0] else ""))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="tcn")
     ap.add_argument("--samples", type=int, nargs="+", default=[100, 1000])
     ap.add_argument("--child", choices=TOOLS)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--probe", default="all", help="qprobe's probe mode (children; --growth)")
+    ap.add_argument("--growth", action="store_true", help="only qprobe's peak RSS over --samples (e.g. 100 100000)")
     a = ap.parse_args()
     if a.child:
         fn = {"qprobe": run_qprobe, "bare": run_bare, "polygraphy": run_polygraphy, "qdq": run_qdq}[a.child]
-        res = fn(a.model, a.samples[0])
+        res = run_qprobe(a.model, a.samples[0], a.probe) if a.child == "qprobe" else fn(a.model, a.samples[0])
         res["peak_rss_mb"] = peak_rss_mb()
         print(json.dumps(res))
         return 0
+    if a.growth:
+        return growth(a.model, a.samples, a.probe)
     rows = [row(a.model, n) for n in a.samples]
     print_rows(rows)
     if a.json:

@@ -4,7 +4,8 @@
 per core. Each variant here overrides that with ``QPROBE_BLAS_THREADS``/``QPROBE_ORT_THREADS``
 and runs, each in a fresh subprocess: ``compare`` (ort vs ort-fused, every tensor, through
 ``bench_compare``) and the engine alone (``engine:onnxruntime`` on the MobileNet-like model,
-batch 64, 5 runs). The default should be as fast as the best variant (ratio ~1).
+batch 64, 5 runs). Variants run interleaved, best of 3 rounds (``--quick``: 1 round, no MobileNet compare). The
+default should be as fast as the best variant (ratio ~1).
 
     python benchmarks/bench_threads.py [--quick]
 """
@@ -66,8 +67,15 @@ def main() -> int:
              ("engine mobilenet b64", [__file__, "--child"])]
     variants = _variants()
     print(f"{'case':22} " + " ".join(f"{v:>15}" for v, _ in variants) + "  default/best")
+    rounds = 1 if a.quick else 3
+    if a.quick:
+        cases = [cases[0], cases[2]]
     for label, args in cases:
-        times = [_run(args, env) for _, env in variants]
+        runs: list[list[float]] = [[] for _ in variants]
+        for _ in range(rounds):  # interleaved, so every variant sees the same load; the best round counts
+            for ts, (_, env) in zip(runs, variants, strict=True):
+                ts.append(_run(args, env))
+        times = [min(ts) for ts in runs]
         best = min(t for t in times if t == t)
         print(f"{label:22} " + " ".join(f"{t:>14.2f}s" for t in times) + f"  {times[0] / best:>11.2f}")
     return 0

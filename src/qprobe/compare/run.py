@@ -17,7 +17,7 @@ import onnx_ir as ir
 
 from qprobe import serde
 from qprobe.backends.base import Backend, describe_backend
-from qprobe.compare.budget import DEFAULT_MEMORY_BUDGET, choose_batch_size
+from qprobe.compare.budget import DEFAULT_MEMORY_BUDGET, FASTEST_BATCH, choose_batch_size
 from qprobe.compare.compare import Accumulated, Streams, accumulate, finish
 from qprobe.compare.inputs import resolve_inputs
 from qprobe.compare.policy import TolerancePolicy
@@ -77,14 +77,15 @@ def compare_backends(
 
     ``on_traces`` receives each batch's probed (reference, target) Traces; ``save_traces``
     saves every stream (probed and unprobed), so that ``compare_traces`` can replay it.
-    ``batch_size=None`` chooses the batch from ``memory_budget`` (bytes; ``compare.budget``).
+    ``batch_size=None`` chooses the batch from ``memory_budget`` (bytes; ``compare.budget``), at
+    most ``FASTEST_BATCH``.
     """
     index = build_quant_index(model)
     for b in (ref, target):
         b.bind(model)
     inputs = inputs or resolve_inputs(model, None, (ref, target))
     plan = restrict_plan(plan_probes(model, index, probe), ref, target)
-    batch = choose_batch_size(model, plan, memory_budget) if batch_size is None else batch_size
+    batch = batch_size or choose_batch_size(model, plan, memory_budget, maximum=FASTEST_BATCH)
     reasons = {role: unprobed_reason(b, plan, check_probe_effect) for role, b in (("ref", ref), ("target", target))}
 
     done = _accumulate_runs(model, (ref, target), plan, inputs, batch, index, reasons,
