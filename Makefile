@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { echo "qprobe needs Python >= 3.11: install python3.11 or run make PYTHON=/path/to/python3.11"; exit 2; }
@@ -24,8 +24,15 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(PY) -m pytest -n 2 -q
 
-bench: $(STAMP)
+$(VENV)/.bench: $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	@touch $(VENV)/.bench
+
+bench: $(VENV)/.bench
 	$(PY) benchmarks/run.py
+
+bench-quick: $(VENV)/.bench
+	$(PY) benchmarks/run.py --quick
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .mypy_cache .ruff_cache

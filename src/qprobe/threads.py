@@ -7,8 +7,13 @@ cores, and numpy's BLAS, which only the engine's few float GEMMs use, gets one t
 
 * ``blas``: 1 (numpy's BLAS, set with threadpoolctl for the whole process when the first
   backend session opens, see ``configure``);
-* ``ort_intra_op``: the cores qprobe may use (``os.sched_getaffinity``), at most
-  ``MAX_ORT_THREADS``; the ``threads=N`` backend option overrides it;
+* ``ort_intra_op``: the *idle* cores qprobe may use: the cores of ``os.sched_getaffinity``
+  less the 1-minute load average (rounded), at least 1 and at most ``MAX_ORT_THREADS``.
+  On a machine other jobs keep busy, a second intra-op thread only waits for a core (measured
+  on a loaded 2-core machine: 1 thread 1.3-2x faster than 2, benchmarks/bench_threads.py);
+  on an idle one every core works. Spinning of the pool's threads is turned off when there
+  are several (``session.intra_op.allow_spinning=0``), so they do not steal the cores of the
+  next session. The ``threads=N`` backend option overrides it;
 * ``engine``: 1 (the engine's numpy loops run in the calling thread).
 
 ``QPROBE_BLAS_THREADS`` and ``QPROBE_ORT_THREADS`` override the defaults, for measuring a
@@ -54,11 +59,20 @@ class ThreadSettings:
                 "threads.ort_intra_op_default": str(self.ort_intra_op), "threads.engine": str(self.engine)}
 
 
-def settings() -> ThreadSettings:
-    """The settings qprobe uses on this machine (environment overrides included)."""
+def idle_cores() -> int:
+    """The cores not kept busy by other work (1-minute load average), at least 1."""
     n = cores()
-    return ThreadSettings(n, _env_int("QPROBE_BLAS_THREADS", 1),
-                          _env_int("QPROBE_ORT_THREADS", min(n, MAX_ORT_THREADS)))
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not available on this platform
+        load = 0.0
+    return max(1, n - int(min(load, n) + 0.5))
+
+
+def settings() -> ThreadSettings:
+    """The settings qprobe uses on this machine now (environment overrides included)."""
+    return ThreadSettings(cores(), _env_int("QPROBE_BLAS_THREADS", 1),
+                          _env_int("QPROBE_ORT_THREADS", min(idle_cores(), MAX_ORT_THREADS)))
 
 
 def configure() -> ThreadSettings:

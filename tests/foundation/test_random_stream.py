@@ -62,3 +62,19 @@ def test_eager_sets_batch_as_before() -> None:
     s = InputSet({"x": a}, "t")
     assert not s.is_lazy and s.num_samples == 10
     np.testing.assert_array_equal(_joined(s, 4)["x"], a)
+
+
+def test_streams_in_step_make_each_block_once() -> None:
+    made: list[int] = []
+
+    def make(k: int) -> dict[str, np.ndarray]:
+        made.append(k)
+        return {"x": np.arange(k * 4, min(k * 4 + 4, 22), dtype=np.float32)}
+
+    s = InputSet.lazy(22, 4, make, "t")
+    a, b = s.batches(5), s.batches(5)
+    for (sa, fa), (sb, fb) in zip(a, b, strict=True):
+        assert sa == sb
+        np.testing.assert_array_equal(fa["x"], np.arange(sa, min(sa + 5, 22), dtype=np.float32))
+        np.testing.assert_array_equal(fa["x"], fb["x"])
+    assert sorted(made) == list(range(6))

@@ -19,22 +19,33 @@ from qprobe.model.loader import load_model
 def test_settings_follow_the_cores_and_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("QPROBE_BLAS_THREADS", raising=False)
     monkeypatch.delenv("QPROBE_ORT_THREADS", raising=False)
+    monkeypatch.setattr(threads, "cores", lambda: 16)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.0, 0.0))
     s = threads.settings()
-    assert s.cores == len(os.sched_getaffinity(0))
-    assert s.blas == 1 and s.ort_intra_op == min(s.cores, threads.MAX_ORT_THREADS)
+    assert s.cores == 16 and s.blas == 1 and s.ort_intra_op == threads.MAX_ORT_THREADS
+    monkeypatch.setattr(os, "getloadavg", lambda: (13.6, 0.0, 0.0))  # 14 of 16 cores busy elsewhere
+    assert threads.settings().ort_intra_op == 2
+    monkeypatch.setattr(os, "getloadavg", lambda: (40.0, 0.0, 0.0))
+    assert threads.settings().ort_intra_op == 1
     monkeypatch.setenv("QPROBE_ORT_THREADS", "3")
     monkeypatch.setenv("QPROBE_BLAS_THREADS", "junk")
     s = threads.settings()
     assert s.ort_intra_op == 3 and s.blas == 1
 
 
+def test_cores_are_the_affinity_set() -> None:
+    assert threads.cores() == len(os.sched_getaffinity(0))
+
+
 def test_traces_record_the_settings_and_blas_is_limited(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("QPROBE_BLAS_THREADS", raising=False)
     monkeypatch.delenv("QPROBE_ORT_THREADS", raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     m = load_model(packaged_example_dir() / "tcn_int8.onnx")
     trace = next(iter(run_traces(create_backend("ort"), m, None, random_inputs(m, 4, 0), 4)))
     info = trace.session_info
     want = min(threads.cores(), threads.MAX_ORT_THREADS)
+    assert info.get("session.intra_op.allow_spinning") == ("0" if want > 1 else None)
     assert info["threads.blas"] == "1" and info["threads.cores"] == str(threads.cores())
     assert info["intra_op_num_threads"] == str(want)
     blas = [p for p in threadpool_info() if p["user_api"] == "blas"]

@@ -96,6 +96,9 @@ def _apply_common(so: ort.SessionOptions, options: Mapping[str, str], info: dict
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     info["intra_op_num_threads"] = str(threads)
+    if threads > 1 and "session.intra_op.allow_spinning" not in options:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        info["session.intra_op.allow_spinning"] = "0"
     if "save_optimized" in options:
         so.optimized_model_filepath = options["save_optimized"]
         info["optimized_model_filepath"] = options["save_optimized"]

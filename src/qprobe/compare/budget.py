@@ -27,6 +27,11 @@ from qprobe.model.shapes import value_types
 from qprobe.tensors import ProbePlan
 
 DEFAULT_MEMORY_BUDGET = 1 << 30
+# compare's largest batch: larger batches buy no speed (onnxruntime's per-run cost is small) and
+# lose some to cache misses: TCN 4000 samples, every tensor: 4.6 s at 64, 5.2 s at 1024;
+# MobileNet-like 512: 4.7-5.7 s at 64, 8.1-10.7 s at 1024 (2 cores, loaded); and a batch
+# this size keeps peak RSS flat from 10^2 samples up (benchmarks/bench_compare.py --growth)
+FASTEST_BATCH = 64
 SYMBOLIC_DIM = 64  # assumed size of a symbolic dimension other than the sample axis
 BASE_BYTES = 256 << 20  # the interpreter, numpy, onnxruntime and their arenas before any batch
 

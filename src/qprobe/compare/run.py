@@ -17,8 +17,8 @@ import onnx_ir as ir
 
 from qprobe import serde
 from qprobe.backends.base import Backend, describe_backend
-from qprobe.compare.budget import DEFAULT_MEMORY_BUDGET, choose_batch_size
-from qprobe.compare.compare import Streams, accumulate, finish
+from qprobe.compare.budget import DEFAULT_MEMORY_BUDGET, FASTEST_BATCH, choose_batch_size
+from qprobe.compare.compare import Accumulated, Streams, accumulate, finish
 from qprobe.compare.inputs import resolve_inputs
 from qprobe.compare.policy import TolerancePolicy
 from qprobe.compare.result import Comparison
@@ -27,8 +27,8 @@ from qprobe.errors import InputError
 from qprobe.model.graph import graph_output_names
 from qprobe.model.inputs import InputSet
 from qprobe.model.patterns import float_weights_in_qdq
-from qprobe.model.probe import plan_probes
-from qprobe.model.quant import build_quant_index
+from qprobe.model.probe import apply_probe_plan, plan_probes
+from qprobe.model.quant import QuantIndex, build_quant_index
 from qprobe.tensors import ProbePlan, Trace, TraceFolder
 
 
@@ -77,18 +77,38 @@ def compare_backends(
 
     ``on_traces`` receives each batch's probed (reference, target) Traces; ``save_traces``
     saves every stream (probed and unprobed), so that ``compare_traces`` can replay it.
-    ``batch_size=None`` chooses the batch from ``memory_budget`` (bytes; ``compare.budget``).
+    ``batch_size=None`` chooses the batch from ``memory_budget`` (bytes; ``compare.budget``), at
+    most ``FASTEST_BATCH``.
     """
     index = build_quant_index(model)
     for b in (ref, target):
         b.bind(model)
     inputs = inputs or resolve_inputs(model, None, (ref, target))
     plan = restrict_plan(plan_probes(model, index, probe), ref, target)
-    batch = choose_batch_size(model, plan, memory_budget) if batch_size is None else batch_size
+    batch = batch_size or choose_batch_size(model, plan, memory_budget, maximum=FASTEST_BATCH)
     reasons = {role: unprobed_reason(b, plan, check_probe_effect) for role, b in (("ref", ref), ("target", target))}
 
+    done = _accumulate_runs(model, (ref, target), plan, inputs, batch, index, reasons,
+                            progress=progress, classifier=classifier, on_traces=on_traces, save_traces=save_traces)
+    prov = serde.provenance(backends={"ref": describe_backend(ref), "target": describe_backend(target)},
+                            batch_size=batch, memory_budget=memory_budget)
+    cmp = finish(done, policy, model=model_name, inputs=inputs.source, index=index,
+                 unchecked={r: why for r, why in reasons.items() if why}, provenance=prov)
+    return replace(cmp, notes=tuple(model_notes(model, (ref, target))))
+
+
+def _accumulate_runs(
+    model: ir.Model, backends: tuple[Backend, Backend], plan: ProbePlan, inputs: InputSet, batch: int,
+    index: QuantIndex, reasons: dict[str, str | None], *, progress: Progress | None, classifier: bool | None,
+    on_traces: Callable[[Trace, Trace], None] | None, save_traces: TraceFolder | None,
+) -> Accumulated:
+    """Both backends' probed streams (and the unprobed ones ``reasons`` allow) accumulated batch by batch."""
+    ref, target = backends
+    probed_model = apply_probe_plan(model, plan)
+
     def stream(role: str, b: Backend, p: ProbePlan | None, prog: Progress | None = None) -> Generator[Trace, None, None]:
-        traces = run_traces(b, model, p, inputs, batch, index=index, progress=prog)
+        traces = run_traces(b, model, p, inputs, batch, index=index, progress=prog,
+                            probed=probed_model if p is not None else None)
         if save_traces is None:
             return traces
         return tee(traces, lambda t: save_traces.save(role if p is not None else f"{role}.plain", t))
@@ -98,13 +118,8 @@ def compare_backends(
                   for r, b in (("ref", ref), ("target", target))]
         plain = [None if reasons[r] else stack.enter_context(closing(stream(r, b, None)))
                  for r, b in (("ref", ref), ("target", target))]
-        done = accumulate(Streams(probed[0], probed[1], plain[0], plain[1]), graph_output_names(model),
+        return accumulate(Streams(probed[0], probed[1], plain[0], plain[1]), graph_output_names(model),
                           classifier=classifier, on_batch=on_traces)
-    prov = serde.provenance(backends={"ref": describe_backend(ref), "target": describe_backend(target)},
-                            batch_size=batch, memory_budget=memory_budget)
-    cmp = finish(done, policy, model=model_name, inputs=inputs.source, index=index,
-                 unchecked={r: why for r, why in reasons.items() if why}, provenance=prov)
-    return replace(cmp, notes=tuple(model_notes(model, (ref, target))))
 
 
 def model_notes(model: ir.Model, backends: Sequence[Backend]) -> list[str]:

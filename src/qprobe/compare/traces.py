@@ -41,18 +41,20 @@ def run_traces(
     *,
     index: QuantIndex | None = None,
     progress: Progress | None = None,
+    probed: ir.Model | None = None,
 ) -> Generator[Trace, None, None]:
     """Run ``backend`` on ``model`` probed by ``plan`` (None: outputs only), one Trace per batch.
 
     Each Trace holds the plan's tensors (integer codes with their ``QuantParams`` where the
     tensor is quantized), the session's provenance (with the thread settings of
     ``qprobe.threads``, which are applied first) and the index of its first sample.
-    ``index`` (the model's ``QuantIndex``) is built when not given.
+    ``index`` (the model's ``QuantIndex``) is built when not given; ``probed``, when given, is
+    ``apply_probe_plan(model, plan)`` made once by a caller that runs several backends.
     """
     plan = plan or outputs_plan(model)
     index = index or build_quant_index(model)
     pools = threads.describe()
-    session = backend.open(apply_probe_plan(model, plan))
+    session = backend.open(probed if probed is not None else apply_probe_plan(model, plan))
     try:
         whole: Mapping[str, np.ndarray] | None = None
         if backend.capabilities().whole_run:

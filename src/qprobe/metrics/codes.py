@@ -36,15 +36,12 @@ class CodePairs:
         self.counts = np.zeros(LEVELS * LEVELS, dtype=np.int64)
 
     def add(self, ref: np.ndarray, tgt: np.ndarray) -> None:
-        lo = self.quant.qmin
-        idx = ref.reshape(-1).astype(np.int32)
-        if lo:
-            idx -= lo
-        idx *= LEVELS
-        idx += tgt.reshape(-1)
-        if lo:
-            idx -= lo
-        self.counts += np.bincount(idx, minlength=LEVELS * LEVELS)
+        # the codes' bytes side by side, read as one little-endian uint16 per pair: ref << 8 | tgt
+        # (int8 codes -128..-1 land on 128..255 of their byte; ``_pairs`` maps them back)
+        pair = np.empty((ref.size, 2), dtype=np.uint8)
+        pair[:, 0] = tgt.reshape(-1).view(np.uint8)
+        pair[:, 1] = ref.reshape(-1).view(np.uint8)
+        self.counts += np.bincount(pair.view("<u2").reshape(-1), minlength=LEVELS * LEVELS)
 
     def merge(self, other: CodePairs) -> CodePairs:
         self.counts += other.counts
@@ -57,8 +54,10 @@ class CodePairs:
     def _pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(reference codes, target codes, counts) of the pairs seen."""
         nz = np.flatnonzero(self.counts)
-        lo = self.quant.qmin
-        return nz // LEVELS + lo, nz % LEVELS + lo, self.counts[nz]
+        r, t = nz >> 8, nz & (LEVELS - 1)
+        if self.quant.qmin < 0:  # int8: the uint8 view back to signed codes
+            r, t = np.where(r >= 128, r - LEVELS, r), np.where(t >= 128, t - LEVELS, t)
+        return r, t, self.counts[nz]
 
     def st(self, ddof: int = 1) -> StAccumulator:
         """ST's metrics of the pairs, dequantized in float32 with the reference's params as ST does."""

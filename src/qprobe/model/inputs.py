@@ -47,6 +47,8 @@ class InputSet:
         self._count = int(next(iter(self._arrays.values())).shape[0]) if self._arrays else 0
         self._block = 0
         self._make: Block | None = None
+        self._blocks: dict[int, dict[str, np.ndarray]] = {}
+        self._last: tuple[tuple[int, int], dict[str, np.ndarray]] | None = None
 
     @classmethod
     def lazy(cls, num_samples: int, block: int, make: Block, source: str) -> InputSet:
@@ -84,21 +86,26 @@ class InputSet:
         yield from self._lazy_batches(step)
 
     def _lazy_batches(self, step: int) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-        pending: list[dict[str, np.ndarray]] = []
-        have, start, k = 0, 0, 0
-        while start < self._count:
-            while have < step and k * self._block < self._count:
-                pending.append(self._make_block(k))
-                have += next(iter(pending[-1].values())).shape[0]
-                k += 1
-            joined = pending[0] if len(pending) == 1 else {
-                n: np.concatenate([p[n] for p in pending], axis=0) for n in pending[0]}
-            take = min(step, have)
-            yield start, {n: v[:take] for n, v in joined.items()}
-            rest = {n: v[take:] for n, v in joined.items()}
-            have -= take
-            start += take
-            pending = [rest] if have else []
+        for start in range(0, self._count, step):
+            yield start, self._lazy_batch(start, step)
+
+    def _lazy_batch(self, start: int, step: int) -> dict[str, np.ndarray]:
+        """Samples ``start .. start+step`` from the blocks they span. The last batch made and the
+        blocks it needs are kept, so streams that walk the same batches in step (a reference
+        and a target run) make each block once."""
+        if self._last is not None and self._last[0] == (start, step):
+            return self._last[1]
+        k0, k1 = start // self._block, (min(start + step, self._count) - 1) // self._block
+        self._blocks = {k: b for k, b in self._blocks.items() if k0 <= k <= k1}
+        for k in range(k0, k1 + 1):
+            if k not in self._blocks:
+                self._blocks[k] = self._make_block(k)
+        parts = [self._blocks[k] for k in range(k0, k1 + 1)]
+        joined = parts[0] if len(parts) == 1 else {n: np.concatenate([p[n] for p in parts], axis=0) for n in parts[0]}
+        off = start - k0 * self._block
+        feeds = {n: v[off : off + step] for n, v in joined.items()}
+        self._last = ((start, step), feeds)
+        return feeds
 
     def save(self, path: Path) -> None:
         atomic_save_npz(path, self.arrays)

@@ -15,6 +15,7 @@ from collections.abc import Collection, Mapping
 import numpy as np
 import onnx_ir as ir
 
+from qprobe import threads
 from qprobe.backends.base import BackendBase, Capabilities
 from qprobe.backends.engine.builtin_profiles import get_profile
 from qprobe.backends.engine.interpreter import Program, compile_program
@@ -44,6 +45,7 @@ class EngineBackend(BackendBase):
 
     def open(self, model: ir.Model) -> EngineSession:
         """Compile ``model``; a node override naming a node that is not in it is an error."""
+        threads.configure()  # numpy's BLAS at its deliberate setting (qprobe.threads)
         return EngineSession(compile_program(model, self.profile), self.profile)
 
     def scoped(self, nodes: Collection[str]) -> EngineBackend:
