@@ -1,6 +1,6 @@
 """The benchmark models and their samples, shared by the benchmarks.
 
-``model_path(name)``: ``tcn`` (the bundled example), ``mobilenet`` (``qprobe.examples.mobilenet``)
+``model_path(name)``: ``tcn`` (the bundled example), ``mobilenet`` (``tests/models/mobilenet.py``)
 and ``resnet18`` (``benchmarks/resnet18.py``), the last two cached under ``benchmarks/.cache``.
 ``batches(name, n, batch)`` yields the same ``n`` samples in batches of any size: each block
 of 64 samples is drawn from its own seeded generator (``default_rng([7, block])``), so every
@@ -30,7 +30,8 @@ def model_path(name: str) -> Path:
     if name == "mobilenet":
         dst = CACHE / "mobilenet_int8_seed0.onnx"
         if not dst.exists():
-            from qprobe.examples.mobilenet import build_mobilenet_like
+            sys.path.insert(0, str(HERE.parent / "tests"))  # the test-model builders
+            from models.mobilenet import build_mobilenet_like
 
             CACHE.mkdir(exist_ok=True)
             onnx.save(build_mobilenet_like(0), dst)
