@@ -149,3 +149,4 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
     finally:
         if started:
             bar.stop()
+ClusterOpt = Annotated[str | None, typer.Option("--cluster", help="Run on a Dask cluster (pip install 'qprobe[distributed]'): local:N worker processes, local:N,board=1 (each owns a board), or tcp://HOST:PORT of a running scheduler; docs/cluster.md.")]

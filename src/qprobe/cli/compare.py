@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from qprobe.cli.common import (
     BatchOpt,
+    ClusterOpt,
     ExampleOpt,
     InputsOpt,
     JsonOpt,
@@ -17,17 +18,27 @@ from qprobe.cli.common import (
     RandomOpt,
     RefKv,
     RefOpt,
+    RunSetup,
     SeedOpt,
     TargetKv,
     TargetOpt,
     console,
+    example_paths,
     parse_kv,
     progress_bar,
     resolve_model,
     resolve_run,
 )
-from qprobe.compare import Comparison, TolerancePolicy, compare_backends, compare_saved, parse_policy
+from qprobe.compare import (
+    Comparison,
+    InputRequest,
+    TolerancePolicy,
+    compare_backends,
+    compare_saved,
+    parse_policy,
+)
 from qprobe.errors import InputError
+from qprobe.execute import compare_sharded
 from qprobe.model.quant import build_quant_index
 from qprobe.report.build import Invocation, build_report
 from qprobe.report.terminal import comparison_summary, comparison_table
@@ -59,6 +70,7 @@ def compare(
     json_out: JsonOpt = None,
     html_out: Annotated[Path | None, typer.Option("--html", help="Also write the comparison as a self-contained HTML page with the error chart.")] = None,
     save_traces: Annotated[Path | None, typer.Option("--save-traces", help="Save every batch's reference and target Traces (JSON + .npz) into this folder; `--ref traces:DIR --target traces:DIR` compares them again.")] = None,
+    cluster: ClusterOpt = None,
 ) -> None:
     """Compare a reference and a target backend tensor by tensor, with ST's metrics and LSB metrics.
 
@@ -70,12 +82,10 @@ def compare(
         cmp = _saved(model, example, ref, target, ref_opt, target_opt, policy)
     else:
         run = resolve_run(model, example, ref, ref_opt, target, target_opt, inputs, random, seed, random_mode)
-        with progress_bar("comparing") as update:
-            cmp = compare_backends(
-                run.model, run.ref, run.target, run.inputs, probe=probe, policy=policy, batch_size=batch_size,
-                classifier=True if classifier else None, progress=update, model_name=run.name,
-                save_traces=TraceFolder(save_traces) if save_traces is not None else None,
-            )
+        request = InputRequest(inputs, random, seed, random_mode, example_paths(example)[1] if example else None)
+        kw: dict[str, Any] = {"probe": probe, "policy": policy, "batch_size": batch_size,
+                              "classifier": True if classifier else None, "model_name": run.name}
+        cmp = _live(run, request, cluster, save_traces, kw)
     console.print(comparison_table(cmp))
     for line in comparison_summary(cmp):
         console.print(line, highlight=False)
@@ -88,6 +98,18 @@ def compare(
             f"--example {example}" if example else str(model), ref, target, tuple(target_opt or ()))))
         console.print(f"wrote {html_out}")
     raise typer.Exit(0 if cmp.passed else 1)
+
+
+def _live(run: RunSetup, request: InputRequest, cluster: str | None, save_traces: Path | None,
+          kw: dict[str, Any]) -> Comparison:
+    """Both backends run here, or sharded over ``cluster``."""
+    with progress_bar("comparing") as update:
+        if cluster is None:
+            folder = TraceFolder(save_traces) if save_traces is not None else None
+            return compare_backends(run.model, run.ref, run.target, run.inputs, progress=update, save_traces=folder, **kw)
+        if save_traces is not None:
+            raise InputError("--save-traces gathers every tensor on this machine; drop it or --cluster")
+        return compare_sharded(cluster, run.model, run.ref, run.target, request, run.inputs, progress=update, **kw)
 
 
 def _saved(

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from qprobe.cli.common import (
     BatchOpt,
+    ClusterOpt,
     ExampleOpt,
     InputsOpt,
     JsonOpt,
@@ -25,6 +26,7 @@ from qprobe.cli.common import (
 )
 from qprobe.compare import parse_policy
 from qprobe.errors import InputError
+from qprobe.execute import target_on
 from qprobe.explain import Explanation
 from qprobe.explain import explain as run_explain
 
@@ -58,6 +60,7 @@ def explain(
     json_out: JsonOpt = None,
     tol: TolOpt = None,
     batch_size: BatchOpt = 64,
+    cluster: ClusterOpt = None,
 ) -> None:
     """Rank arithmetic hypotheses that reproduce the target's output codes for one op, with model-free
     evidence, optionally the safe envelope from characterization runs, and a fitted engine profile.
@@ -68,8 +71,8 @@ def explain(
     if not target:
         raise InputError("missing --target: the backend whose arithmetic to explain, e.g. --target engine:arith16-wrap")
     run = resolve_run(model, example, ref, ref_opt, target, target_opt, inputs, random, seed, random_mode)
-    with console.status("explaining") as status:
-        e = run_explain(run.model, run.ref, run.target, run.inputs, node=node, divergence=divergence, bundle=bundle,
+    with target_on(cluster, run.target) as tgt, console.status("explaining") as status:
+        e = run_explain(run.model, run.ref, tgt, run.inputs, node=node, divergence=divergence, bundle=bundle,
                         characterize=characterize, budget=budget, policy=parse_policy(tol, None),
                         progress=lambda s: status.update(s), batch_size=batch_size, model_name=run.name,
                         profile_out=profile_out)

@@ -19,6 +19,7 @@ from qprobe.backends import Backend, create_backend
 from qprobe.cli.common import (
     AutoRefOpt,
     BatchOpt,
+    ClusterOpt,
     ExampleOpt,
     InputsOpt,
     JsonOpt,
@@ -33,6 +34,7 @@ from qprobe.cli.common import (
 )
 from qprobe.compare import parse_policy
 from qprobe.errors import InputError
+from qprobe.execute import target_on
 from qprobe.fix import Candidate, FixResult
 from qprobe.fix import fix as run_fix
 from qprobe.model.loader import save_model
@@ -61,15 +63,16 @@ def fix(
     verify_on_target: VerifyOpt = None, keep_candidates: KeepOpt = None, output: OutOpt = None,
     json_out: JsonOpt = None, passes: PassesOpt = None, tol: TolOpt = None, inputs: InputsOpt = None,
     random: RandomOpt = None, seed: SeedOpt = 42, random_mode: RandomModeOpt = "uniform", batch_size: BatchOpt = 64,
+    cluster: ClusterOpt = None,
 ) -> None:
     """Search model-side workarounds for the op the target gets wrong, verify each, write the best."""
     if not target:
         raise InputError("missing --target: the backend to fix the model for, e.g. --target engine:arith16-wrap")
     run = resolve_run(model, example, ref, ref_opt, target, target_opt, inputs, random, seed, random_mode)
     float_model, calibration, truth = _example_files(example, float_model, calibration, truth)
-    with console.status("fixing") as status:
+    with target_on(cluster, run.target) as tgt, console.status("fixing") as status:
         result = run_fix(
-            run.model, run.ref, run.target, run.inputs, node=node, emulation=_emulation(profile, emulate),
+            run.model, run.ref, tgt, run.inputs, node=node, emulation=_emulation(profile, emulate),
             float_model=_existing(float_model, "--float-model"), calibration=_existing(calibration, "--calibration"),
             truth=_truth(truth), verify_on_target=verify_on_target, policy=parse_policy(tol, None),
             passes=[p.strip() for p in passes.split(",") if p.strip()] if passes else None, batch_size=batch_size,

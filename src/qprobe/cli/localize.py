@@ -13,6 +13,7 @@ import typer
 from qprobe.cli.common import (
     AutoRefOpt,
     BatchOpt,
+    ClusterOpt,
     ExampleOpt,
     InputsOpt,
     JsonOpt,
@@ -27,8 +28,8 @@ from qprobe.cli.common import (
 )
 from qprobe.compare import parse_policy
 from qprobe.errors import InputError
+from qprobe.execute import localize_on
 from qprobe.localize import STRATEGIES, Localization
-from qprobe.localize import localize as run_localize
 from qprobe.localize.culprit import culprit_cut
 from qprobe.model.quant import build_quant_index
 from qprobe.report.bundle import Repro, write_bundle
@@ -64,6 +65,7 @@ def localize(
     bundle: BundleOpt = None,
     json_out: JsonOpt = None,
     exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 when an op introducing an error is found (for CI); default: exit 0 when localization completes.")] = False,
+    cluster: ClusterOpt = None,
 ) -> None:
     """Find the op that introduces the error (not one that only carries it), counting target runs.
 
@@ -78,7 +80,7 @@ def localize(
     m, name = run.model, run.name
     op_list = [o.strip() for o in ops.split(",") if o.strip()] if ops else None
     with console.status("localizing (each target run: prepare the model, run every sample)"):
-        loc = run_localize(m, run.ref, run.target, run.inputs, strategy=strategy, ops=op_list, classify=classify,
+        loc = localize_on(cluster, m, run.ref, run.target, run.inputs, strategy=strategy, ops=op_list, classify=classify,
                            policy=parse_policy(tol, tol_tensor), batch_size=batch_size, model_name=name)
     div = loc.divergence
     console.print(f"[bold]strategy[/]: {div.strategy} ({div.reason})", highlight=False)

@@ -8,6 +8,7 @@ so that its runs are tasks on the workers (a board farm, with ``resource=board``
 """
 
 from qprobe.execute.cluster import INSTALL_HINT, Cluster, ClusterSpec, connect, parse_cluster
+from qprobe.execute.entry import compare_sharded, localize_on, target_on
 from qprobe.execute.remote import RemoteBackend, cluster_run_many, on_cluster, run_remote
 from qprobe.execute.shard import ShardJob, compare_on_cluster, compare_shard, shard_ranges
 
@@ -19,10 +20,13 @@ __all__ = [
     "ShardJob",
     "cluster_run_many",
     "compare_on_cluster",
+    "compare_sharded",
     "compare_shard",
     "connect",
+    "localize_on",
     "on_cluster",
     "parse_cluster",
     "run_remote",
     "shard_ranges",
+    "target_on",
 ]
