@@ -44,7 +44,7 @@ def parse_cluster(text: str) -> ClusterSpec:
         raise InputError(f"--cluster {text!r} is not a cluster; use {FORMS}")
     n = int(m.group(1))
     if n < 1:
-        raise InputError(f"--cluster {text!r}: a local cluster needs at least 1 worker")
+        raise InputError(f"--cluster {text!r}: a local cluster needs at least 1 worker (local:N, N >= 1)")
     res = {k: float(v) for k, v in (kv.split("=") for kv in m.group(2).split(",") if kv)}
     return ClusterSpec(t, workers=n, resources=res)
 

@@ -1,0 +1,66 @@
+"""``compare --cluster``: samples sharded over the workers give the serial run's Comparison bit for bit.
+
+The oracle is the serial ``compare_backends`` (itself checked against onnxruntime and numpy formulas
+elsewhere): every row's metrics, LSB histograms, probe effects and verdicts must be equal as JSON,
+provenance (timings, command line, cluster) aside. The shards are checked to be more than one, so a
+cluster that silently ran everything as one shard would not pass for sharding.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qprobe.backends import create_backend
+from qprobe.compare import Comparison, InputRequest, compare_backends, resolve_inputs
+from qprobe.model.loader import load_model
+
+pytestmark = pytest.mark.cluster
+
+
+def _without_provenance(c: Comparison) -> dict[str, Any]:
+    d = c.to_json()
+    d.pop("provenance")
+    return d
+
+
+def _both(cluster: Any, model_path: Path, ref: str, target: str, request: InputRequest, batch: int) -> None:
+    from qprobe.execute import compare_on_cluster
+
+    m = load_model(model_path)
+    backends = (create_backend(ref, {}), create_backend(target, {}))
+    inputs = resolve_inputs(m, request, backends)
+    serial = compare_backends(m, *backends, inputs, batch_size=batch)
+    sharded = compare_on_cluster(cluster, m, create_backend(ref, {}), create_backend(target, {}), request,
+                                 batch_size=batch)
+    assert sharded.provenance["execution"]["shards"] > 1
+    assert sharded.num_samples == serial.num_samples == inputs.num_samples
+    assert _without_provenance(sharded) == _without_provenance(serial)
+
+
+def test_tcn_sharded_equals_serial(cluster: Any) -> None:
+    from qprobe.examples.tcn import packaged_example_dir
+
+    # 100 samples in batches of 16: 7 batches, the last one short, in shards of whole batches
+    _both(cluster, packaged_example_dir() / "tcn_int8.onnx", "ort", "engine:arith16-wrap",
+          InputRequest(random=100, seed=5), 16)
+
+
+def test_corpus_model_sharded_equals_serial(cluster: Any, tmp_path: Path) -> None:
+    from models.corpus import CORPUS
+
+    built = CORPUS["mobilenetv2_block"].build(tmp_path)
+    # the inputs travel as a path every worker reads, not as tensors
+    _both(cluster, built.int8, "ort", "ort-fused", InputRequest(path=built.calibration), 7)
+
+
+def test_shards_are_whole_batches_in_sample_order() -> None:
+    from qprobe.execute import shard_ranges
+
+    assert shard_ranges(250, 32, 6) == [(0, 64), (64, 128), (128, 192), (192, 250)]
+    assert shard_ranges(10, 64, 4) == [(0, 10)]
+    ranges = shard_ranges(1000, 7, 5)
+    assert ranges[0][0] == 0 and ranges[-1][1] == 1000
+    assert all(a[1] == b[0] and a[0] % 7 == 0 for a, b in zip(ranges, ranges[1:], strict=False))
