@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "targets"))
 BOARDS = 3
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cluster() -> Iterator[object]:
     pytest.importorskip("distributed")
     from qprobe.execute import connect

@@ -70,7 +70,7 @@ class RemoteSession:
 
     def __init__(self, owner: RemoteBackend, model: bytes) -> None:
         self.owner = owner
-        self.model = owner.cluster.client.scatter(model, hash=True)
+        self.model: bytes | None = model  # sent with each task: scattered data dies with its worker
         self.info: dict[str, str] = {}
 
     def run(self, feeds: Mapping[str, np.ndarray], *, first_sample: int = 0) -> dict[str, np.ndarray]:
