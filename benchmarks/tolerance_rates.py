@@ -26,7 +26,6 @@ import onnx_ir as ir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from models.corpus import build_all
 from qprobe.backends import BackendBase, Capabilities, create_backend
 from qprobe.backends.base import Session
 from qprobe.compare import Tolerance, TolerancePolicy, compare_backends
@@ -35,6 +34,8 @@ from qprobe.model.inputs import InputSet
 from qprobe.model.loader import load_model
 from qprobe.model.patterns import float_weights_in_qdq
 from qprobe.model.quant import build_quant_index
+
+from models.corpus import build_all
 
 HONEST = [("ort", "ort-fused"), ("ort-fused", "engine:onnxruntime"), ("ort-fused", "engine:tflite"),
           ("ort-fused", "engine:exact"), ("engine:exact", "engine:tflite-single-rounding")]

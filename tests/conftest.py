@@ -1,5 +1,5 @@
-"""Shared test setup: make tests/ importable for helper modules such as qdq_models, and the
-session-wide test-model corpus (``tests/models``)."""
+"""Shared test setup: make tests/ importable for the one test-model builder package ``tests/models``
+(small models, random QDQ DAGs, the runtimes' models and the session-wide corpus)."""
 
 from __future__ import annotations
 

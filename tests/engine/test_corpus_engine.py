@@ -17,12 +17,13 @@ from collections.abc import Mapping
 import numpy as np
 import pytest
 
-from models.corpus import CORPUS, Built
 from qprobe.backends import create_backend
 from qprobe.compare import Comparison, compare_backends
 from qprobe.model.inputs import InputSet
 from qprobe.model.loader import load_model
 from qprobe.tensors import Trace
+
+from models.corpus import CORPUS, Built
 
 FLOAT_TOL = 4 * 2.0**-23  # relative to the tensor's largest magnitude
 

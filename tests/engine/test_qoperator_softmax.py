@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-from models.corpus import CORPUS
 from qprobe.backends import create_backend
 from qprobe.compare import compare_backends
 from qprobe.model.inputs import InputSet
 from qprobe.model.loader import load_model
+
+from models.corpus import CORPUS
 
 
 class _Reader(CalibrationDataReader):

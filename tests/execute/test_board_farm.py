@@ -24,7 +24,7 @@ from qprobe.localize import Localization, localize
 from qprobe.model.inputs import random_inputs
 from qprobe.model.loader import load_model
 
-from qdq_models import qdq_residual_model
+from models.residual import qdq_residual_model
 
 pytestmark = pytest.mark.cluster
 FAKE_BOARD = Path(__file__).parent / "fake_board.py"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from qprobe.backends import create_backend
@@ -64,3 +65,18 @@ def test_shards_are_whole_batches_in_sample_order() -> None:
     ranges = shard_ranges(1000, 7, 5)
     assert ranges[0][0] == 0 and ranges[-1][1] == 1000
     assert all(a[1] == b[0] and a[0] % 7 == 0 for a, b in zip(ranges, ranges[1:], strict=False))
+
+
+def test_a_window_of_lazy_random_inputs_is_the_slice_of_all_of_them() -> None:
+    from qprobe.examples.tcn import packaged_example_dir
+    from qprobe.model.inputs import random_inputs
+
+    m = load_model(packaged_example_dir() / "tcn_int8.onnx")
+    lazy = random_inputs(m, 2500, seed=3)
+    assert lazy.is_lazy
+    every = random_inputs(m, 2500, seed=3).arrays
+    for lo, hi in ((0, 7), (1000, 2100), (2047, 2500)):  # block size 1024: windows across block ends
+        w = lazy.window(lo, hi)
+        assert w.is_lazy and w.num_samples == hi - lo
+        for name, a in every.items():
+            assert (np.concatenate([b[name] for _, b in w.batches(300)]) == a[lo:hi]).all()

@@ -16,7 +16,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-from qdq_models import qdq_residual_model
+from models.residual import qdq_residual_model
 
 N_CAL = 16
 

@@ -12,7 +12,6 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
-from qdq_random import random_qdq_model
 
 from qprobe.backends import create_backend
 from qprobe.errors import InputError
@@ -23,7 +22,8 @@ from qprobe.model.loader import load_model, to_proto
 from qprobe.model.probe import apply_probe_plan, plan_probes
 from qprobe.model.quant import build_quant_index
 
-from qdq_models import qdq_residual_model
+from models.random_qdq import random_qdq_model
+from models.residual import qdq_residual_model
 
 
 def _activations(model: ir.Model) -> list[str]:

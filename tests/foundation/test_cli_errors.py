@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qdq_models import qdq_residual_model
+from models.residual import qdq_residual_model
 
 
 def qprobe(*args: str) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,7 @@ from qprobe.metrics import st_metrics
 from qprobe.model.inputs import random_inputs
 from qprobe.model.loader import clone_model, load_model
 
-from qdq_models import qdq_residual_model
+from models.residual import qdq_residual_model
 
 
 class ScaledWeightTarget(BackendBase):

@@ -15,7 +15,7 @@ from qprobe.model.loader import load_model, to_proto
 from qprobe.model.probe import apply_probe_plan, plan_probes
 from qprobe.model.quant import build_quant_index
 
-from qdq_models import qdq_residual_model
+from models.residual import qdq_residual_model
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_models_with_external_data_load(qdq_path: Path, tmp_path: Path) -> None:
 
 
 def test_quant_index_of_a_qoperator_model(tmp_path: Path) -> None:
-    from qdq_models import qoperator_residual_model
+    from models.residual import qoperator_residual_model
 
     path = qoperator_residual_model(tmp_path)
     proto = onnx.load(str(path))

@@ -31,7 +31,7 @@ from qprobe.model.quant import build_quant_index
 from qprobe.serde import SchemaError
 from qprobe.tensors import QuantParams, Trace
 
-from qdq_models import qdq_residual_model
+from models.residual import qdq_residual_model
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Make the localize test helpers and the random QDQ builder (tests/extract/qdq_random.py) importable."""
+"""Make the localize test helpers importable."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parent.parent / "extract"))
 
 
 import pytest

@@ -12,7 +12,7 @@ from qprobe.model.loader import load_model
 from qprobe.report import bundle
 from qprobe.report.bundle import Repro, write_bundle
 
-from qdq_models import qdq_residual_model
+from models.residual import qdq_residual_model
 
 
 def _repro(tmp: Path) -> Repro:

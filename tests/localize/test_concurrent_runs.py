@@ -17,7 +17,7 @@ from qprobe.localize import localize
 from qprobe.model.inputs import random_inputs
 from qprobe.model.loader import load_model
 
-from qdq_models import qdq_residual_model
+from models.residual import qdq_residual_model
 
 
 class Boards(DefectTarget):

@@ -14,7 +14,7 @@ from qprobe.localize.culprit import culprit_cut
 from qprobe.model.inputs import random_inputs
 from qprobe.model.loader import load_model
 
-from qdq_models import qdq_residual_model
+from models.residual import qdq_residual_model
 
 
 @pytest.fixture(scope="module")

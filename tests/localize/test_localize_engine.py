@@ -91,7 +91,7 @@ def test_a_qoperator_model(tmp_path_factory: pytest.TempPathFactory) -> None:
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    from qdq_models import float_residual_model
+    from models.residual import float_residual_model
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:

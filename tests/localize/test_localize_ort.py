@@ -10,7 +10,6 @@ from pathlib import Path
 import onnx_ir as ir
 import pytest
 from defect_target import DefectTarget
-from qdq_random import random_qdq_model
 
 from qprobe.backends import Capabilities, create_backend
 from qprobe.compare import compare_backends
@@ -18,7 +17,8 @@ from qprobe.localize import localize
 from qprobe.model.inputs import random_inputs
 from qprobe.model.loader import load_model
 
-from qdq_models import qdq_residual_model
+from models.random_qdq import random_qdq_model
+from models.residual import qdq_residual_model
 
 DOWNSTREAM_OF_CONV2 = ["add", "gap", "flatten", "gemm"]
 

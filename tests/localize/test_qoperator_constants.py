@@ -18,7 +18,7 @@ from qprobe.model.inputs import random_inputs
 from qprobe.model.loader import load_model
 from qprobe.model.quant import build_quant_index
 
-from qdq_models import qoperator_residual_model
+from models.residual import qoperator_residual_model
 
 
 def _with_constant_nodes(path: Path) -> Path:

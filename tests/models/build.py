@@ -86,16 +86,21 @@ class _Reader(CalibrationDataReader):
         return next(self._it, None)
 
 
-def quantize(model: onnx.ModelProto, data: Mapping[str, np.ndarray], *, fmt: QuantFormat = QuantFormat.QDQ,
-             activations: QuantType = QuantType.QInt8, weights: QuantType = QuantType.QInt8,
-             per_channel: bool = True, batch: int = 1, **kwargs: Any) -> onnx.ModelProto:
-    """``quantize_static`` of ``model`` calibrated on ``data`` (MinMax), returned as a ModelProto."""
+def quantize_file(src: Path, dst: Path, data: Mapping[str, np.ndarray], *, fmt: QuantFormat = QuantFormat.QDQ,
+                  activations: QuantType = QuantType.QInt8, weights: QuantType = QuantType.QInt8,
+                  per_channel: bool = True, batch: int = 1, **kwargs: Any) -> Path:
+    """``quantize_static`` of the float model at ``src`` calibrated on ``data`` (MinMax), written to ``dst``."""
+    quantize_static(str(src), str(dst), _Reader(data, batch), quant_format=fmt, activation_type=activations,
+                    weight_type=weights, per_channel=per_channel, **kwargs)
+    return dst
+
+
+def quantize(model: onnx.ModelProto, data: Mapping[str, np.ndarray], **kwargs: Any) -> onnx.ModelProto:
+    """``quantize_file`` of an in-memory model (options as there), returned as a ModelProto."""
     with tempfile.TemporaryDirectory() as tmp:
-        src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
+        src = Path(tmp) / "float.onnx"
         onnx.save(model, src)
-        quantize_static(str(src), str(dst), _Reader(data, batch), quant_format=fmt, activation_type=activations,
-                        weight_type=weights, per_channel=per_channel, **kwargs)
-        return onnx.load(dst)
+        return onnx.load(quantize_file(src, Path(tmp) / "int8.onnx", data, **kwargs))
 
 
 def initializers_to_constants(model: onnx.ModelProto, keep: Sequence[str] = ()) -> onnx.ModelProto:

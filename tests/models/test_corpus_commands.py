@@ -11,7 +11,6 @@ from pathlib import Path
 import onnx_ir as ir
 import pytest
 
-from models.corpus import CORPUS, Built
 from qprobe.backends import create_backend
 from qprobe.cli.common import default_reference
 from qprobe.cli.main import run
@@ -22,6 +21,8 @@ from qprobe.model.inputs import InputSet
 from qprobe.model.loader import load_model
 from qprobe.model.patterns import float_weights_in_qdq
 from qprobe.model.quant import build_quant_index
+
+from models.corpus import CORPUS, Built
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "localize"))
 from fusing_target import FusingTarget

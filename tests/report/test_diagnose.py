@@ -17,7 +17,7 @@ from qprobe.report import diagnose as diagnose_mod
 from qprobe.report.build import Invocation
 from qprobe.report.diagnose import DiagnoseRequest, diagnose
 
-from qdq_models import qdq_residual_model
+from models.residual import qdq_residual_model
 
 MUTATING = Path(__file__).resolve().parents[1] / "targets" / "mutating_target.py"
 

@@ -22,7 +22,7 @@ from qprobe.report.build import build_report
 from qprobe.report.html import render_html
 from qprobe.report.markdown import render_markdown
 
-from qdq_models import qdq_residual_model
+from models.residual import qdq_residual_model
 
 
 def test_a_fused_pair_is_one_culprit_node_with_its_outside_operands(tmp_path: Path) -> None:

@@ -98,7 +98,7 @@ def residual(tmp_path_factory: pytest.TempPathFactory) -> ir.Model:
     """Another shape of residual block: 3x3 convs on images, the residual being the first conv's output."""
     from qprobe.model.loader import load_model
 
-    from qdq_models import qdq_residual_model
+    from models.residual import qdq_residual_model
 
     return load_model(qdq_residual_model(tmp_path_factory.mktemp("residual")))
 

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from rt_models import MODELS, Built
+from models.runtimes import MODELS, Built
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rt_models import Built
+from models.runtimes import Built
 
 pytest.importorskip("openvino", reason="openvino is not installed (pip install qprobe[openvino])")
 

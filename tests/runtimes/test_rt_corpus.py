@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from models.corpus import CORPUS, Built
 from qprobe.backends import create_backend
 from qprobe.compare import compare_backends
 from qprobe.errors import BackendError
 from qprobe.localize import localize
 from qprobe.model.inputs import InputSet
 from qprobe.model.loader import load_model
+
+from models.corpus import CORPUS, Built
 
 pytest.importorskip("openvino", reason="openvino is not installed (pip install qprobe[openvino])")
 

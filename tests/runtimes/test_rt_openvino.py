@@ -20,7 +20,7 @@ from qprobe.backends import create_backend
 from qprobe.errors import BackendError
 from qprobe.model.loader import load_model
 
-from rt_models import Built
+from models.runtimes import Built
 
 ov = pytest.importorskip("openvino", reason="openvino is not installed (pip install qprobe[openvino])")
 

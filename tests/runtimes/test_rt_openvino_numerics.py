@@ -20,7 +20,7 @@ from qprobe.model.probe import apply_probe_plan, plan_probes
 from qprobe.model.quant import build_quant_index
 from qprobe.tensors import QuantParams
 
-from rt_models import Built
+from models.runtimes import Built
 
 pytest.importorskip("openvino", reason="openvino is not installed (pip install qprobe[openvino])")
 
@@ -103,7 +103,8 @@ def test_openvino_fuses_conv_sigmoid_mul_into_one_int8_conv_kernel(built: dict[s
     s = create_backend("openvino").open(load_model(b.int8))
     s.run(b.inputs)
     kernel = next(k for k in json.loads(s.info["fusion_map"])["kernels"] if "conv1" in k["nodes"])
-    assert kernel["type"] == "Convolution" and kernel["precision"] == "i8"
+    # an 8-bit integer kernel: OpenVINO 2026.4.0 reports i8, 2026.4.1 u8 (it shifts signed activations)
+    assert kernel["type"] == "Convolution" and kernel["precision"] in ("i8", "u8")
     assert kernel["absorbed"] == ["sig1"]  # the Swish fusion keeps only the Mul's name
 
 
@@ -115,13 +116,15 @@ def test_in_an_all_qdq_silu_openvino_fuses_sigmoid_and_mul_but_not_the_conv(buil
 
 def test_exposing_tensors_changes_openvino_fusion(built: dict[str, Built]) -> None:
     """Probing the float Conv and Sigmoid outputs of the fused SiLU splits the kernel, which is
-    why the probe-effect check always runs for openvino (its outputs stay identical here)."""
+    why the probe-effect check always runs for openvino (its outputs stay equal up to float32 rounding)."""
     b = built["silu_fused"]
     assert _groups(b) and _groups(b, "all") == []
     m = load_model(b.int8)
     probed = apply_probe_plan(m, plan_probes(m, build_quant_index(m), "all"))
     plain = create_backend("openvino").open(m).run(b.inputs)["y"]
-    np.testing.assert_array_equal(create_backend("openvino").open(probed).run(b.inputs)["y"], plain)
+    # equal up to float32 rounding: 2026.4.0 gave identical outputs, 2026.4.1 differs by a few ulp
+    # (the split kernels round the float SiLU differently), which the probe-effect check reports
+    np.testing.assert_allclose(create_backend("openvino").open(probed).run(b.inputs)["y"], plain, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["residual", "tcn", "attention"])

@@ -16,7 +16,7 @@ from qprobe.backends import create_backend
 from qprobe.errors import BackendError
 from qprobe.model.loader import load_model
 
-from rt_models import Built
+from models.runtimes import Built
 
 
 def _plain(b: Built, provider: str) -> np.ndarray:

@@ -10,7 +10,7 @@ import pytest
 from qprobe.model.inputs import InputSet, random_inputs
 from qprobe.model.loader import load_model
 
-from qdq_models import qdq_residual_model
+from models.residual import qdq_residual_model
 
 
 @pytest.fixture(scope="session")

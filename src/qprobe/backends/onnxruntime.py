@@ -15,8 +15,8 @@ Two named modes of the CPU provider (docs/arithmetic.md, onnxruntime), and any p
                  ``info["fusion_map"]``: one entry per partition; a partition of several compute
                  nodes compiled by one provider is a fusion group.
 
-Options (``--ref-opt``/``--target-opt``): ``threads=N`` (intra-op threads, default 1 for
-reproducible timing), ``save_optimized=PATH`` (write the optimized graph, to see what fused),
+Options (``--ref-opt``/``--target-opt``): ``threads=N`` (intra-op threads; default: the cores
+qprobe may use, ``qprobe.threads``), ``save_optimized=PATH`` (write the optimized graph, to see what fused),
 and any ``session.*`` config key, passed through verbatim. For ``ort-ep`` every other
 ``key=value`` is a provider option (``backend_type=htp``, ``device_type=NPU``, ...).
 """
@@ -34,6 +34,7 @@ from qprobe.backends.base import BackendBase, Capabilities
 from qprobe.backends.fusion import FusionMap, RawKernel, build_fusion_map
 from qprobe.errors import BackendError
 from qprobe.model.loader import model_bytes
+from qprobe.threads import settings
 
 _KNOWN_OPTIONS = ("threads", "save_optimized", "session.*")
 _SESSION_KEYS = ("threads", "save_optimized")
@@ -89,7 +90,7 @@ class OrtBackend(BackendBase):
 def _apply_common(so: ort.SessionOptions, options: Mapping[str, str], info: dict[str, str]) -> None:
     """threads, save_optimized and session.* keys (shared by every onnxruntime mode)."""
     try:
-        threads = int(options.get("threads", "1"))
+        threads = int(options.get("threads", str(settings().ort_intra_op)))
     except ValueError as e:
         raise BackendError(f"threads={options['threads']!r} is not an integer; e.g. threads=2") from e
     so.intra_op_num_threads = threads
@@ -198,4 +199,4 @@ class OrtSession:
         return {name: np.concatenate([p[j] for p in parts], axis=0) for j, name in enumerate(self._outputs)}
 
     def close(self) -> None:
-        self._sess = None  # type: ignore[assignment]
+        self._sess = None  # type: ignore[assignment,unused-ignore]

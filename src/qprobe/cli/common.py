@@ -149,4 +149,26 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
     finally:
         if started:
             bar.stop()
+
+
+_BYTE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+               "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40}
+
+
+def parse_bytes(text: str, what: str = "--memory-budget") -> int:
+    """``"1GiB"``, ``"512MiB"``, ``"2e9"``, ``"1.5GB"`` as a positive number of bytes."""
+    s = text.strip().replace(" ", "")
+    num = s.rstrip("BbIiKkMmGgTt")
+    unit = s[len(num):].upper()
+    try:
+        value = float(num) * _BYTE_UNITS[unit]
+    except (KeyError, ValueError):
+        value = -1.0
+    if not value >= 1 or value != value or value == float("inf"):
+        raise InputError(f"{what} {text!r} is not a size in bytes; write e.g. 1GiB, 512MiB or 2e9")
+    return int(value)
+
+
+AutoBatchOpt = Annotated[int | None, typer.Option("--batch-size", min=1, help="Samples per batch (default: chosen from --memory-budget).", show_default=False)]
+MemoryBudgetOpt = Annotated[str, typer.Option("--memory-budget", help="Peak memory to aim for when choosing the batch size: 1GiB, 512MiB, 2e9.")]
 ClusterOpt = Annotated[str | None, typer.Option("--cluster", help="Run on a Dask cluster (pip install 'qprobe[distributed]'): local:N worker processes, local:N,board=1 (each owns a board), or tcp://HOST:PORT of a running scheduler; docs/cluster.md.")]

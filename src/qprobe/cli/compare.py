@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from qprobe.cli.common import (
-    BatchOpt,
+    AutoBatchOpt,
     ClusterOpt,
     ExampleOpt,
     InputsOpt,
@@ -24,6 +24,7 @@ from qprobe.cli.common import (
     TargetOpt,
     console,
     example_paths,
+    parse_bytes,
     parse_kv,
     progress_bar,
     resolve_model,
@@ -37,6 +38,7 @@ from qprobe.compare import (
     compare_saved,
     parse_policy,
 )
+from qprobe.compare.budget import DEFAULT_MEMORY_BUDGET
 from qprobe.errors import InputError
 from qprobe.execute import compare_sharded
 from qprobe.model.quant import build_quant_index
@@ -66,7 +68,8 @@ def compare(
     tol: TolOpt = None,
     tol_tensor: TolTensorOpt = None,
     classifier: Annotated[bool, typer.Option("--classifier", help="Report accuracy on outputs (like stedgeai --classifier).")] = False,
-    batch_size: BatchOpt = 64,
+    batch_size: AutoBatchOpt = None,
+    memory_budget: Annotated[str | None, typer.Option("--memory-budget", help="Peak memory to aim for when choosing the batch size: 1GiB, 512MiB, 2e9 (default 1GiB; with --cluster, per worker: half its memory limit).", show_default=False)] = None,
     json_out: JsonOpt = None,
     html_out: Annotated[Path | None, typer.Option("--html", help="Also write the comparison as a self-contained HTML page with the error chart.")] = None,
     save_traces: Annotated[Path | None, typer.Option("--save-traces", help="Save every batch's reference and target Traces (JSON + .npz) into this folder; `--ref traces:DIR --target traces:DIR` compares them again.")] = None,
@@ -78,12 +81,13 @@ def compare(
     the unprobed run's outputs decide (and the probed tensors are marked untrusted).
     """
     policy = parse_policy(tol, tol_tensor)
+    budget = parse_bytes(memory_budget) if memory_budget is not None else None
     if ref.startswith(TRACES) or target.startswith(TRACES):
         cmp = _saved(model, example, ref, target, ref_opt, target_opt, policy)
     else:
         run = resolve_run(model, example, ref, ref_opt, target, target_opt, inputs, random, seed, random_mode)
         request = InputRequest(inputs, random, seed, random_mode, example_paths(example)[1] if example else None)
-        kw: dict[str, Any] = {"probe": probe, "policy": policy, "batch_size": batch_size,
+        kw: dict[str, Any] = {"probe": probe, "policy": policy, "batch_size": batch_size, "memory_budget": budget,
                               "classifier": True if classifier else None, "model_name": run.name}
         cmp = _live(run, request, cluster, save_traces, kw)
     console.print(comparison_table(cmp))
@@ -105,6 +109,7 @@ def _live(run: RunSetup, request: InputRequest, cluster: str | None, save_traces
     """Both backends run here, or sharded over ``cluster``."""
     with progress_bar("comparing") as update:
         if cluster is None:
+            kw["memory_budget"] = kw["memory_budget"] or DEFAULT_MEMORY_BUDGET
             folder = TraceFolder(save_traces) if save_traces is not None else None
             return compare_backends(run.model, run.ref, run.target, run.inputs, progress=update, save_traces=folder, **kw)
         if save_traces is not None:

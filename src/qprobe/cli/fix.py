@@ -6,14 +6,11 @@ output within tolerance, 1 when none does, 2 on a user error.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from qprobe.backends import Backend, create_backend
 from qprobe.cli.common import (
@@ -35,9 +32,10 @@ from qprobe.cli.common import (
 from qprobe.compare import parse_policy
 from qprobe.errors import InputError
 from qprobe.execute import target_on
-from qprobe.fix import Candidate, FixResult
+from qprobe.fix import FixResult
 from qprobe.fix import fix as run_fix
 from qprobe.model.loader import save_model
+from qprobe.report.fix_terminal import fix_renderables
 
 ProfileOpt = Annotated[Path | None, typer.Option("--profile", help="Fitted profile of the target (TOML from `qprobe explain --profile-out`): the emulation candidates are predicted on.")]
 EmulateOpt = Annotated[str | None, typer.Option("--emulate", help="Emulate the target with this engine profile (built-in name or .toml) or backend spec.")]
@@ -50,10 +48,6 @@ KeepOpt = Annotated[Path | None, typer.Option("--keep-candidates", help="Write e
 OutOpt = Annotated[Path | None, typer.Option("-o", "--output", help="Write the best candidate model here.")]
 PassesOpt = Annotated[str | None, typer.Option("--passes", help="Only these rewrite passes (comma-separated).")]
 TolOpt = Annotated[str | None, typer.Option("--tol", help="Tolerance of the final outputs, e.g. cos=0.99,bias=0.5,max=2.")]
-
-_STYLE = {"verified": "bold green", "predicted": "green", "fails-target": "bold red", "fails-emulation": "red",
-          "rejected-reference": "yellow", "not-applicable": "dim"}
-
 
 def fix(
     model: ModelArg = None, example: ExampleOpt = None, ref: AutoRefOpt = None,
@@ -78,7 +72,8 @@ def fix(
             passes=[p.strip() for p in passes.split(",") if p.strip()] if passes else None, batch_size=batch_size,
             model_name=run.name, progress=lambda msg: status.update(msg),
         )
-    _print(result)
+    for item in fix_renderables(result):
+        console.print(item, highlight=False)
     _write(result, output, keep_candidates, json_out)
     if not result.passed:
         raise typer.Exit(1)
@@ -119,54 +114,6 @@ def _truth(path: Path | None) -> dict[str, np.ndarray] | None:
             return {k: z[k] for k in z.files}
     except (OSError, ValueError) as e:
         raise InputError(f"--truth {str(path)!r} is not a readable .npz ({e}); save one array per output") from e
-
-
-def _f(v: float | None, fmt: str) -> str:
-    return "-" if v is None or not math.isfinite(v) else format(v, fmt)
-
-
-def candidate_table(result: FixResult) -> Table:
-    t = Table(title=f"fix {result.node} ({result.op_type}, ratios "
-              f"{', '.join(f'{r:.3f}' for r in result.ratios)}): candidates, best first", title_justify="left")
-    for col in ("#", "pass", "verdict", "stage", "final cos", "rmse LSB", "max LSB", "truth rmse", "cost", "reason"):
-        t.add_column(col)
-    for i, c in enumerate(result.candidates, 1):
-        s = c.decisive()
-        t.add_row(str(i), c.pass_name, Text(c.verdict, style=_STYLE.get(c.verdict, "")), s.stage if s else "-",
-                  _f(s.final_cos if s else None, ".5f"), _f(s.rmse_lsb if s else None, ".2f"),
-                  _f(s.max_abs_lsb if s else None, ".0f"), _f(s.truth_rmse if s else None, ".4f"),
-                  c.cost.text() if c.rewrite is None or c.rewrite.applied else "-", c.verdict_reason)
-    return t
-
-
-def _print(result: FixResult) -> None:
-    console.print(f"culprit: {result.node} ({result.culprit_source}); emulation: {result.emulation}", highlight=False)
-    for cls, env in result.envelopes.items():
-        console.print(f"envelope ({cls}, {env.get('source', '')}): {env.get('statement', '')}", highlight=False)
-    console.print(candidate_table(result))
-    motivating = [c for c in result.candidates if c.board is not None]
-    if motivating:
-        console.print("[bold]the workarounds tried on the board[/]:")
-        for c in motivating:
-            assert c.board is not None
-            label = "fails as on the board" if c.board.fails_as_on_board else "does not fail as on the board"
-            console.print(f"  {c.pass_name}: {c.verdict}, {label}: {c.board.why}", highlight=False)
-    for note in result.notes:
-        console.print(f"note: {note}", highlight=False)
-    console.print(_verdict_line(result), highlight=False)
-    runs = result.target_runs
-    console.print(f"target runs used: {runs.get('total', 0)} (localize {runs.get('localize', 0)}, explain "
-                  f"{runs.get('explain', 0)}, verification {runs.get('verify', 0)})", highlight=False)
-
-
-def _verdict_line(result: FixResult) -> str:
-    b: Candidate | None = result.best
-    if b is None:
-        return "FIX: none of the candidates brings the final outputs within tolerance"
-    s = b.decisive()
-    assert s is not None
-    return (f"FIX: {b.pass_name} ({b.verdict} on {s.backend}): final cos {s.final_cos:.5f}, rmse {s.final_rmse:.4g}"
-            + (f", truth rmse {s.truth_rmse:.4f}" if s.truth_rmse is not None else ""))
 
 
 def _write(result: FixResult, output: Path | None, keep: Path | None, json_out: Path | None) -> None:

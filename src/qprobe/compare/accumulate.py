@@ -16,6 +16,7 @@ import numpy as np
 
 from qprobe.errors import BackendError
 from qprobe.metrics import LsbAccumulator, LsbMetrics, StAccumulator, StMetrics, looks_like_probabilities
+from qprobe.metrics.codes import CodePairs, code_pairs_apply
 from qprobe.tensors import QuantParams, TensorRecord, Trace
 
 
@@ -33,6 +34,7 @@ class TensorAccumulator:
     st: StAccumulator = field(init=False)
     lsb: LsbAccumulator | None = field(init=False)
     prob_like: bool = True
+    pairs: CodePairs | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.st = StAccumulator(classifier=self.classifier is not False)
@@ -46,6 +48,12 @@ class TensorAccumulator:
             )
         tgt = tgt.reshape(ref.shape)
         q = self.quant
+        if self.classifier is False and q is not None and code_pairs_apply(q, ref, tgt):
+            # 8-bit codes on both sides: one integer pass (metrics.codes), no dequantized copies
+            if self.pairs is None:
+                self.pairs = CodePairs(q)
+            self.pairs.add(ref, tgt)
+            return
         ref_codes, tgt_codes = np.issubdtype(ref.dtype, np.integer), np.issubdtype(tgt.dtype, np.integer)
         # ST dequantizes both sides with the reference's params, in float32
         r_real = q.dequantize_f32(ref) if q is not None and ref_codes else ref
@@ -61,13 +69,24 @@ class TensorAccumulator:
         if self.lsb is not None and other.lsb is not None:
             self.lsb.merge(other.lsb)
         self.prob_like = self.prob_like and other.prob_like
+        if other.pairs is not None:
+            self.pairs = other.pairs if self.pairs is None else self.pairs.merge(other.pairs)
         return self
 
+    def _combined(self) -> tuple[StAccumulator, LsbAccumulator | None]:
+        """The element-wise accumulators with the counted code pairs added (new objects)."""
+        if self.pairs is None:
+            return self.st, self.lsb
+        st = self.pairs.st(self.st.ddof).merge(self.st)
+        lsb = self.pairs.lsb()
+        return st, lsb.merge(self.lsb) if self.lsb is not None else lsb
+
     def result(self) -> tuple[StMetrics, LsbMetrics | None]:
-        st = self.st.result()
+        st_acc, lsb_acc = self._combined()
+        st = st_acc.result()
         if self.classifier is None and not self.prob_like and st.acc is not None:
             st = StMetrics(st.n, st.rmse, st.mae, st.l2r, st.mean, st.std, st.nse, st.cos, None)
-        return st, self.lsb.result() if self.lsb is not None else None
+        return st, lsb_acc.result() if lsb_acc is not None else None
 
 
 class ComparisonAccumulator:

@@ -17,6 +17,7 @@ import onnx_ir as ir
 
 from qprobe import serde
 from qprobe.backends.base import Backend, describe_backend
+from qprobe.compare.budget import DEFAULT_MEMORY_BUDGET, choose_batch_size
 from qprobe.compare.compare import Streams, accumulate, finish
 from qprobe.compare.inputs import resolve_inputs
 from qprobe.compare.policy import TolerancePolicy
@@ -63,7 +64,8 @@ def compare_backends(
     *,
     probe: str | Sequence[str] = "op-outputs",
     policy: TolerancePolicy | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
     classifier: bool | None = None,
     check_probe_effect: bool = True,
     progress: Progress | None = None,
@@ -75,16 +77,18 @@ def compare_backends(
 
     ``on_traces`` receives each batch's probed (reference, target) Traces; ``save_traces``
     saves every stream (probed and unprobed), so that ``compare_traces`` can replay it.
+    ``batch_size=None`` chooses the batch from ``memory_budget`` (bytes; ``compare.budget``).
     """
     index = build_quant_index(model)
     for b in (ref, target):
         b.bind(model)
     inputs = inputs or resolve_inputs(model, None, (ref, target))
     plan = restrict_plan(plan_probes(model, index, probe), ref, target)
+    batch = choose_batch_size(model, plan, memory_budget) if batch_size is None else batch_size
     reasons = {role: unprobed_reason(b, plan, check_probe_effect) for role, b in (("ref", ref), ("target", target))}
 
     def stream(role: str, b: Backend, p: ProbePlan | None, prog: Progress | None = None) -> Generator[Trace, None, None]:
-        traces = run_traces(b, model, p, inputs, batch_size, index=index, progress=prog)
+        traces = run_traces(b, model, p, inputs, batch, index=index, progress=prog)
         if save_traces is None:
             return traces
         return tee(traces, lambda t: save_traces.save(role if p is not None else f"{role}.plain", t))
@@ -96,7 +100,8 @@ def compare_backends(
                  for r, b in (("ref", ref), ("target", target))]
         done = accumulate(Streams(probed[0], probed[1], plain[0], plain[1]), graph_output_names(model),
                           classifier=classifier, on_batch=on_traces)
-    prov = serde.provenance(backends={"ref": describe_backend(ref), "target": describe_backend(target)})
+    prov = serde.provenance(backends={"ref": describe_backend(ref), "target": describe_backend(target)},
+                            batch_size=batch, memory_budget=memory_budget)
     cmp = finish(done, policy, model=model_name, inputs=inputs.source, index=index,
                  unchecked={r: why for r, why in reasons.items() if why}, provenance=prov)
     return replace(cmp, notes=tuple(model_notes(model, (ref, target))))

@@ -15,6 +15,7 @@ from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 import numpy as np
 import onnx_ir as ir
 
+from qprobe import threads
 from qprobe.backends.base import Backend, backend_label
 from qprobe.errors import BackendError
 from qprobe.model.graph import graph_output_names
@@ -44,11 +45,13 @@ def run_traces(
     """Run ``backend`` on ``model`` probed by ``plan`` (None: outputs only), one Trace per batch.
 
     Each Trace holds the plan's tensors (integer codes with their ``QuantParams`` where the
-    tensor is quantized), the session's provenance and the index of its first sample.
+    tensor is quantized), the session's provenance (with the thread settings of
+    ``qprobe.threads``, which are applied first) and the index of its first sample.
     ``index`` (the model's ``QuantIndex``) is built when not given.
     """
     plan = plan or outputs_plan(model)
     index = index or build_quant_index(model)
+    pools = threads.describe()
     session = backend.open(apply_probe_plan(model, plan))
     try:
         whole: Mapping[str, np.ndarray] | None = None
@@ -61,7 +64,7 @@ def run_traces(
                 out: Mapping[str, np.ndarray] = {k: v[first : first + n] for k, v in whole.items()}
             else:
                 out = session.run(feeds, first_sample=first)
-            yield _trace(backend, session.info, plan, out, index, first)
+            yield _trace(backend, {**session.info, **pools}, plan, out, index, first)
             done += n
             if progress is not None:
                 progress(done, inputs.num_samples)

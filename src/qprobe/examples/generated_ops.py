@@ -165,7 +165,9 @@ def _conv(b: Builder, i: int, x: QTensor, live: list[QTensor], depthwise: bool =
 
 
 def _partner(b: Builder, i: int, x: QTensor, live: list[QTensor], same_channels: bool) -> QTensor:
-    want = (lambda t: t.shape == x.shape) if same_channels else (lambda t: t.shape[1:] == x.shape[1:])
+    def want(t: QTensor) -> bool:
+        return t.shape == x.shape if same_channels else t.shape[1:] == x.shape[1:]
+
     cands = [t for t in live if t is not x and want(t)]
     if cands and b.rng.random() < 0.7:
         return cands[int(b.rng.integers(len(cands)))]

@@ -133,7 +133,7 @@ class TcnExample:
         try:
             d = json.loads((Path(directory) / FILES["metadata"]).read_text())
             m, b = {k: RegressionMetrics(**v) for k, v in d["metrics"].items()}, d["block0_add"]
-            block0 = AddScales(b["node"], tuple(b["operand_scales"]), b["output_scale"])  # type: ignore[arg-type]
+            block0 = AddScales(b["node"], tuple(b["operand_scales"]), b["output_scale"])  # type: ignore[arg-type,unused-ignore]
             return cls(Path(directory), d["seed"], {k: Path(directory) / v for k, v in FILES.items()}, d["n_inputs"],
                        d["n_validation"], m["float"], m["int8"], m["persistence"], block0)
         except (OSError, ValueError, KeyError, TypeError) as e:

@@ -29,6 +29,7 @@ from qprobe.compare import (
     finish,
     resolve_inputs,
 )
+from qprobe.compare.budget import DEFAULT_MEMORY_BUDGET, choose_batch_size
 from qprobe.compare.compare import Accumulated
 from qprobe.compare.run import model_notes, restrict_plan, unprobed_reason
 from qprobe.compare.traces import Progress, run_traces
@@ -76,29 +77,41 @@ def shard_ranges(num_samples: int, batch_size: int, shards: int) -> list[tuple[i
 def compare_on_cluster(
     cluster: Cluster, model: ir.Model, ref: Backend, target: Backend, request: InputRequest, *,
     inputs: InputSet | None = None, probe: str | Sequence[str] = "op-outputs", policy: TolerancePolicy | None = None,
-    batch_size: int = 64, classifier: bool | None = None, check_probe_effect: bool = True,
-    progress: Progress | None = None, model_name: str = "",
+    batch_size: int | None = None, memory_budget: int | None = None, classifier: bool | None = None,
+    check_probe_effect: bool = True, progress: Progress | None = None, model_name: str = "",
 ) -> Comparison:
-    """``compare_backends`` with the samples sharded over ``cluster``'s workers (same result).
+    """``compare_backends`` with the samples sharded over ``cluster``'s workers (same result for the
+    same batch size).
 
     ``inputs``: the samples ``request`` resolves to, when the caller has them already (only their
-    count and description are used here; the workers resolve ``request`` themselves)."""
+    count and description are used here; the workers resolve ``request`` themselves).
+    ``batch_size=None`` chooses the batch from ``memory_budget`` (bytes per worker; None: half the
+    smallest worker memory limit, ``DEFAULT_MEMORY_BUDGET`` when the workers have none)."""
     index = build_quant_index(model)
     for b in (ref, target):
         b.bind(model)
     inputs = inputs or resolve_inputs(model, request, (ref, target))
     plan = restrict_plan(plan_probes(model, index, probe), ref, target)
     reasons = {role: unprobed_reason(b, plan, check_probe_effect) for role, b in (("ref", ref), ("target", target))}
+    budget = memory_budget or worker_budget(cluster)
+    batch = choose_batch_size(model, plan, budget) if batch_size is None else batch_size
     job = ShardJob(model_bytes(model), _described(ref), _described(target), request, plan,
                    (reasons["ref"] is None, reasons["target"] is None), tuple(graph_output_names(model)),
-                   batch_size, classifier)
-    ranges = shard_ranges(inputs.num_samples, batch_size, SHARDS_PER_WORKER * cluster.slots(None))
+                   batch, classifier)
+    ranges = shard_ranges(inputs.num_samples, batch, SHARDS_PER_WORKER * cluster.slots(None))
     done = _gather(cluster, job, ranges, progress, inputs.num_samples)
     prov = serde.provenance(backends={"ref": describe_backend(ref), "target": describe_backend(target)},
+                            batch_size=batch, memory_budget=budget,
                             execution=cluster.describe() | {"shards": len(ranges)})
     cmp = finish(done, policy, model=model_name, inputs=inputs.source, index=index,
                  unchecked={r: why for r, why in reasons.items() if why}, provenance=prov)
     return replace(cmp, notes=tuple(model_notes(model, (ref, target))))
+
+
+def worker_budget(cluster: Cluster) -> int:
+    """Half the smallest worker memory limit: the other half is the worker's own (Dask, transfers)."""
+    limit = cluster.memory_limit()
+    return limit // 2 if limit else DEFAULT_MEMORY_BUDGET
 
 
 def _described(b: Backend) -> tuple[str, dict[str, str]]:
@@ -139,8 +152,7 @@ def compare_shard(job: ShardJob, lo: int, hi: int) -> ShardResult:
     if whole.num_samples < hi:
         raise InputError(f"a worker resolved {whole.num_samples} samples, the client {hi} or more: do all "
                          "workers see the same input files?")
-    shard = InputSet({k: v[lo:hi] for k, v in whole.arrays.items()}, whole.source)
-    del whole
+    shard = whole.window(lo, hi)
     index = build_quant_index(model)
     sides = [Offset(ref, lo), Offset(target, lo)]
 

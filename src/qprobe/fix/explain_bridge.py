@@ -36,7 +36,7 @@ class Explained:
 def explain_function() -> Callable[..., Any]:
     """``qprobe.explain.explain``, or a user error saying what to pass instead when it is not installed."""
     try:
-        return importlib.import_module("qprobe.explain").explain  # type: ignore[no-any-return]
+        return importlib.import_module("qprobe.explain").explain
     except (ImportError, AttributeError) as e:
         raise QprobeError(
             "fix needs a numerics profile of the target: pass --profile fitted.toml (from `qprobe explain "

@@ -76,6 +76,23 @@ class LsbAccumulator:
             bins = np.clip(np.rint(delta), -HIST_LIMIT, HIST_LIMIT).astype(np.int64) + HIST_LIMIT
         self._hist += np.bincount(bins.reshape(-1), minlength=2 * HIST_LIMIT + 1)
 
+    def add_code_counts(self, ref: np.ndarray, target: np.ndarray, counts: np.ndarray) -> None:
+        """Code pairs ``(ref[i], target[i])`` seen ``counts[i]`` times each (1-D integer arrays)."""
+        delta = ref.astype(np.int64) - target.astype(np.int64)
+        a = np.abs(delta)
+        q = self.quant
+        rail = ((target == q.qmin) | (target == q.qmax)) & (delta != 0)
+        self._sat += int(counts[rail].sum())
+        self._n += int(counts.sum())
+        self._exact += int(counts[a == 0].sum())
+        self._one += int(counts[a == 1].sum())
+        self._big += int(counts[a >= 2].sum())
+        self._sum += float(np.dot(counts, delta))
+        if a.size:
+            self._max = max(self._max, float(np.max(a)))
+        bins = np.clip(delta, -HIST_LIMIT, HIST_LIMIT) + HIST_LIMIT
+        self._hist += np.bincount(bins, weights=counts, minlength=2 * HIST_LIMIT + 1).astype(np.int64)
+
     def _add_counts(self, exact: np.ndarray, one: np.ndarray, big: np.ndarray, total: float, a: np.ndarray) -> None:
         self._n += int(a.size)
         self._exact += int(np.count_nonzero(exact))

@@ -85,6 +85,16 @@ class _Moments:
         dev = x - mb
         self.merge(_Moments(nb, mb, _dot(dev, dev)))
 
+    def add_weighted(self, x: np.ndarray, w: np.ndarray) -> None:
+        """Values ``x`` seen ``w`` times each (the same update as ``add`` on the repeated values)."""
+        nb = int(w.sum())
+        if nb == 0:
+            return
+        wf = w.astype(np.float64)
+        mb = float(np.dot(wf, x)) / nb
+        dev = x - mb
+        self.merge(_Moments(nb, mb, float(np.dot(wf, dev * dev))))
+
     def merge(self, other: _Moments) -> None:
         """Combine two disjoint sets of samples (Chan et al.'s pairwise update).
 
@@ -139,6 +149,22 @@ class StAccumulator:
         self._sum_p2 += _dot(p, p)
         self._sum_r2 += _dot(r, r)
         self._sum_rp += _dot(r, p)
+
+    def add_weighted(self, ref: np.ndarray, pred: np.ndarray, weights: np.ndarray) -> None:
+        """Value pairs ``(ref[i], pred[i])`` seen ``weights[i]`` times each (1-D; no accuracy:
+        a classifier's argmax needs whole samples)."""
+        r = np.asarray(ref, dtype=np.float64).reshape(-1)
+        p = np.asarray(pred, dtype=np.float64).reshape(-1)
+        w = np.asarray(weights).reshape(-1)
+        wf = w.astype(np.float64)
+        d = r - p
+        self._d.add_weighted(d, w)
+        self._r.add_weighted(r, w)
+        self._sum_abs += float(np.dot(wf, np.abs(d)))
+        self._sum_d2 += float(np.dot(wf, d * d))
+        self._sum_p2 += float(np.dot(wf, p * p))
+        self._sum_r2 += float(np.dot(wf, r * r))
+        self._sum_rp += float(np.dot(wf, r * p))
 
     def merge(self, other: StAccumulator) -> StAccumulator:
         """Add the samples ``other`` accumulated (disjoint from ours); returns self."""

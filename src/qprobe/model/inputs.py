@@ -8,7 +8,7 @@ accepted too (an extra sample axis) and folded into the batch axis.
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,20 +30,91 @@ class InputSpec:
     shape: tuple[int | None, ...]  # None for symbolic dims
 
 
-@dataclass(frozen=True)
+Block = Callable[[int], dict[str, np.ndarray]]  # block number -> that block's arrays
+
+
 class InputSet:
-    arrays: dict[str, np.ndarray]
-    source: str
+    """The samples of a run: one array per model input, samples on axis 0.
+
+    Eager (``InputSet(arrays, source)``) or lazy (``InputSet.lazy``): a lazy set makes its
+    samples block by block when ``batches`` asks for them, so a million random samples never
+    sit in memory at once; ``arrays`` materializes a lazy set whole (and keeps it).
+    """
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], source: str) -> None:
+        self._arrays: dict[str, np.ndarray] | None = dict(arrays)
+        self.source = source
+        self._count = int(next(iter(self._arrays.values())).shape[0]) if self._arrays else 0
+        self._block = 0
+        self._make: Block | None = None
+
+    @classmethod
+    def lazy(cls, num_samples: int, block: int, make: Block, source: str) -> InputSet:
+        """``num_samples`` samples made ``block`` at a time: ``make(k)`` returns samples
+        ``k*block`` up to ``(k+1)*block`` (fewer in the last block)."""
+        s = cls({}, source)
+        s._arrays, s._count, s._block, s._make = None, num_samples, max(1, block), make
+        return s
+
+    @property
+    def is_lazy(self) -> bool:
+        return self._arrays is None
+
+    @property
+    def arrays(self) -> dict[str, np.ndarray]:
+        if self._arrays is None:
+            parts = [self._make_block(k) for k in range(-(-self._count // self._block))]
+            self._arrays = {k: np.concatenate([p[k] for p in parts], axis=0) for k in parts[0]} if parts else {}
+        return self._arrays
+
+    def _make_block(self, k: int) -> dict[str, np.ndarray]:
+        assert self._make is not None
+        return self._make(k)
 
     @property
     def num_samples(self) -> int:
-        return int(next(iter(self.arrays.values())).shape[0]) if self.arrays else 0
+        return self._count
 
     def batches(self, batch_size: int) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-        n = self.num_samples
         step = max(1, batch_size)
-        for start in range(0, n, step):
-            yield start, {k: v[start : start + step] for k, v in self.arrays.items()}
+        if self._arrays is not None:
+            for start in range(0, self._count, step):
+                yield start, {k: v[start : start + step] for k, v in self._arrays.items()}
+            return
+        yield from self._lazy_batches(step)
+
+    def _lazy_batches(self, step: int) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        pending: list[dict[str, np.ndarray]] = []
+        have, start, k = 0, 0, 0
+        while start < self._count:
+            while have < step and k * self._block < self._count:
+                pending.append(self._make_block(k))
+                have += next(iter(pending[-1].values())).shape[0]
+                k += 1
+            joined = pending[0] if len(pending) == 1 else {
+                n: np.concatenate([p[n] for p in pending], axis=0) for n in pending[0]}
+            take = min(step, have)
+            yield start, {n: v[:take] for n, v in joined.items()}
+            rest = {n: v[take:] for n, v in joined.items()}
+            have -= take
+            start += take
+            pending = [rest] if have else []
+
+    def window(self, lo: int, hi: int) -> InputSet:
+        """Samples ``lo`` up to ``hi`` (a shard of a cluster run); a lazy set stays lazy and makes
+        only the blocks the window touches."""
+        lo, hi = max(0, lo), min(self._count, hi)
+        if self._arrays is not None:
+            return InputSet({k: v[lo:hi] for k, v in self._arrays.items()}, self.source)
+        size = self._block
+
+        def make(j: int) -> dict[str, np.ndarray]:
+            start, stop = lo + j * size, min(hi, lo + (j + 1) * size)
+            parts = [self._make_block(k) for k in range(start // size, (stop - 1) // size + 1)]
+            cut = start - (start // size) * size
+            return {n: np.concatenate([p[n] for p in parts], axis=0)[cut : cut + stop - start] for n in parts[0]}
+
+        return InputSet.lazy(hi - lo, size, make, self.source)
 
     def save(self, path: Path) -> None:
         atomic_save_npz(path, self.arrays)
@@ -128,30 +199,54 @@ def _fmt(shape: tuple[int | None, ...]) -> str:
 
 def random_inputs(model: ir.Model, n: int = 10, seed: int = 42, mode: str = "uniform") -> InputSet:
     """``stedgeai validate``-like random samples: uniform in [0, 1) (seed 42, 10 samples by
-    default), or uniform over each input's quantized range (``qrange``)."""
+    default), or uniform over each input's quantized range (``qrange``).
+
+    Made lazily in blocks of ``random_block(model)`` samples: block 0 is drawn from
+    ``default_rng(seed)``, block ``k > 0`` from ``default_rng([seed, k])``, each input in turn,
+    so the samples depend on the seed (and the model) only, never on the batch size, and
+    up to one block they are the samples one ``default_rng(seed)`` draws for all of them.
+    """
     if mode not in RANDOM_MODES:
         raise InputError(f"unknown random mode {mode!r}; known: {', '.join(RANDOM_MODES)}")
     if n < 1:
         raise InputError(f"--random needs at least 1 sample, got {n}")
-    rng = np.random.default_rng(seed)
-    arrays = {}
-    for spec in input_specs(model):
-        shape = (n, *[1 if d is None else d for d in spec.shape[1:]])
-        arrays[spec.name] = _draw(model, spec, shape, rng, mode)
-    return InputSet(arrays, f"random(n={n}, seed={seed}, {mode})")
+    specs = input_specs(model)
+    block = random_block(specs)
+    ranges = {s.name: _range(model, s, mode) for s in specs}
+
+    def make(k: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(seed if k == 0 else [seed, k])
+        count = min(block, n - k * block)
+        return {s.name: _draw(s, (count, *[1 if d is None else d for d in s.shape[1:]]), rng, ranges[s.name])
+                for s in specs}
+
+    return InputSet.lazy(n, block, make, f"random(n={n}, seed={seed}, {mode})")
 
 
-def _draw(model: ir.Model, spec: InputSpec, shape: tuple[int, ...], rng: np.random.Generator, mode: str) -> np.ndarray:
-    if np.issubdtype(spec.dtype, np.integer):
-        info = np.iinfo(spec.dtype)
-        return rng.integers(info.min, int(info.max) + 1, size=shape).astype(spec.dtype)
+RANDOM_BLOCK_BYTES = 16 << 20  # a block of random samples holds at most this much (and at most 1024 samples)
+
+
+def random_block(specs: list[InputSpec]) -> int:
+    """Samples per block of random inputs: 1024, fewer when one sample is over 16 KiB."""
+    per = sum(int(np.prod([1 if d is None else d for d in s.shape[1:]])) * s.dtype.itemsize for s in specs)
+    return int(max(1, min(1024, RANDOM_BLOCK_BYTES // max(1, per))))
+
+
+def _range(model: ir.Model, spec: InputSpec, mode: str) -> tuple[float, float]:
     lo, hi = 0.0, 1.0
-    if mode == "qrange":
+    if mode == "qrange" and not np.issubdtype(spec.dtype, np.integer):
         q = input_quant(model, spec.name)
         if q is not None:
             lo = (q.qmin - q.zero_point[0]) * q.scale[0]
             hi = (q.qmax - q.zero_point[0]) * q.scale[0]
-    return rng.uniform(lo, hi, size=shape).astype(spec.dtype)
+    return lo, hi
+
+
+def _draw(spec: InputSpec, shape: tuple[int, ...], rng: np.random.Generator, bounds: tuple[float, float]) -> np.ndarray:
+    if np.issubdtype(spec.dtype, np.integer):
+        info = np.iinfo(spec.dtype)
+        return rng.integers(info.min, int(info.max) + 1, size=shape).astype(spec.dtype)
+    return rng.uniform(bounds[0], bounds[1], size=shape).astype(spec.dtype)
 
 
 def input_quant(model: ir.Model, name: str) -> QuantParams | None:

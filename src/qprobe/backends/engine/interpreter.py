@@ -26,7 +26,6 @@ from qprobe.backends.engine.kernels import KERNELS, conv, gemm
 from qprobe.backends.engine.kernels.base import Kernel, Operand, OpSpec, QType, Ungroupable
 from qprobe.backends.engine.kernels.float_ops import float_group
 from qprobe.backends.engine.kernels.quantize import (
-    ONNX_INT_TYPES,
     build_dequantize,
     build_dynamic_quantize,
     build_quantize,
@@ -35,6 +34,7 @@ from qprobe.backends.engine.ort_weights import quantize_float_weights
 from qprobe.backends.engine.profiles import Profile
 from qprobe.backends.engine.qoperator import LAYOUT, RuntimeParams, lower
 from qprobe.errors import InputError, ProfileError, UnsupportedOpError
+from qprobe.tensors import ONNX_INT_TYPES
 
 BOUNDARY = {"QuantizeLinear": build_quantize, "DequantizeLinear": build_dequantize,
             "DynamicQuantizeLinear": build_dynamic_quantize}

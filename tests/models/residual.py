@@ -1,4 +1,4 @@
-"""Small QDQ models for tests, built with onnx.helper and onnxruntime's quantize_static."""
+"""A small residual CNN for tests, in QDQ and QOperator form, built with onnx.helper and onnxruntime's quantize_static."""
 
 from __future__ import annotations
 
@@ -7,15 +7,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization import QuantFormat, QuantType
 
-
-class _Reader(CalibrationDataReader):
-    def __init__(self, name: str, data: np.ndarray) -> None:
-        self._it = iter([{name: data[i : i + 1]} for i in range(len(data))])
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._it, None)
+from models.build import quantize_file
 
 
 def float_residual_model(seed: int = 0, channels: int = 4) -> onnx.ModelProto:
@@ -52,11 +46,7 @@ def _quantize(tmp: Path, seed: int, name: str, fmt: QuantFormat, activations: Qu
     onnx.save(float_residual_model(seed), fp)
     data = np.random.default_rng(seed + 1).uniform(0, 1, (16, 3, 8, 8)).astype(np.float32)
     out = tmp / name
-    quantize_static(
-        str(fp), str(out), _Reader("x", data), quant_format=fmt,
-        activation_type=activations, weight_type=QuantType.QInt8, per_channel=per_channel,
-    )
-    return out
+    return quantize_file(fp, out, {"x": data}, fmt=fmt, activations=activations, per_channel=per_channel)
 
 
 def qdq_residual_model(tmp: Path, seed: int = 0) -> Path:

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+from models.build import quantize_file
 
 
 @dataclass(frozen=True)
@@ -32,12 +33,6 @@ class Built:
     inputs: dict[str, np.ndarray]
 
 
-class _Reader(CalibrationDataReader):
-    def __init__(self, name: str, data: np.ndarray) -> None:
-        self._it = iter([{name: data[i : i + 1]} for i in range(len(data))])
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._it, None)
 
 
 def _init(rng: np.random.Generator, name: str, shape: tuple[int, ...], sd: float) -> onnx.TensorProto:
@@ -60,10 +55,7 @@ def _quantize(d: Path, name: str, proto: onnx.ModelProto, sample: tuple[int, ...
     onnx.save(proto, fp)
     rng = np.random.default_rng(seed + 100)
     calib = rng.normal(0, 1, (16, *sample)).astype(np.float32)
-    quantize_static(
-        str(fp), str(qp), _Reader("x", calib), quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True, **kw,
-    )
+    quantize_file(fp, qp, {"x": calib}, **kw)
     inputs = {"x": rng.normal(0, 1, (6, *sample)).astype(np.float32)}
     return Built(qp, fp, inputs)
 

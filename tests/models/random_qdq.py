@@ -12,17 +12,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+from models.build import quantize_file
 
 KINDS = ("conv3", "conv1", "relu", "add", "mul", "concat", "maxpool", "avgpool", "sigmoid")
 
 
-class _Reader(CalibrationDataReader):
-    def __init__(self, data: np.ndarray) -> None:
-        self._it = iter([{"x": data[i : i + 1]} for i in range(len(data))])
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._it, None)
 
 
 class _Builder:
@@ -99,8 +94,4 @@ def random_qdq_model(tmp: Path, seed: int, n_ops: int = 8) -> Path:
     onnx.save(random_float_model(seed, n_ops), fp)
     data = np.random.default_rng(seed + 100).uniform(0, 1, (8, 3, 6, 6)).astype(np.float32)
     out = tmp / f"random{seed}.onnx"
-    quantize_static(
-        str(fp), str(out), _Reader(data), quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
-    )
-    return out
+    return quantize_file(fp, out, {"x": data})

@@ -1,0 +1,89 @@
+"""The memory budget of a comparison: how many samples one batch may hold.
+
+``sample_bytes`` counts the bytes one sample of the probed tensors and of the model inputs
+occupies, from the shapes ONNX shape inference gives (axis 0 is the sample axis, DESIGN.md).
+Assumptions, stated once: a symbolic dimension other than axis 0 counts as
+``SYMBOLIC_DIM`` elements; a tensor whose shape is unknown counts as the largest tensor of
+known shape (at least its element type's size).
+
+``choose_batch_size`` divides what the budget leaves after the fixed cost of the run (the
+Python process, the backends' sessions and two copies of the weights, ``fixed_bytes``) by
+``streams`` copies of one sample: the reference and the target stream each hold one batch of
+the probed tensors, and the comparison makes about as much again in float32 temporaries.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from qprobe.errors import InputError
+from qprobe.model.graph import graph_output_names
+from qprobe.model.loader import to_proto
+from qprobe.model.shapes import value_types
+from qprobe.tensors import ProbePlan
+
+DEFAULT_MEMORY_BUDGET = 1 << 30
+SYMBOLIC_DIM = 64  # assumed size of a symbolic dimension other than the sample axis
+BASE_BYTES = 256 << 20  # the interpreter, numpy, onnxruntime and their arenas before any batch
+
+
+def _elem_size(vi: onnx.ValueInfoProto) -> int:
+    try:
+        return int(np.dtype(onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)).itemsize)
+    except (KeyError, TypeError, ValueError):
+        return 4
+
+
+def _per_sample(vi: onnx.ValueInfoProto) -> int | None:
+    """Bytes of one sample of a typed value (None: its shape is unknown)."""
+    tt = vi.type.tensor_type
+    if not tt.HasField("shape"):
+        return None
+    dims = list(tt.shape.dim)[1:]
+    count = math.prod(d.dim_value if d.HasField("dim_value") else SYMBOLIC_DIM for d in dims)
+    return max(1, count) * _elem_size(vi)
+
+
+def sample_bytes(model: ir.Model, plan: ProbePlan | None) -> int:
+    """Bytes one sample of ``plan``'s tensors (None: the graph outputs) plus the model inputs occupies."""
+    names = list(plan.tensors) if plan is not None else graph_output_names(model)
+    names += [v.name for v in model.graph.inputs if v.name and v.name not in model.graph.initializers]
+    types = value_types(to_proto(model))
+    known = {n: _per_sample(types[n]) for n in names if n in types}
+    sized = [b for b in known.values() if b is not None]
+    largest = max(sized, default=4)
+    total = 0
+    for n in dict.fromkeys(names):
+        b = known.get(n)
+        total += largest if b is None else b
+    return max(1, total)
+
+
+def weight_bytes(model: ir.Model) -> int:
+    """Bytes of the model's initializers."""
+    total = 0
+    for v in model.graph.initializers.values():
+        c = v.const_value
+        if c is not None:
+            total += int(c.nbytes)
+    return total
+
+
+def fixed_bytes(model: ir.Model) -> int:
+    """The run's cost before any batch: ``BASE_BYTES`` and the weights held by two backends (x2 each)."""
+    return BASE_BYTES + 4 * weight_bytes(model)
+
+
+def choose_batch_size(
+    model: ir.Model, plan: ProbePlan | None, budget: int, *, streams: int = 4, maximum: int = 1024,
+) -> int:
+    """The largest batch (1..``maximum``) whose ``streams`` copies fit in what ``budget`` leaves."""
+    if budget <= 0:
+        raise InputError(f"the memory budget must be positive, got {budget} bytes")
+    free = budget - fixed_bytes(model)
+    per = streams * sample_bytes(model, plan)
+    return int(max(1, min(maximum, free // per if free > 0 else 1)))

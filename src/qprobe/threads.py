@@ -1,0 +1,80 @@
+"""The thread pools qprobe runs with, set deliberately so that they do not fight over the cores.
+
+Three pools compete while a comparison runs: numpy's BLAS (OpenBLAS spins its worker
+threads after each call), onnxruntime's intra-op pool, and the engine (numpy in the calling
+thread). qprobe runs the backends one after the other, so one pool at a time may have the
+cores, and numpy's BLAS, which only the engine's few float GEMMs use, gets one thread:
+
+* ``blas``: 1 (numpy's BLAS, set with threadpoolctl for the whole process when the first
+  backend session opens, see ``configure``);
+* ``ort_intra_op``: the cores qprobe may use (``os.sched_getaffinity``), at most
+  ``MAX_ORT_THREADS``; the ``threads=N`` backend option overrides it;
+* ``engine``: 1 (the engine's numpy loops run in the calling thread).
+
+``QPROBE_BLAS_THREADS`` and ``QPROBE_ORT_THREADS`` override the defaults, for measuring a
+hand-tuned setting (benchmarks/threads_speed.py). ``describe`` gives the settings as strings
+for a Trace's ``session_info`` (its provenance).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+MAX_ORT_THREADS = 8
+
+_configured: int | None = None
+
+
+def cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _env_int(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    try:
+        return max(1, int(text)) if text else default
+    except ValueError:
+        return default
+
+
+@dataclass(frozen=True)
+class ThreadSettings:
+    cores: int
+    blas: int
+    ort_intra_op: int
+    engine: int = 1
+
+    def describe(self) -> dict[str, str]:
+        return {"threads.cores": str(self.cores), "threads.blas": str(self.blas),
+                "threads.ort_intra_op_default": str(self.ort_intra_op), "threads.engine": str(self.engine)}
+
+
+def settings() -> ThreadSettings:
+    """The settings qprobe uses on this machine (environment overrides included)."""
+    n = cores()
+    return ThreadSettings(n, _env_int("QPROBE_BLAS_THREADS", 1),
+                          _env_int("QPROBE_ORT_THREADS", min(n, MAX_ORT_THREADS)))
+
+
+def configure() -> ThreadSettings:
+    """Limit numpy's BLAS to ``settings().blas`` threads for this process (once; cheap after)."""
+    global _configured
+    s = settings()
+    if _configured != s.blas:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # declared as a dependency; a broken install only loses the limit
+            return s
+        threadpool_limits(limits=s.blas, user_api="blas")
+        _configured = s.blas
+    return s
+
+
+def describe() -> dict[str, str]:
+    """The settings in force, as provenance strings (``configure`` first)."""
+    return configure().describe()
