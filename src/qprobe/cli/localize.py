@@ -77,11 +77,10 @@ def localize(
     if not target:
         raise InputError("missing --target: the backend to localize the error on, e.g. --target engine:arith16-wrap")
     run = resolve_run(model, example, ref, ref_opt, target, target_opt, inputs, random, seed, random_mode)
-    m, name = run.model, run.name
-    op_list = [o.strip() for o in ops.split(",") if o.strip()] if ops else None
+    m, name, op_list = run.model, run.name, [o.strip() for o in ops.split(",") if o.strip()] if ops else None
     with console.status("localizing (each target run: prepare the model, run every sample)"):
         loc = localize_on(cluster, m, run.ref, run.target, run.inputs, strategy=strategy, ops=op_list, classify=classify,
-                           policy=parse_policy(tol, tol_tensor), batch_size=batch_size, model_name=name)
+                          policy=parse_policy(tol, tol_tensor), batch_size=batch_size, model_name=name)
     div = loc.divergence
     console.print(f"[bold]strategy[/]: {div.strategy} ({div.reason})", highlight=False)
     console.print(divergence_table(div))
