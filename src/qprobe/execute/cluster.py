@@ -6,7 +6,9 @@ only learns about it when it asks for ``--cluster``.
 
 ``local:N`` starts N worker processes of one thread each; ``local:N,RES=K`` gives every local
 worker K units of the Dask resource RES (``local:3,board=1``: three workers, one board each), as
-``dask worker --resources RES=K`` does on real machines.
+``dask worker --resources RES=K`` does on real machines. Local workers split the cores between
+their onnxruntime thread pools (``local_env``); results do not depend on the split (integer
+kernels, and onnxruntime's CPU kernels partition work without changing any sum).
 """
 
 from __future__ import annotations
@@ -84,6 +86,14 @@ class Cluster:
         return {"cluster": self.spec.text, "workers": len(self.workers())}
 
 
+def local_env(workers: int) -> dict[str, str]:
+    """Local workers share this machine's cores: each gets its share for onnxruntime's intra-op
+    pool (``qprobe.threads``), so N workers do not run N pools as wide as the machine."""
+    from qprobe.threads import cores
+
+    return {"QPROBE_ORT_THREADS": str(max(1, cores() // workers))}
+
+
 @contextmanager
 def connect(text: str) -> Iterator[Cluster]:
     """The cluster named by ``text`` (see the module docstring), closed (or left) on exit."""
@@ -99,6 +109,6 @@ def connect(text: str) -> Iterator[Cluster]:
             yield Cluster(client, spec)
         return
     local = dist.LocalCluster(n_workers=spec.workers, threads_per_worker=1, processes=True,
-                              resources=spec.resources or None, dashboard_address=None)
+                              resources=spec.resources or None, dashboard_address=None, env=local_env(spec.workers))
     with local, dist.Client(local) as client:
         yield Cluster(client, spec)
