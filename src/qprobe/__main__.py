@@ -2,4 +2,5 @@
 
 from qprobe.cli.entry import main
 
-main()
+if __name__ == "__main__":  # Dask worker processes (spawn) import this module again
+    main()

@@ -44,6 +44,8 @@ class Capabilities:
     ``deterministic``: the same model and samples always give the same outputs.
     ``probe_sensitive``: exposing tensors may change what it computes (a compiler that fuses
     differently), so the probe-effect check must always run.
+    ``resource``: the Dask resource one session holds while it runs (``board``: workers started
+    with ``--resources board=1`` each own one board); None: any worker may run it (qprobe.execute).
     """
 
     accepts_models: bool = True
@@ -54,6 +56,7 @@ class Capabilities:
     concurrency: int = 1
     deterministic: bool = True
     probe_sensitive: bool = False
+    resource: str | None = None
 
     @property
     def whole_run(self) -> bool:

@@ -21,6 +21,8 @@ Options (``--target-opt key=value``):
   timeout=S (3600)  retries=N (0)  max_outputs=K (any)  cost=S per run (60)  shell=0|1 (0)
   cache=DIR|off (``$QPROBE_CACHE_DIR``, else ``$XDG_CACHE_HOME/qprobe``, else
   ``~/.cache/qprobe``; then ``/command``)  workdir=DIR (``$TMPDIR/qprobe-runs``)  keep=0|1 (0)
+  resource=NAME (none): on a Dask cluster (``--cluster``), each run holds one unit of that
+  worker resource, e.g. ``resource=board`` with workers started ``--resources board=1``
 """
 
 from __future__ import annotations
@@ -94,7 +96,8 @@ class CommandBackend(BackendBase):
 
     def capabilities(self) -> Capabilities:
         o = self.options
-        return Capabilities(max_outputs_per_run=o.max_outputs, cost_per_run_s=o.cost_s, batch_size=None)
+        return Capabilities(max_outputs_per_run=o.max_outputs, cost_per_run_s=o.cost_s, batch_size=None,
+                            resource=o.resource)
 
     def open(self, model: ir.Model) -> CommandSession:
         outputs = graph_output_names(model)

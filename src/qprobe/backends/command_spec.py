@@ -15,7 +15,7 @@ import numpy as np
 
 from qprobe.errors import BackendError
 
-KNOWN_OPTIONS = ("timeout", "retries", "max_outputs", "cost", "shell", "cache", "workdir", "keep")
+KNOWN_OPTIONS = ("timeout", "retries", "max_outputs", "cost", "shell", "cache", "workdir", "keep", "resource")
 PLACEHOLDERS = ("model", "inputs", "outputs", "workdir")
 _FIELD = re.compile(r"\{(\w*)\}")
 CACHE_SCHEMA = b"qprobe.command-cache/1"
@@ -37,6 +37,7 @@ class CommandOptions:
     cache_dir: Path | None = field(default_factory=default_cache_dir)
     workdir_base: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "qprobe-runs")
     keep: bool = False
+    resource: str | None = None  # the Dask resource a run holds on a cluster (qprobe.execute)
 
     @classmethod
     def parse(cls, options: Mapping[str, str]) -> CommandOptions:
@@ -55,6 +56,7 @@ class CommandOptions:
                 cache_dir=default_cache_dir() if cache is None else _cache_option(cache),
                 workdir_base=Path(o["workdir"]).expanduser() if o.get("workdir") else cls().workdir_base,
                 keep=_flag(o.get("keep", "0"), "keep"),
+                resource=_resource(o.get("resource", "")),
             )
         except ValueError as e:
             raise BackendError(f"bad option value for command: ({e}); e.g. timeout=600 retries=2 cost=90") from e
@@ -72,6 +74,12 @@ def _flag(v: str, name: str) -> bool:
     if v.lower() in ("0", "false", "no", "off", ""):
         return False
     raise ValueError(f"{name} must be 0 or 1, got {v!r}")
+
+
+def _resource(v: str) -> str | None:
+    if v and not re.fullmatch(r"\w+", v):
+        raise ValueError(f"resource must be a name like board, got {v!r}")
+    return v or None
 
 
 def _cache_option(v: str) -> Path | None:

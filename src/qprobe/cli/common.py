@@ -201,3 +201,4 @@ def parse_bytes(text: str, what: str = "--memory-budget") -> int:
 
 AutoBatchOpt = Annotated[int | None, typer.Option("--batch-size", min=1, help="Samples per batch (default: chosen from --memory-budget).", show_default=False)]
 MemoryBudgetOpt = Annotated[str, typer.Option("--memory-budget", help="Peak memory to aim for when choosing the batch size: 1GiB, 512MiB, 2e9.")]
+ClusterOpt = Annotated[str | None, typer.Option("--cluster", help="Run on a Dask cluster (pip install 'qprobe[distributed]'): local:N worker processes, local:N,board=1 (each owns a board), or tcp://HOST:PORT of a running scheduler; docs/cluster.md.")]

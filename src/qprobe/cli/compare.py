@@ -5,27 +5,29 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from qprobe.cli.checks import ForceOpt, check_outputs, check_tolerance_names
 from qprobe.cli.common import (
     AutoBatchOpt,
+    ClusterOpt,
     ExampleOpt,
     InputsOpt,
     JsonOpt,
-    MemoryBudgetOpt,
     ModelArg,
     RandomModeOpt,
     RandomOpt,
     RefKv,
     RefOpt,
+    RunSetup,
     SeedOpt,
     TargetKv,
     TargetOpt,
     WideOpt,
     console,
+    example_paths,
     parse_bytes,
     parse_kv,
     progress_bar,
@@ -33,8 +35,17 @@ from qprobe.cli.common import (
     resolve_run,
     use_wide,
 )
-from qprobe.compare import Comparison, TolerancePolicy, compare_backends, compare_saved, parse_policy
+from qprobe.compare import (
+    Comparison,
+    InputRequest,
+    TolerancePolicy,
+    compare_backends,
+    compare_saved,
+    parse_policy,
+)
+from qprobe.compare.budget import DEFAULT_MEMORY_BUDGET
 from qprobe.errors import InputError
+from qprobe.execute import compare_sharded
 from qprobe.fileio import staged_dir
 from qprobe.model.quant import build_quant_index
 from qprobe.report.build import Invocation, build_report
@@ -64,12 +75,13 @@ def compare(
     tol_tensor: TolTensorOpt = None,
     classifier: Annotated[bool, typer.Option("--classifier", help="Report accuracy on outputs (like stedgeai --classifier).")] = False,
     batch_size: AutoBatchOpt = None,
-    memory_budget: MemoryBudgetOpt = "1GiB",
+    memory_budget: Annotated[str | None, typer.Option("--memory-budget", help="Peak memory to aim for when choosing the batch size: 1GiB, 512MiB, 2e9 (default 1GiB; with --cluster, per worker: half its memory limit).", show_default=False)] = None,
     json_out: JsonOpt = None,
     html_out: Annotated[Path | None, typer.Option("--html", help="Also write the comparison as a self-contained HTML page with the error chart.")] = None,
     save_traces: Annotated[Path | None, typer.Option("--save-traces", help="Save every batch's reference and target Traces (JSON + .npz) into this folder; `--ref traces:DIR --target traces:DIR` compares them again.")] = None,
     force: ForceOpt = False,
     wide: WideOpt = False,
+    cluster: ClusterOpt = None,
 ) -> None:
     """Compare a reference and a target backend tensor by tensor, with ST's metrics and LSB metrics.
 
@@ -80,7 +92,7 @@ def compare(
     check_outputs({"--json": json_out, "--html": html_out}, {"--save-traces": save_traces}, force=force,
                   inputs=(model, inputs))
     policy = parse_policy(tol, tol_tensor)
-    budget = parse_bytes(memory_budget)
+    budget = parse_bytes(memory_budget) if memory_budget is not None else None
     if ref.startswith(TRACES) or target.startswith(TRACES):
         if save_traces is not None:
             raise InputError("--save-traces saves live runs; with traces:DIR on both sides they are saved already")
@@ -88,12 +100,10 @@ def compare(
     else:
         run = resolve_run(model, example, ref, ref_opt, target, target_opt, inputs, random, seed, random_mode)
         check_tolerance_names(policy, run.model)
-        with progress_bar("comparing") as update, _traces(save_traces) as folder:
-            cmp = compare_backends(
-                run.model, run.ref, run.target, run.inputs, probe=probe, policy=policy, batch_size=batch_size,
-                memory_budget=budget, classifier=True if classifier else None, progress=update, model_name=run.name,
-                save_traces=folder,
-            )
+        request = InputRequest(inputs, random, seed, random_mode, example_paths(example)[1] if example else None)
+        kw: dict[str, Any] = {"probe": probe, "policy": policy, "batch_size": batch_size, "memory_budget": budget,
+                              "classifier": True if classifier else None, "model_name": run.name}
+        cmp = _live(run, request, cluster, save_traces, kw)
     console.print(comparison_table(cmp))
     for line in comparison_summary(cmp):
         console.print(line, highlight=False)
@@ -121,6 +131,20 @@ def _traces(path: Path | None) -> Iterator[TraceFolder | None]:
         return
     with staged_dir(path) as stage:
         yield TraceFolder(stage)
+
+
+def _live(run: RunSetup, request: InputRequest, cluster: str | None, save_traces: Path | None,
+          kw: dict[str, Any]) -> Comparison:
+    """Both backends run here, or sharded over ``cluster``."""
+    with progress_bar("comparing") as update:
+        if cluster is None:
+            kw["memory_budget"] = kw["memory_budget"] or DEFAULT_MEMORY_BUDGET
+            with _traces(save_traces) as folder:
+                return compare_backends(run.model, run.ref, run.target, run.inputs, progress=update,
+                                        save_traces=folder, **kw)
+        if save_traces is not None:
+            raise InputError("--save-traces gathers every tensor on this machine; drop it or --cluster")
+        return compare_sharded(cluster, run.model, run.ref, run.target, request, run.inputs, progress=update, **kw)
 
 
 def _saved(

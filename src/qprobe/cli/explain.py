@@ -10,6 +10,7 @@ import typer
 from qprobe.cli.checks import check_outputs
 from qprobe.cli.common import (
     BatchOpt,
+    ClusterOpt,
     ExampleOpt,
     InputsOpt,
     JsonOpt,
@@ -25,6 +26,7 @@ from qprobe.cli.common import (
 )
 from qprobe.compare import parse_policy
 from qprobe.errors import InputError
+from qprobe.execute import target_on
 from qprobe.explain import explain as run_explain
 from qprobe.report.explain_terminal import explanation_renderables
 
@@ -58,6 +60,7 @@ def explain(
     json_out: JsonOpt = None,
     tol: TolOpt = None,
     batch_size: BatchOpt = 64,
+    cluster: ClusterOpt = None,
 ) -> None:
     """Rank arithmetic hypotheses that reproduce the target's output codes for one op, with model-free
     evidence, optionally the safe envelope from characterization runs, and a fitted engine profile.
@@ -69,8 +72,8 @@ def explain(
         raise InputError("missing --target: the backend whose arithmetic to explain, e.g. --target engine:arith16-wrap")
     check_outputs({"--json": json_out, "--profile-out": profile_out}, inputs=(model, inputs, divergence))
     run = resolve_run(model, example, ref, ref_opt, target, target_opt, inputs, random, seed, random_mode)
-    with console.status("explaining") as status:
-        e = run_explain(run.model, run.ref, run.target, run.inputs, node=node, divergence=divergence, bundle=bundle,
+    with target_on(cluster, run.target) as tgt, console.status("explaining") as status:
+        e = run_explain(run.model, run.ref, tgt, run.inputs, node=node, divergence=divergence, bundle=bundle,
                         characterize=characterize, budget=budget, policy=parse_policy(tol, None),
                         progress=lambda s: status.update(s), batch_size=batch_size, model_name=run.name,
                         profile_out=profile_out)

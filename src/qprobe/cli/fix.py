@@ -17,6 +17,7 @@ from qprobe.cli.checks import ForceOpt, check_outputs
 from qprobe.cli.common import (
     AutoRefOpt,
     BatchOpt,
+    ClusterOpt,
     ExampleOpt,
     InputsOpt,
     JsonOpt,
@@ -31,6 +32,7 @@ from qprobe.cli.common import (
 )
 from qprobe.compare import parse_policy
 from qprobe.errors import InputError
+from qprobe.execute import target_on
 from qprobe.fileio import staged_dir
 from qprobe.fix import FixResult
 from qprobe.fix import fix as run_fix
@@ -59,6 +61,7 @@ def fix(
     json_out: JsonOpt = None, passes: PassesOpt = None, tol: TolOpt = None, inputs: InputsOpt = None,
     random: RandomOpt = None, seed: SeedOpt = 42, random_mode: RandomModeOpt = "uniform", batch_size: BatchOpt = 64,
     force: ForceOpt = False,
+    cluster: ClusterOpt = None,
 ) -> None:
     """Search model-side workarounds for the op the target gets wrong, verify each, write the best."""
     if not target:
@@ -67,9 +70,9 @@ def fix(
                   inputs=(model, inputs, float_model, calibration, truth, profile))
     run = resolve_run(model, example, ref, ref_opt, target, target_opt, inputs, random, seed, random_mode)
     float_model, calibration, truth = _example_files(example, float_model, calibration, truth)
-    with console.status("fixing") as status:
+    with target_on(cluster, run.target) as tgt, console.status("fixing") as status:
         result = run_fix(
-            run.model, run.ref, run.target, run.inputs, node=node, emulation=_emulation(profile, emulate),
+            run.model, run.ref, tgt, run.inputs, node=node, emulation=_emulation(profile, emulate),
             float_model=_existing(float_model, "--float-model"), calibration=_existing(calibration, "--calibration"),
             truth=_truth(truth), verify_on_target=verify_on_target, policy=parse_policy(tol, None),
             passes=[p.strip() for p in passes.split(",") if p.strip()] if passes else None, batch_size=batch_size,

@@ -14,6 +14,7 @@ from qprobe.cli.checks import ForceOpt, check_outputs, check_tolerance_names
 from qprobe.cli.common import (
     AutoRefOpt,
     BatchOpt,
+    ClusterOpt,
     ExampleOpt,
     InputsOpt,
     JsonOpt,
@@ -31,8 +32,8 @@ from qprobe.cli.common import (
 from qprobe.cli.progress import run_progress
 from qprobe.compare import parse_policy
 from qprobe.errors import InputError
+from qprobe.execute import localize_on
 from qprobe.localize import STRATEGIES, Divergence, Localization
-from qprobe.localize import localize as run_localize
 from qprobe.localize.culprit import culprit_cut
 from qprobe.model.quant import build_quant_index
 from qprobe.report.bundle import Repro, write_bundle
@@ -70,6 +71,7 @@ def localize(
     exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 when an op introducing an error is found (for CI); default: exit 0 when localization completes.")] = False,
     force: ForceOpt = False,
     wide: WideOpt = False,
+    cluster: ClusterOpt = None,
 ) -> None:
     """Find the op that introduces the error (not one that only carries it), counting target runs.
 
@@ -87,8 +89,8 @@ def localize(
     m, name, op_list = run.model, run.name, [o.strip() for o in ops.split(",") if o.strip()] if ops else None
     check_tolerance_names(policy, m)
     with run_progress(console, "localizing (each target run: prepare the model, run every sample)") as shown:
-        loc = run_localize(m, run.ref, run.target, run.inputs, strategy=strategy, ops=op_list, classify=classify,
-                           policy=policy, batch_size=batch_size, model_name=name, progress=shown)
+        loc = localize_on(cluster, m, run.ref, run.target, run.inputs, strategy=strategy, ops=op_list,
+                          classify=classify, policy=policy, batch_size=batch_size, model_name=name, progress=shown)
     div = loc.divergence
     _show(div, m, json_out)
     if bundle is not None:

@@ -8,6 +8,7 @@ reports it (exit 130); any other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 
 from qprobe import __version__
 from qprobe.cli import compare as compare_cmd
@@ -66,7 +67,8 @@ def run(argv: list[str]) -> int:
     try:
         result = app(args=argv, standalone_mode=False)
     except QprobeError as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        # escaped: a message such as "pip install 'qprobe[openvino]'" is text, not rich markup
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         return e.exit_code
     except typer.Abort as e:  # click turns Ctrl-C inside a prompt into Abort
         raise KeyboardInterrupt from e

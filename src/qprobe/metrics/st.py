@@ -62,6 +62,13 @@ def json_float(v: Any) -> float:
     return math.nan if v is None else float(v)
 
 
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """sum(a * b) by numpy's pairwise summation, not a BLAS dot: a multithreaded BLAS splits the
+    sum by its thread count, so a Dask worker (one thread) and the client would differ in the last
+    bits; this does not."""
+    return float(np.sum(a * b))
+
+
 @dataclass
 class _Moments:
     """Count, mean and sum of squared deviations, mergeable (Chan et al.)."""
@@ -76,12 +83,7 @@ class _Moments:
             return
         mb = float(np.mean(x))
         dev = x - mb
-        m2b = float(np.dot(dev, dev))
-        n = self.n + nb
-        delta = mb - self.mean
-        self.mean += delta * nb / n
-        self.m2 += m2b + delta * delta * self.n * nb / n
-        self.n = n
+        self.merge(_Moments(nb, mb, _dot(dev, dev)))
 
     def add_weighted(self, x: np.ndarray, w: np.ndarray) -> None:
         """Values ``x`` seen ``w`` times each (the same update as ``add`` on the repeated values)."""
@@ -94,8 +96,15 @@ class _Moments:
         self.merge(_Moments(nb, mb, float(np.dot(wf, dev * dev))))
 
     def merge(self, other: _Moments) -> None:
-        """Combine two disjoint sets of samples (Chan et al.'s pairwise update)."""
+        """Combine two disjoint sets of samples (Chan et al.'s pairwise update).
+
+        Adding a batch is merging its moments, and an empty side takes the other's exactly, so
+        accumulating batches one by one and merging per-batch accumulators in the same order give
+        bit-equal results (what sharding over a cluster relies on)."""
         if other.n == 0:
+            return
+        if self.n == 0:
+            self.n, self.mean, self.m2 = other.n, other.mean, other.m2
             return
         n = self.n + other.n
         delta = other.mean - self.mean
@@ -136,10 +145,10 @@ class StAccumulator:
         self._d.add(d)
         self._r.add(r)
         self._sum_abs += float(np.sum(np.abs(d)))
-        self._sum_d2 += float(np.dot(d, d))
-        self._sum_p2 += float(np.dot(p, p))
-        self._sum_r2 += float(np.dot(r, r))
-        self._sum_rp += float(np.dot(r, p))
+        self._sum_d2 += _dot(d, d)
+        self._sum_p2 += _dot(p, p)
+        self._sum_r2 += _dot(r, r)
+        self._sum_rp += _dot(r, p)
 
     def add_weighted(self, ref: np.ndarray, pred: np.ndarray, weights: np.ndarray) -> None:
         """Value pairs ``(ref[i], pred[i])`` seen ``weights[i]`` times each (1-D; no accuracy:

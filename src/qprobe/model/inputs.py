@@ -107,6 +107,22 @@ class InputSet:
         self._last = ((start, step), feeds)
         return feeds
 
+    def window(self, lo: int, hi: int) -> InputSet:
+        """Samples ``lo`` up to ``hi`` (a shard of a cluster run); a lazy set stays lazy and makes
+        only the blocks the window touches."""
+        lo, hi = max(0, lo), min(self._count, hi)
+        if self._arrays is not None:
+            return InputSet({k: v[lo:hi] for k, v in self._arrays.items()}, self.source)
+        size = self._block
+
+        def make(j: int) -> dict[str, np.ndarray]:
+            start, stop = lo + j * size, min(hi, lo + (j + 1) * size)
+            parts = [self._make_block(k) for k in range(start // size, (stop - 1) // size + 1)]
+            cut = start - (start // size) * size
+            return {n: np.concatenate([p[n] for p in parts], axis=0)[cut : cut + stop - start] for n in parts[0]}
+
+        return InputSet.lazy(hi - lo, size, make, self.source)
+
     def save(self, path: Path) -> None:
         atomic_save_npz(path, self.arrays)
 
