@@ -102,7 +102,7 @@ MOMENTS = [
      "qprobe.localize.runner.LocalizeRunner._execute", 2),
     ("diagnose-writing-report", ["diagnose", "model.onnx", "--target", ENGINE, "-o", "rep"],
      "qprobe.report.write.atomic_write_text", 1),
-    ("example-building", ["example", "tcn", "-o", "ex"], "qprobe.examples.tcn.example_data", 1),
+    ("example-copying", ["example", "tcn", "-o", "ex"], "qprobe.examples.tcn.shutil.copyfile", 3),
 ]
 
 

@@ -43,3 +43,19 @@ def test_cluster_forms() -> None:
     assert parse_cluster("local:3,board=1").resources == {"board": 1.0}
     assert parse_cluster("local:2").workers == 2
     assert parse_cluster("tcp://10.0.0.5:8786").address == "tcp://10.0.0.5:8786"
+
+
+@pytest.mark.cluster
+def test_a_target_run_failing_on_a_worker_is_reported_once_without_a_traceback(tmp_path: Path) -> None:
+    """The worker's own "Compute Failed" log (with the remote traceback) is not shown: the user
+    reads qprobe's error, which names the kept work directory."""
+    pytest.importorskip("distributed")
+    (tmp_path / "bad.sh").write_text("#!/bin/sh\nexit 3\n")
+    (tmp_path / "bad.sh").chmod(0o755)
+    r = subprocess.run([sys.executable, "-m", "qprobe", "localize", "--example", "tcn", "--random", "4",
+                        "--target", "command:./bad.sh {model} {inputs} {outputs}", "--target-opt", "cache=off",
+                        "--target-opt", f"workdir={tmp_path / 'runs'}", "--cluster", "local:2"],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr and "Compute Failed" not in r.stderr, r.stderr
+    assert "the command exited with code 3" in r.stderr and "work directory kept" in r.stderr

@@ -173,3 +173,20 @@ def test_ctrl_c_stops_the_command_and_keeps_its_directory(tmp_path: Path, model:
     (wd,) = list((tmp_path / "runs").iterdir())
     assert {"model.onnx", "inputs.npz", "stderr.txt"} <= {p.name for p in wd.iterdir()}
     assert len(calls) >= 2 and (b.runs_executed, b.runs_cached) == (0, 0)  # terminated, then reaped
+
+
+def test_a_script_relative_to_the_start_directory_is_found(tmp_path: Path, model: ir.Model, inputs: InputSet,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command runs in its work directory; ./run_on_board.sh is where qprobe was started."""
+    start = tmp_path / "project"
+    start.mkdir()
+    script = start / "run_on_board.sh"
+    script.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(MUTATING))} "
+                      '--model "$1" --inputs "$2" --outputs "$3" --node none\n')
+    script.chmod(0o755)
+    monkeypatch.chdir(start)
+    b = _backend(tmp_path, "./run_on_board.sh {model} {inputs} {outputs} --not-a-path")
+    assert b.template.split()[0] == str(script) and b.template.endswith("--not-a-path")
+    out = b.open(model).run(inputs.arrays)
+    ref = _ort(model, inputs)
+    assert all(np.array_equal(out[k], ref[k]) for k in ref)

@@ -47,6 +47,7 @@ from qprobe import serde
 from qprobe.backends.base import BackendBase, Capabilities
 from qprobe.backends.command_spec import (
     CommandOptions,
+    anchor_paths,
     cache_key,
     check_template,
     render,
@@ -83,10 +84,10 @@ def run_log() -> tuple[int, int]:
 
 class CommandBackend(BackendBase):
     def __init__(self, template: str, options: Mapping[str, str] | None = None) -> None:
-        self.template = template.strip()
         self.options = CommandOptions.parse(options or {})
+        check_template(template.strip(), self.options.shell)
+        self.template = anchor_paths(template.strip(), self.options.shell, Path.cwd())
         self.spec = f"command:{self.template}"
-        check_template(self.template, self.options.shell)
         self.runs_executed = 0
         self.runs_cached = 0
 

@@ -102,6 +102,26 @@ def check_template(template: str, shell: bool) -> None:
             )
 
 
+def anchor_paths(template: str, shell: bool, start: Path) -> str:
+    """The template with each argument that names an existing file or folder relative to ``start``
+    (where qprobe was started) made absolute: the command runs in its work directory, where
+    ``./run_on_board.sh`` would not be found. Shell templates are left as written."""
+    if shell:
+        return template
+    tokens = shlex.split(template)
+    anchored = [str((start / t).resolve()) if _relative_existing(t, start) else t for t in tokens]
+    return template if anchored == tokens else shlex.join(anchored)
+
+
+def _relative_existing(token: str, start: Path) -> bool:
+    if not token or token.startswith("-") or "{" in token or Path(token).is_absolute():
+        return False
+    try:
+        return (start / token).exists()
+    except OSError:  # a token too long or odd to be a path
+        return False
+
+
 def render(template: str, paths: Mapping[str, Path], shell: bool) -> list[str] | str:
     """The command to run: an argv list, or one shell string with quoted paths."""
     if shell:

@@ -56,6 +56,17 @@ from qprobe.tensors import TraceFolder
 ProbeOpt = Annotated[str, typer.Option("--probe", help="outputs | op-outputs | all | T1,T2,... (tensor names).")]
 TolOpt = Annotated[str | None, typer.Option("--tol", help="Tolerance, e.g. cos=0.99,bias=0.5,max=2 (bias and max in LSB).")]
 TolTensorOpt = Annotated[list[str] | None, typer.Option("--tol-tensor", help="Per-tensor tolerance TENSOR:cos=...,bias=... (repeatable).")]
+ClassifierOpt = Annotated[bool, typer.Option("--classifier", help="Report accuracy on outputs (like stedgeai --classifier).")]
+MemoryBudgetOpt = Annotated[str | None, typer.Option(
+    "--memory-budget", show_default=False,
+    help="Peak memory to aim for when choosing the batch size: 1GiB, 512MiB, 2e9 "
+         "(default 1GiB; with --cluster, per worker: half its memory limit).")]
+HtmlOpt = Annotated[Path | None, typer.Option(
+    "--html", help="Also write the comparison as a self-contained HTML page with the error chart.")]
+SaveTracesOpt = Annotated[Path | None, typer.Option(
+    "--save-traces",
+    help="Save every batch's reference and target Traces (JSON + .npz) into this folder; "
+         "`--ref traces:DIR --target traces:DIR` compares them again.")]
 TRACES = "traces:"
 
 
@@ -73,12 +84,12 @@ def compare(
     probe: ProbeOpt = "op-outputs",
     tol: TolOpt = None,
     tol_tensor: TolTensorOpt = None,
-    classifier: Annotated[bool, typer.Option("--classifier", help="Report accuracy on outputs (like stedgeai --classifier).")] = False,
+    classifier: ClassifierOpt = False,
     batch_size: AutoBatchOpt = None,
-    memory_budget: Annotated[str | None, typer.Option("--memory-budget", help="Peak memory to aim for when choosing the batch size: 1GiB, 512MiB, 2e9 (default 1GiB; with --cluster, per worker: half its memory limit).", show_default=False)] = None,
+    memory_budget: MemoryBudgetOpt = None,
     json_out: JsonOpt = None,
-    html_out: Annotated[Path | None, typer.Option("--html", help="Also write the comparison as a self-contained HTML page with the error chart.")] = None,
-    save_traces: Annotated[Path | None, typer.Option("--save-traces", help="Save every batch's reference and target Traces (JSON + .npz) into this folder; `--ref traces:DIR --target traces:DIR` compares them again.")] = None,
+    html_out: HtmlOpt = None,
+    save_traces: SaveTracesOpt = None,
     force: ForceOpt = False,
     wide: WideOpt = False,
     cluster: ClusterOpt = None,
@@ -104,12 +115,16 @@ def compare(
         kw: dict[str, Any] = {"probe": probe, "policy": policy, "batch_size": batch_size, "memory_budget": budget,
                               "classifier": True if classifier else None, "model_name": run.name}
         cmp = _live(run, request, cluster, save_traces, kw)
-    console.print(comparison_table(cmp))
-    for line in comparison_summary(cmp):
-        console.print(line, highlight=False)
+    _show(cmp)
     _write(cmp, json_out, html_out, Invocation(f"--example {example}" if example else str(model), ref, target,
                                                tuple(target_opt or ())), model, example)
     raise typer.Exit(0 if cmp.passed else 1)
+
+
+def _show(cmp: Comparison) -> None:
+    console.print(comparison_table(cmp))
+    for line in comparison_summary(cmp):
+        console.print(line, highlight=False)
 
 
 def _write(cmp: Comparison, json_out: Path | None, html_out: Path | None, invocation: Invocation,

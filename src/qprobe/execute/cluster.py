@@ -13,6 +13,7 @@ kernels, and onnxruntime's CPU kernels partition work without changing any sum).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -108,7 +109,10 @@ def connect(text: str) -> Iterator[Cluster]:
         with client:
             yield Cluster(client, spec)
         return
+    # silence_logs: a task's failure reaches the user once, as qprobe's own error, not also as the
+    # worker's "Compute Failed" log with a traceback
     local = dist.LocalCluster(n_workers=spec.workers, threads_per_worker=1, processes=True,
-                              resources=spec.resources or None, dashboard_address=None, env=local_env(spec.workers))
+                              resources=spec.resources or None, dashboard_address=None, env=local_env(spec.workers),
+                              silence_logs=logging.CRITICAL)
     with local, dist.Client(local) as client:
         yield Cluster(client, spec)
