@@ -17,7 +17,7 @@ cores, and numpy's BLAS, which only the engine's few float GEMMs use, gets one t
 * ``engine``: 1 (the engine's numpy loops run in the calling thread).
 
 ``QPROBE_BLAS_THREADS`` and ``QPROBE_ORT_THREADS`` override the defaults, for measuring a
-hand-tuned setting (benchmarks/threads_speed.py). ``describe`` gives the settings as strings
+hand-tuned setting (benchmarks/bench_threads.py). ``describe`` gives the settings as strings
 for a Trace's ``session_info`` (its provenance).
 """
 

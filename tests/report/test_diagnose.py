@@ -65,7 +65,10 @@ def test_the_cli_prints_the_verdict_the_fix_and_the_report_path(tcn_dir: Path) -
     assert any(line.startswith("verdict: block0_add (Add) introduces the error") for line in lines)
     fix = load(tcn_dir).verdict["fix"]
     assert any(line.startswith(f"fix: {fix or 'none found'}") for line in lines)
-    assert lines[-1] == f"report: {tcn_dir / 'report.html'}"
+    assert f"report: {tcn_dir / 'report.html'}" in lines
+    steps = lines[lines.index("next steps:"):]  # the failing model ends with what to do next
+    assert steps[-1] == f"  everything above, with charts: {tcn_dir / 'report.html'}"
+    assert any(line.startswith("  why block0_add fails: ") for line in steps), stdout
 
 
 def test_a_rerun_replaces_an_earlier_report_and_exit_code_follows_the_verdict(passing_dir: Path, tmp_path: Path) -> None:
