@@ -161,7 +161,8 @@ def print_rows(rows: list[dict[str, object]]) -> None:
         q, b, p, d = (r[t] for t in TOOLS)  # type: ignore[misc]
         met = "met" if r["qprobe_over_bare4"] <= 1.3 else "missed"  # type: ignore[operator]
         print(f"{r['model']:10} {r['samples']:>7} {q['seconds']:>9.2f} {b['seconds']:>8.2f} {b['bare2']:>8.2f} "
-              f"{p['seconds']:>9.2f} {d['seconds']:>7.2f} {r['qprobe_over_bare4']:>8.2f} {r['qprobe_over_bare2']:>8.2f} "
+              f"{p['seconds']:>9.2f} {d['seconds']:>7.2f} {r['qprobe_over_bare4']:>8.2f} "
+              f"{r['qprobe_over_bare2']:>8.2f} "
               f"{r['qprobe_over_polygraphy']:>8.2f} {r['qprobe_over_qdq']:>6.2f} {q['peak_rss_mb']:>9.0f} "
               f"{p['peak_rss_mb']:>9.0f} {d['peak_rss_mb']:>7.0f} {r['rss_over_polygraphy']:>8.2f} {met:>20}")
 

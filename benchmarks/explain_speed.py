@@ -51,11 +51,13 @@ def _ort_ms(model: object, inputs: object, repeats: int) -> float:
     return 1e3 * statistics.median(times[1:])
 
 
-def _observed(model: object, inputs: object, node: str, target: str) -> tuple[object, dict, dict]:  # type: ignore[type-arg]
+# type: ignore[type-arg]
+def _observed(model: object, inputs: object, node: str, target: str) -> tuple[object, dict, dict]:
     index = build_quant_index(model)  # type: ignore[arg-type]
     op = build_op_graph(model, index).op(node)  # type: ignore[arg-type]
     probed = apply_probe_plan(model, plan_probes(model, index, [*op.inputs, *op.outputs]))  # type: ignore[arg-type]
-    feeds = {t: v for t, v in create_backend("ort-fused").open(probed).run(inputs.arrays).items()}  # type: ignore[attr-defined]
+    # type: ignore[attr-defined]
+    feeds = {t: v for t, v in create_backend("ort-fused").open(probed).run(inputs.arrays).items()}
     cut = Cutter(model).cut(op.inputs, op.outputs)  # type: ignore[arg-type]
     obs = create_backend(target).open(cut).run({t: feeds[t] for t in op.inputs})
     return group_spec(cut, node), {t: feeds[t] for t in op.inputs}, obs[op.outputs[0]]
@@ -63,7 +65,8 @@ def _observed(model: object, inputs: object, node: str, target: str) -> tuple[ob
 
 def _search_rate(label: str, sets: list, cands: list) -> None:  # type: ignore[type-arg]
     ranked, stats = search(cands, sets)
-    print(f"  {label}: {stats.candidates} candidates, {stats.coarse_evaluations} coarse + {stats.full_evaluations} full "
+    print(f"  {label}: {stats.candidates} candidates, {stats.coarse_evaluations} coarse + {stats.full_evaluations} "
+          f"full "
           f"evaluations in {stats.seconds:.2f} s: {stats.per_second:.0f} hypotheses/s; best "
           f"{ranked[0].candidate.base} + {ranked[0].candidate.knobs} ({100 * ranked[0].score.exact:.3f}% exact)")
 
@@ -89,8 +92,10 @@ def main() -> int:
         pair_table(gs, c)  # type: ignore[arg-type]
     print(f"  full 256 x 256 Add tables by the engine's kernel: {300 / (time.perf_counter() - t0):.0f} per second")
     cgs, cfeeds, cobs = _observed(model, inputs, "block1_conv", "engine:tflite-single-rounding")
-    cargs = [cfeeds[op.name] if op.const is None and op.name else op.const for op in cgs.spec.inputs]  # type: ignore[attr-defined]
-    _search_rate("Conv search", [AccSet("block1_conv", cgs, cargs, cobs, rng)], candidates("conv", "Conv"))  # type: ignore[arg-type]
+    # type: ignore[attr-defined]
+    cargs = [cfeeds[op.name] if op.const is None and op.name else op.const for op in cgs.spec.inputs]
+    # type: ignore[arg-type]
+    _search_rate("Conv search", [AccSet("block1_conv", cgs, cargs, cobs, rng)], candidates("conv", "Conv"))
     for char in (False, True):
         t0 = time.perf_counter()
         e = explain(model, create_backend("ort-fused"), create_backend("engine:arith16-wrap"), inputs,

@@ -60,7 +60,8 @@ def float_resnet18(seed: int = 0) -> onnx.ModelProto:
     net.nodes += [helper.make_node("GlobalAveragePool", [x], ["gap"], name="gap"),
                   helper.make_node("Flatten", ["gap"], ["features"], name="flatten")]
     w = net.rng.normal(0, np.sqrt(1.0 / 512), (1000, 512)).astype(np.float32)
-    net.inits += [numpy_helper.from_array(w, "fc.weight"), numpy_helper.from_array(np.zeros(1000, np.float32), "fc.bias")]
+    net.inits += [numpy_helper.from_array(w, "fc.weight"),
+                  numpy_helper.from_array(np.zeros(1000, np.float32), "fc.bias")]
     net.nodes.append(helper.make_node("Gemm", ["features", "fc.weight", "fc.bias"], ["logits"], name="fc", transB=1))
     graph = helper.make_graph(net.nodes, "resnet18", [helper.make_tensor_value_info("image", TensorProto.FLOAT,
                                                                                     ["N", *INPUT_SHAPE])],

@@ -42,7 +42,8 @@ HONEST = [("ort", "ort-fused"), ("ort-fused", "engine:onnxruntime"), ("ort-fused
 POLICIES = {"old (cos, bias)": TolerancePolicy(Tolerance(), {}, local=False), "new (+ local rule)": TolerancePolicy()}
 Perturb = Callable[[np.ndarray, np.random.Generator, int, int], np.ndarray]
 DEFECTS: dict[str, Perturb] = {
-    "sparse: 3% of codes off by 64": lambda q, r, lo, hi: np.where(r.random(q.shape) < 0.03, q + np.where(q > 0, -64, 64), q),
+    "sparse: 3% of codes off by 64": lambda q, r, lo,
+    hi: np.where(r.random(q.shape) < 0.03, q + np.where(q > 0, -64, 64), q),
     "bias: every code +2": lambda q, r, lo, hi: q + 2,
     "gain: codes x0.9 around 0": lambda q, r, lo, hi: np.rint(q * 0.9),
     "rare: 1 code in 64 off by 4": lambda q, r, lo, hi: np.where(r.random(q.shape) < 1 / 64, q + 4, q),

@@ -27,5 +27,6 @@ def test_every_cited_repository_path_exists() -> None:
 
 
 def test_sources_cite_the_docs_in_the_repository() -> None:
-    outside = [f"{p.relative_to(ROOT)}: {m.group(0)}" for p in SRC.rglob("*.py") for m in OUTSIDE.finditer(p.read_text())]
+    outside = [f"{p.relative_to(ROOT)}: {m.group(0)}" for p in SRC.rglob("*.py") for m
+               in OUTSIDE.finditer(p.read_text())]
     assert not outside, outside

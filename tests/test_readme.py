@@ -56,7 +56,8 @@ def test_make_demo_command_runs(tmp_path: Path) -> None:
     assert line is not None
     argv = shlex.split(line.group(1).replace("$(VENV)/bin/", ""))
     assert argv[0] == "qprobe"
-    res = subprocess.run([sys.executable, "-m", "qprobe", *argv[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    res = subprocess.run([sys.executable, "-m", "qprobe", *argv[1:]], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=600)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "block0_add" in res.stdout and "target runs" in res.stdout
     steps = res.stdout[res.stdout.index("next steps"):]  # the demo leads somewhere

@@ -150,7 +150,8 @@ def _float_net() -> onnx.ModelProto:
     wh = numpy_helper.from_array(rng.normal(0, 0.5, (5, 5)).astype(np.float32), "wh")
     bh = numpy_helper.from_array(rng.normal(0, 0.1, (5,)).astype(np.float32), "bh")
     inits = [w1, w2, b, wg, wh, bh, numpy_helper.from_array(np.array([0], np.int64), "st"),
-             numpy_helper.from_array(np.array([4], np.int64), "en"), numpy_helper.from_array(np.array([1], np.int64), "ax")]
+             numpy_helper.from_array(np.array([4], np.int64), "en"),
+             numpy_helper.from_array(np.array([1], np.int64), "ax")]
     graph = helper.make_graph(nodes, "net", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])

@@ -78,7 +78,8 @@ def _conv_oracle(m: _Model, codes: dict[str, np.ndarray]) -> np.ndarray:
         for pos in np.ndindex(*out_sp):
             for k in np.ndindex(*w.shape[2:]):
                 src = tuple(pos[i] * strides[i] + k[i] * dil[i] for i in range(nd))
-                acc[(slice(None), o, *pos)] += xp[(slice(None), slice(g * cg, (g + 1) * cg), *src)] @ w[(o, slice(None), *k)]
+                acc[(slice(None), o, *pos)] += xp[(slice(None), slice(g * cg, (g + 1) * cg),
+                                                   *src)] @ w[(o, slice(None), *k)]
     acc += b.reshape(1, -1, *(1,) * nd)
     sy, zy = m.inits[m.q.input[1]], int(m.inits[m.q.input[2]])
     ratio = [_frac(sx[0]) * _frac(s) / _frac(sy) for s in sw]

@@ -99,7 +99,8 @@ def test_onnxruntime_fuses_no_qdq_einsum(tmp_path: Path) -> None:
              helper.make_node("DequantizeLinear", ["b", "s", "z"], ["bd"]),
              helper.make_node("Einsum", ["ad", "bd"], ["e"], name="einsum", equation="bij,bkj->bik"),
              helper.make_node("QuantizeLinear", ["e", "so", "zo"], ["y"])]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(k, TensorProto.INT8, ["N", 4, 8]) for k in "ab"],
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(k, TensorProto.INT8, ["N", 4, 8]) for k
+                                           in "ab"],
                               [helper.make_tensor_value_info("y", TensorProto.INT8, None)],
                               [numpy_helper.from_array(v, k) for k, v in q.items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

@@ -77,9 +77,11 @@ def test_fma32_rounds_once(a: float, b: float, c: float) -> None:
 
 @SETTINGS
 @given(acc=st.lists(st.integers(-(2**24), 2**24), min_size=1, max_size=20),
-       sx=st.floats(0.0001220703125, 1.0, width=32), sw=st.floats(0.0001220703125, 1.0, width=32), sy=st.floats(0.0001220703125, 1.0, width=32),
+       sx=st.floats(0.0001220703125, 1.0, width=32), sw=st.floats(0.0001220703125, 1.0, width=32),
+       sy=st.floats(0.0001220703125, 1.0, width=32),
        zp=st.integers(-128, 127), pow2=st.booleans())
-def test_exact_requantizer_is_rational_rne(acc: list[int], sx: float, sw: float, sy: float, zp: int, pow2: bool) -> None:
+def test_exact_requantizer_is_rational_rne(acc: list[int], sx: float, sw: float, sy: float, zp: int,
+                                           pow2: bool) -> None:
     if pow2:  # power-of-two ratios make ties frequent
         sy = float(np.float32(sx) * np.float32(sw) * np.float32(2.0 ** round(math.log2(max(sy, 1e-3) * 8))))
     ratio = Ratio.of([sx, sw], [sy])

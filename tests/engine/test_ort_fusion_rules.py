@@ -43,7 +43,8 @@ def _conv_add(extra_outputs: tuple[str, ...] = (), relu_zp: int | None = None) -
               helper.make_node("DequantizeLinear", ["cq", "sy", "zy"], ["cd"], name="dqc"),
               helper.make_node("Add", ["cd", "xd"], ["a"], name="add"),
               helper.make_node("QuantizeLinear", ["a", "sz", "zz"], ["aq"], name="qa")]
-    outs = [helper.make_tensor_value_info("aq", TensorProto.INT8, None), helper.make_tensor_value_info("cq", TensorProto.INT8, None)]
+    outs = [helper.make_tensor_value_info("aq", TensorProto.INT8, None),
+            helper.make_tensor_value_info("cq", TensorProto.INT8, None)]
     outs += [helper.make_tensor_value_info(e, TensorProto.FLOAT, None) for e in extra_outputs]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 8, 8])],
                               outs, inits)

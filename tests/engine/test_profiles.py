@@ -19,7 +19,8 @@ def test_builtins_exist_and_arith16_says_it_is_a_hypothesis() -> None:
         assert set(p.classes) == set(OP_CLASSES) and p.description
     assert "HYPOTHESIS" in get_profile("arith16-wrap").description
     eltwise = get_profile("arith16-wrap").classes["eltwise"]
-    assert (eltwise.structure, eltwise.coeff_bits, eltwise.shift_o, eltwise.coeff_overflow) == ("affine", 16, 14, "wrap")
+    assert (eltwise.structure, eltwise.coeff_bits, eltwise.shift_o,
+            eltwise.coeff_overflow) == ("affine", 16, 14, "wrap")
 
 
 def test_override_keys_resolve_by_class_op_and_node() -> None:

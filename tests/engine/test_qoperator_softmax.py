@@ -34,4 +34,5 @@ def test_qoperator_attention_is_bit_exact(tmp_path: Path) -> None:
     x = InputSet({k: v[:8] for k, v in samples.items()}, "attention samples")
     for ref in ("ort", "ort-fused"):
         cmp = compare_backends(m, create_backend(ref), create_backend("engine:onnxruntime"), x, probe="all")
-        assert all(r.verdict == "exact" for r in cmp.rows), [(r.name, r.reason) for r in cmp.rows if r.verdict != "exact"]
+        assert all(r.verdict == "exact" for r in cmp.rows), [(r.name,
+                                                              r.reason) for r in cmp.rows if r.verdict != "exact"]

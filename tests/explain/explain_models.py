@@ -43,7 +43,8 @@ def _float_concat(seed: int) -> onnx.ModelProto:
         helper.make_node("Concat", ["a", "b"], ["cat"], name="merge", axis=1),
         helper.make_node("Conv", ["cat", "wc", "bc"], ["y"], name="head"),
     ]
-    graph = helper.make_graph(nodes, "concat_net", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 32])],
+    graph = helper.make_graph(nodes, "concat_net",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 32])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5, 32])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 

@@ -183,7 +183,8 @@ def _ancestors(model: onnx.ModelProto, tensors: list[str]) -> set[str]:
     return seen
 
 
-def simulate(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], rules: Mapping[str, Rule]) -> dict[str, np.ndarray]:
+def simulate(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray],
+             rules: Mapping[str, Rule]) -> dict[str, np.ndarray]:
     """Every graph output of ``model`` as the simulated NPU computes it."""
     types = _types(model)
     pending = find_groups(model, rules)

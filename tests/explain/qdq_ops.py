@@ -37,7 +37,8 @@ def binary_model(op: str, a: Quant, b: Quant, out: Quant, k: int = 256, relu: bo
     ]
     graph = helper.make_graph(
         nodes, "binary",
-        [helper.make_tensor_value_info(n, TensorProto.INT8, ["N", k]) for n in ("a", "b")[: 1 if const_b is not None else 2]],
+        [helper.make_tensor_value_info(n, TensorProto.INT8,
+                                       ["N", k]) for n in ("a", "b")[: 1 if const_b is not None else 2]],
         [helper.make_tensor_value_info("q", TensorProto.INT8, ["N", k])], inits,
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

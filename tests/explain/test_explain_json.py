@@ -42,7 +42,8 @@ def test_the_document_is_strict_json_and_round_trips(tmp_path: Path) -> None:
 
 def test_fix_can_work_from_the_document_alone() -> None:
     doc = json.loads(json.dumps(_explanation().to_json()))
-    for key in ("explained", "node", "op_type", "best", "hypotheses", "linear_fit", "envelope", "profile", "target_runs"):
+    for key in ("explained", "node", "op_type", "best", "hypotheses", "linear_fit", "envelope", "profile",
+                "target_runs"):
         assert key in doc
     assert set(doc["best"]) >= {"knobs", "exact_match", "mean_delta_lsb", "max_abs_lsb"}
     env = Envelope.from_json(doc["envelope"])

@@ -21,9 +21,12 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(("args", "message"), [
     ([], "missing --target"),
     (["--target", "engine:arith16-wrap", "--profile", "no-such.toml"], "--profile 'no-such.toml' does not exist"),
-    (["--target", "engine:arith16-wrap", "--emulate", "arith16-wrap", "--profile", "x.toml"], "either --profile or --emulate"),
-    (["--target", "engine:arith16-wrap", "--emulate", "arith16-wrap", "--passes", "magic"], "unknown rewrite pass 'magic'"),
-    (["--target", "engine:arith16-wrap", "--emulate", "arith16-wrap", "--node", "block0_ad"], "did you mean block0_add"),
+    (["--target", "engine:arith16-wrap", "--emulate", "arith16-wrap", "--profile", "x.toml"],
+     "either --profile or --emulate"),
+    (["--target", "engine:arith16-wrap", "--emulate", "arith16-wrap", "--passes", "magic"],
+     "unknown rewrite pass 'magic'"),
+    (["--target", "engine:arith16-wrap", "--emulate", "arith16-wrap", "--node", "block0_ad"],
+     "did you mean block0_add"),
     (["--target", "engine:arith16-wrap", "--emulate", "no-such-profile"], "unknown numerics profile"),
 ])
 def test_user_errors_exit_2_on_one_line(args: list[str], message: str) -> None:

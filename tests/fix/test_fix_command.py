@@ -21,7 +21,8 @@ from fix_support import cos
 from rewrite_support import ort_run
 
 SCRIPT = Path(__file__).parent / "ratio_defect_target.py"
-EQUIVALENT = 'name = "ratio-wrap"\nbase = "arith16-wrap"\ndescription = "16-bit operand coefficients that wrap from ratio 2"\n'
+EQUIVALENT = ('name = "ratio-wrap"\nbase = "arith16-wrap"\ndescription = "16-bit operand coefficients that wrap from '
+              'ratio 2"\n')
 
 
 def _template() -> str:

@@ -57,7 +57,8 @@ def test_the_four_workarounds_of_the_board_have_verdicts_and_reasons(fixed: tupl
         assert c.verdict in VERDICTS and c.verdict_reason and c.board is not None and c.board.why
     # the hypothesis' arithmetic: int16 and a shared scale leave a ratio of 2.05 >= 2 on the Add
     for name in ("int16-neighbours", "shared-scale"):
-        assert by_pass[name].verdict == "fails-emulation" and by_pass[name].board.fails_as_on_board  # type: ignore[union-attr]
+        # type: ignore[union-attr]
+        assert by_pass[name].verdict == "fails-emulation" and by_pass[name].board.fails_as_on_board
         assert "ratio 2.050" in by_pass[name].board.why  # type: ignore[union-attr]
     # the Concat requantizes at ratios <= 1 and the fold leaves no Add: the hypothesis predicts both work,
     # unlike the board, and fix says so

@@ -79,7 +79,8 @@ def test_compare_saves_traces_per_batch(model: Path, tmp_path: Path) -> None:
     again = qprobe("compare", str(model), "--ref", f"traces:{tmp_path / 'tr'}", "--target", f"traces:{tmp_path / 'tr'}",
                    "--json", str(tmp_path / "again.json"))
     assert again.returncode == 0, again.stderr
-    assert qprobe("compare", str(model), "--random", "5", "--batch-size", "2", "--json", str(tmp_path / "live.json")).returncode == 0
+    assert qprobe("compare", str(model), "--random", "5", "--batch-size", "2", "--json",
+                  str(tmp_path / "live.json")).returncode == 0
     a, b = (json.loads((tmp_path / f).read_text()) for f in ("again.json", "live.json"))
     assert [r["st"] for r in a["rows"]] == [r["st"] for r in b["rows"]]  # the replay is the same comparison
     assert [r["verdict"] for r in a["deployed"]] == [r["verdict"] for r in b["deployed"]]

@@ -110,7 +110,8 @@ def test_random_inputs_like_stedgeai(qdq_path: Path) -> None:
 def test_models_with_external_data_load(qdq_path: Path, tmp_path: Path) -> None:
     proto = onnx.load(str(qdq_path))
     ext = tmp_path / "ext.onnx"
-    onnx.save(proto, str(ext), save_as_external_data=True, all_tensors_to_one_file=True, location="ext.data", size_threshold=0)
+    onnx.save(proto, str(ext), save_as_external_data=True, all_tensors_to_one_file=True, location="ext.data",
+              size_threshold=0)
     assert (tmp_path / "ext.data").exists()
     m = load_model(ext)
     inp = random_inputs(m, 3, 1)

@@ -47,6 +47,7 @@ def test_an_inspected_name_is_accepted_by_node_overrides(tmp_path: Path) -> None
     add = next(o.name for o in build_quant_index(m).ops if o.op_type == "Add")
     assert add == "dup__1"
     plain = create_backend("engine:onnxruntime").open(m)
-    wrong = create_backend("engine:onnxruntime", {f"nodes.{add}.compute": "float", f"nodes.{add}.scale": "pow2"}).open(m)
+    wrong = create_backend("engine:onnxruntime", {f"nodes.{add}.compute": "float",
+                                                  f"nodes.{add}.scale": "pow2"}).open(m)
     x = random_inputs(m, 32, seed=1).arrays
     assert wrong.run(x)["out"].shape == plain.run(x)["out"].shape

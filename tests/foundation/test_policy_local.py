@@ -1,5 +1,6 @@
 """Tolerance defaults that catch real defects (issue 8 item 7): an op fed identical inputs may
-differ by ±1 LSB ties only; cos and bias alone let a Sigmoid off by ~100 LSB on 7 % of codes (here 64 LSB on 3 %) pass."""
+differ by ±1 LSB ties only; cos and bias alone let a Sigmoid off by ~100 LSB on 7 % of codes (here 64 LSB on 3 %)
+pass."""
 
 from __future__ import annotations
 

@@ -39,7 +39,8 @@ def test_failure_leaves_no_partial_bundle(tmp_path: Path, monkeypatch: pytest.Mo
 def test_complete_bundle(tmp_path: Path) -> None:
     out = tmp_path / "bundle"
     files = write_bundle(out, _repro(tmp_path))
-    assert {f.name for f in files} == {"model.onnx", "inputs.npz", "expected.npz", "metrics.json", "repro.py", "README.md"}
+    assert {f.name for f in files} == {"model.onnx", "inputs.npz", "expected.npz", "metrics.json", "repro.py",
+                                       "README.md"}
     assert all(f.exists() for f in files)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 

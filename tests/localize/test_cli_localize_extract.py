@@ -66,7 +66,8 @@ def pytest_approx(v: float) -> object:
     return pytest.approx(v, abs=0.01)
 
 
-def test_extract_cuts_at_int8_codes_and_the_cut_reproduces_the_full_model(tmp_path: Path, tcn_files: tuple[Path, Path]) -> None:
+def test_extract_cuts_at_int8_codes_and_the_cut_reproduces_the_full_model(tmp_path: Path,
+                                                                          tcn_files: tuple[Path, Path]) -> None:
     model_path, inputs_path = tcn_files
     cut_path = tmp_path / "cut.onnx"
     res = qprobe("extract", str(model_path), "--inputs", "input_proj_out_DequantizeLinear_Output,block0_slice_out",

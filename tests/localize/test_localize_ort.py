@@ -82,7 +82,8 @@ def test_random_models_every_strategy_names_the_injected_node(tmp_path: Path, se
     ops = [n.name for n in m.graph if n.op_type in ("Conv", "Add", "Mul", "AveragePool")]
     victim = ops[seed % len(ops)]
     inp = random_inputs(m, 6, seed)
-    output_fails = not compare_backends(m, create_backend("ort"), DefectTarget([victim], 0.8), inp, probe="outputs").passed
+    output_fails = not compare_backends(m, create_backend("ort"), DefectTarget([victim], 0.8), inp,
+                                        probe="outputs").passed
     for strategy in ("probe-all", "isolate", "bisect"):
         tgt = DefectTarget([victim], 0.8)
         d = localize(m, create_backend("ort"), tgt, inp, strategy=strategy).divergence

@@ -21,12 +21,14 @@ LATER = [f"block{i}_{k}" for i in range(1, 6) for k in ("conv", "slice", "add")]
 
 
 @pytest.mark.parametrize("strategy", ["auto", "probe-all", "isolate", "bisect"])
-def test_every_strategy_names_block0_add_and_the_later_ops_are_carriers(tcn_files: tuple[Path, Path], strategy: str) -> None:
+def test_every_strategy_names_block0_add_and_the_later_ops_are_carriers(tcn_files: tuple[Path, Path],
+                                                                        strategy: str) -> None:
     model = load_model(tcn_files[0])
     inputs = load_inputs(model, tcn_files[1])
     loc = localize(model, create_backend("ort-fused"), create_backend("engine:arith16-wrap"), inputs, strategy=strategy)
     d = loc.divergence
-    assert d.culprit is not None and (d.culprit.op, d.culprit.op_type, d.culprit.role) == ("block0_add", "Add", "culprit")
+    assert d.culprit is not None and (d.culprit.op, d.culprit.op_type,
+                                      d.culprit.role) == ("block0_add", "Add", "culprit")
     assert d.culprit.isolated and d.culprit.isolated[0].failed
     assert [r.verdict for r in d.culprit_inputs] == ["exact", "exact"]  # both operands match on the target
     assert list(d.carriers()) == LATER and d.introducers() == ()
@@ -52,7 +54,8 @@ def test_replayed_board_tensors_give_an_unconfirmed_candidate(tcn_files: tuple[P
     plan = plan_probes(model, build_quant_index(model), "op-outputs")
     dump = create_backend("engine:arith16-wrap").open(apply_probe_plan(model, plan)).run(inputs.arrays)
     np.savez(tmp_path / "board.npz", **inputs.arrays, **dump)
-    d = localize(model, create_backend("ort-fused"), create_backend(f"recorded:{tmp_path / 'board.npz'}"), None).divergence
+    d = localize(model, create_backend("ort-fused"), create_backend(f"recorded:{tmp_path / 'board.npz'}"),
+                 None).divergence
     assert d.strategy == "probe-all" and all(r.kind == "model" for r in d.runs)
     assert d.culprit is not None and (d.culprit.op, d.culprit.role) == ("block0_add", "unconfirmed")
     assert any("cannot run cut models" in n for n in d.notes)

@@ -53,7 +53,8 @@ def _flatten_model(tmp: Path) -> Path:
         helper.make_node("Reshape", ["r", "target_shape"], ["flat"], name="flatten"),
         helper.make_node("MatMul", ["flat", "wg"], ["y"], name="head"),
     ]
-    g = helper.make_graph(nodes, "view_flatten", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 4, 4])],
+    g = helper.make_graph(nodes, "view_flatten",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 4, 4])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])], init)
     fp, qp = tmp / "float.onnx", tmp / "int8.onnx"
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), fp)

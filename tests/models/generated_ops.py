@@ -80,7 +80,8 @@ class Builder:
         if zp is None:
             zp = lo if nonneg else self.mid + int(self.rng.integers(-20, 21))
         name = f"{owner}_quant"
-        out = self.node("QuantizeLinear", [value, self.const(f"{name}_scale", s), self.zp_const(f"{name}_zp", zp)], name)
+        out = self.node("QuantizeLinear", [value, self.const(f"{name}_scale", s), self.zp_const(f"{name}_zp", zp)],
+                        name)
         return QTensor(out, shape, np.float32(s), zp, std)
 
     def weight(self, owner: str, shape: list[int], axis: int) -> tuple[str, np.ndarray, np.ndarray]:
@@ -239,7 +240,8 @@ def _prelu(b: Builder, i: int, x: QTensor, live: list[QTensor]) -> QTensor | Non
         return None
     owner = f"prelu_{i}"
     slope = np.round(b.rng.uniform(0, 0.5, (x.shape[0], *[1] * (len(x.shape) - 1))) * 256).astype(np.int8)
-    sdq = b.node("DequantizeLinear", [b.const(f"{owner}_slope", slope), b.const(f"{owner}_sdq_scale", np.float32(1 / 256)),
+    sdq = b.node("DequantizeLinear", [b.const(f"{owner}_slope", slope),
+                                      b.const(f"{owner}_sdq_scale", np.float32(1 / 256)),
                                       b.const(f"{owner}_sdq_zp", np.int8(0))], f"{owner}_sdq")
     out = b.node("PRelu", [b.dq(x, owner, 0), sdq], owner)
     return b.quant(out, owner, list(x.shape), x.std, x.scale)

@@ -37,7 +37,8 @@ def norm_islands(seed: int) -> Parts:
                                               ("var", net.rng.uniform(0.5, 1.5, 8)))]
     c = net.node("Relu", [net.node("BatchNormalization", [c, *bn], "bn", epsilon=1e-5)], "bn_relu")
     c = net.conv(c, "conv2", 8, 8, 3, pads=[1, 1, 1, 1])
-    inorm = [net.init("in_scale", 1 + 0.2 * net.rng.standard_normal(8)), net.init("in_bias", 0.1 * net.rng.standard_normal(8))]
+    inorm = [net.init("in_scale", 1 + 0.2 * net.rng.standard_normal(8)),
+             net.init("in_bias", 0.1 * net.rng.standard_normal(8))]
     c = net.node("Relu", [net.node("InstanceNormalization", [c, *inorm], "instnorm", epsilon=1e-5)], "in_relu")
     return _finish(net, _head(net, c, 8, 3), [3, 8, 8], seed)
 
@@ -59,7 +60,8 @@ def float_math(seed: int) -> Parts:
     bias = net.node("Expand", [net.init("chan_bias", 0.1 * net.rng.standard_normal((1, 4, 1, 1))),
                                net.node("Shape", [sq], "shape")], "expand")
     t = net.node("Add", [sq, bias], "add_bias")
-    hit = net.node("Cast", [net.node("Greater", [t, net.init("t_one", 1.0)], "greater_one")], "cast", to=TensorProto.INT32)
+    hit = net.node("Cast", [net.node("Greater", [t, net.init("t_one", 1.0)], "greater_one")], "cast",
+                   to=TensorProto.INT32)
     eq = net.node("Equal", [hit, net.init("one_i", 1, np.int32)], "equal")
     t = net.node("Where", [eq, t, net.node("Mul", [t, net.init("damp", 0.5)], "damp")], "where_damp")
     c = net.conv(t, "conv2", 4, 8, 3, pads=[1, 1, 1, 1])

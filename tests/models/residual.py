@@ -1,4 +1,5 @@
-"""A small residual CNN for tests, in QDQ and QOperator form, built with onnx.helper and onnxruntime's quantize_static."""
+"""A small residual CNN for tests, in QDQ and QOperator form, built with onnx.helper and onnxruntime's
+quantize_static."""
 
 from __future__ import annotations
 

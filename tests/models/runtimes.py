@@ -39,7 +39,8 @@ def _init(rng: np.random.Generator, name: str, shape: tuple[int, ...], sd: float
     return numpy_helper.from_array(rng.normal(0, sd, shape).astype(np.float32), name)
 
 
-def _model(nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto], x_shape: list[Any], y_shape: list[Any]) -> onnx.ModelProto:
+def _model(nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto], x_shape: list[Any],
+           y_shape: list[Any]) -> onnx.ModelProto:
     graph = helper.make_graph(
         nodes, "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],

@@ -45,7 +45,8 @@ def stage_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     loc = localize(run.model, run.ref, run.target, run.inputs, model_name=run.name)
     model_file = str(example_paths("tcn")[0])
     out = {}
-    for kind, docs in (("compare", {"comparison": cmp.to_json()}), ("localize", {"divergence": loc.divergence.to_json()})):
+    for kind, docs in (("compare", {"comparison": cmp.to_json()}),
+                       ("localize", {"divergence": loc.divergence.to_json()})):
         d = tmp_path_factory.mktemp(kind)
         build_report(kind, run.model, run.name, invocation=inv, model_file=model_file, **docs).save(d / "report.json")
         render_files(Report.load(d / "report.json"), d, json=False)  # rendered from the stored file alone

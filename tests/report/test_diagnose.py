@@ -71,7 +71,8 @@ def test_the_cli_prints_the_verdict_the_fix_and_the_report_path(tcn_dir: Path) -
     assert any(line.startswith("  why block0_add fails: ") for line in steps), stdout
 
 
-def test_a_rerun_replaces_an_earlier_report_and_exit_code_follows_the_verdict(passing_dir: Path, tmp_path: Path) -> None:
+def test_a_rerun_replaces_an_earlier_report_and_exit_code_follows_the_verdict(passing_dir: Path,
+                                                                              tmp_path: Path) -> None:
     import shutil
 
     out = tmp_path / "again"
@@ -145,7 +146,8 @@ def test_diagnose_on_a_command_target_resumes_from_its_run_cache(tmp_path: Path)
     fresh = tmp_path / "fresh-runs.txt"  # what the board executes for a whole diagnosis, from an empty cache
     assert qprobe(*args("cache-fresh", "fresh"), env={"QPROBE_TARGET_COUNT_FILE": str(fresh)}).returncode == 0
     count = tmp_path / "board-runs.txt"
-    first = qprobe(*args("cache", "report"), env={"QPROBE_TARGET_COUNT_FILE": str(count), "QPROBE_TARGET_MAX_RUNS": "2"})
+    first = qprobe(*args("cache", "report"), env={"QPROBE_TARGET_COUNT_FILE": str(count),
+                                                  "QPROBE_TARGET_MAX_RUNS": "2"})
     assert first.returncode == 2 and "Traceback" not in first.stderr, first.stdout + first.stderr
     assert _count(count) == 2 and not (tmp_path / "report").exists()
     second = qprobe(*args("cache", "report"), env={"QPROBE_TARGET_COUNT_FILE": str(count)})

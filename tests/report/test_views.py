@@ -51,7 +51,8 @@ def test_measured_local_errors_are_the_isolated_runs_and_inferred_ones_have_iden
             assert p["tensor"] not in isolated and p["local"] == p["acc"]
             q = producer[p["tensor"]]  # the QuantizeLinear; behind it the op, behind that its DequantizeLinear inputs
             op = producer.get(q.input[0], q)
-            codes = [producer[i].input[0] for i in op.input if i in producer and producer[i].op_type == "DequantizeLinear"]
+            codes = [producer[i].input[0] for i in op.input if i in producer and producer[i].op_type
+                     == "DequantizeLinear"]
             codes = [c for c in codes if c in acc]  # activations (weights are initializers)
             assert all(acc[c]["verdict"] == "exact" for c in codes), p["tensor"]
 
@@ -128,7 +129,8 @@ def test_the_envelope_chart_puts_ratios_on_a_log2_axis() -> None:
     lo, hi = -2.0 - 0.08 * 3.0, 1.0 + 0.08 * 3.0
     assert [p["v"] for p in c["points"]] == pytest.approx([(e - lo) / (hi - lo) for e in (0.5, 1.0, -2.0, 0.0)])
     assert [p["safe"] for p in c["points"]] == [True, True, False, False]
-    assert c["operands"][0]["u"] == pytest.approx(2 / 3) and c["operands"][0]["v"] == pytest.approx(0.08 * 3 / (hi - lo))
+    assert c["operands"][0]["u"] == pytest.approx(2 / 3)
+    assert c["operands"][0]["v"] == pytest.approx(0.08 * 3 / (hi - lo))
     for p in c["expected"]:  # the expected line is effective = ratio
         x = -1 + 3 * p["u"]
         assert lo + p["v"] * (hi - lo) == pytest.approx(2.0**x)

@@ -87,7 +87,8 @@ def eltwise_model(path: Path, op: str, scales: tuple[float, float], out_scale: f
     np_t = helper.tensor_dtype_to_np_dtype(dtype)
     tensors = [numpy_helper.from_array(np.float32(s), f"s{k}") for k, s in enumerate(scales)]
     tensors += [numpy_helper.from_array(np.array(z, np_t), f"z{k}") for k, z in enumerate(zps)]
-    tensors += [numpy_helper.from_array(np.float32(out_scale), "so"), numpy_helper.from_array(np.array(out_zp, np_t), "zo")]
+    tensors += [numpy_helper.from_array(np.float32(out_scale), "so"),
+                numpy_helper.from_array(np.array(out_zp, np_t), "zo")]
     nodes = []
     for k, x in enumerate("ab"):
         nodes += [helper.make_node("QuantizeLinear", [x, f"s{k}", f"z{k}"], [f"{x}_q"], name=f"{x}_Q"),
@@ -100,10 +101,12 @@ def eltwise_model(path: Path, op: str, scales: tuple[float, float], out_scale: f
     nodes += [helper.make_node("QuantizeLinear", [last, "so", "zo"], ["y_q"], name="y_Q"),
               helper.make_node("DequantizeLinear", ["y_q", "so", "zo"], ["y"], name="y_DQ")]
     shape = ["N", 4, 1, 8]
-    graph = helper.make_graph(nodes, "eltwise", [helper.make_tensor_value_info(x, TensorProto.FLOAT, shape) for x in "ab"],
+    graph = helper.make_graph(nodes, "eltwise", [helper.make_tensor_value_info(x, TensorProto.FLOAT, shape) for x
+                                                 in "ab"],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)], tensors)
     opset = 21 if dtype in (TensorProto.INT16, TensorProto.UINT16) else 17
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=10 if opset == 21 else 8)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                              ir_version=10 if opset == 21 else 8)
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, path)
     return path

@@ -131,7 +131,8 @@ def test_every_pass_on_an_add_with_an_explicit_relu(tmp_path: pytest.TempPathFac
     from qprobe.model.loader import load_model
     from qprobe.rewrite import RatioEnvelope, RewriteContext
 
-    path = eltwise_model(tmp_path / "relu.onnx", "Add", (0.1, 0.08), 0.03, relu=True, out_zp=-128)  # type: ignore[operator]
+    # type: ignore[operator]
+    path = eltwise_model(tmp_path / "relu.onnx", "Add", (0.1, 0.08), 0.03, relu=True, out_zp=-128)
     model = load_model(path)
     env = RatioEnvelope("eltwise", ((0.0, 2.0),), 2.0)
     r = PASSES[name].apply(RewriteContext(model, "op", env, {"concat": env}))

@@ -53,7 +53,9 @@ def test_claimed_float_equivalence_holds_in_onnxruntime(applied: dict[str, objec
 
 
 def test_no_other_pass_claims_float_equivalence(applied: dict[str, object]) -> None:
-    assert {k for k, r in applied.items() if isinstance(r, RewriteResult) and r.float_exact} == {"swap-operands", "keep-float"}
+    assert {k for k, r in applied.items() if isinstance(r,
+                                                        RewriteResult)
+            and r.float_exact} == {"swap-operands", "keep-float"}
 
 
 def test_raise_output_scale_puts_the_largest_ratio_at_the_aim(applied: dict[str, object], tcn: object,
@@ -82,7 +84,8 @@ def test_requantize_operand_clips_least_and_reports_it(applied: dict[str, object
     p = proto_of(r.model)
     (sa, za, _), _b = operand_params(p, node(p, "block0_add"))
     assert sa / S_O == pytest.approx(AIM, rel=1e-6)
-    v = values(["input_proj_out_DequantizeLinear_Output"])["input_proj_out_DequantizeLinear_Output"]  # type: ignore[operator]
+    # type: ignore[operator]
+    v = values(["input_proj_out_DequantizeLinear_Output"])["input_proj_out_DequantizeLinear_Output"]
     best = min(_clipped(v, sa, z) for z in range(-128, 128))
     assert r.measures["operand_clipped_share"] == pytest.approx(_clipped(v, sa, za)) == pytest.approx(best)
 
@@ -92,7 +95,8 @@ def test_requantize_before_reads_every_operand_at_the_output_scale(applied: dict
     p = proto_of(r.model)
     params = operand_params(p, node(p, "block0_add"))
     assert [s for s, _z, _d in params] == pytest.approx([S_O, S_O], rel=1e-7)
-    v = values(["input_proj_out_DequantizeLinear_Output"])["input_proj_out_DequantizeLinear_Output"]  # type: ignore[operator]
+    # type: ignore[operator]
+    v = values(["input_proj_out_DequantizeLinear_Output"])["input_proj_out_DequantizeLinear_Output"]
     assert r.measures["operand0_clipped_share"] == pytest.approx(_clipped(v, S_O, params[0][1]))
     assert r.measures["operand0_clipped_share"] > 0.005  # the wide projection does not fit the output's range
 
@@ -192,7 +196,8 @@ def test_requantize_model_pins_the_output_and_keeps_the_names(applied: dict[str,
     assert {n.name for n in p.graph.node} == {n.name for n in proto_of(tcn).graph.node}
 
 
-def test_keep_float_is_computed_in_float_by_the_engine(applied: dict[str, object], windows: dict[str, np.ndarray]) -> None:
+def test_keep_float_is_computed_in_float_by_the_engine(applied: dict[str, object],
+                                                       windows: dict[str, np.ndarray]) -> None:
     """On engine:arith16-wrap the defect was in the Add's integer unit: in float it is gone."""
     from qprobe.backends import create_backend
     from qprobe.model.inputs import InputSet

@@ -51,10 +51,12 @@ def test_openvino_rounds_sigmoid_0_5_up_where_the_onnx_definition_rounds_it_down
     the Mul of the SiLU multiplies those elements by 0, so its output is identical too."""
     m, ref, tgt = _probed_runs(built["silu"])
     seen_tie = False
-    for c, s in (("c1_QuantizeLinear_Output", "s1_QuantizeLinear_Output"), ("c2_QuantizeLinear_Output", "s2_QuantizeLinear_Output")):
+    for c, s in (("c1_QuantizeLinear_Output", "s1_QuantizeLinear_Output"),
+                 ("c2_QuantizeLinear_Output", "s2_QuantizeLinear_Output")):
         qc, qs = _q(m, c), _q(m, s)
         np.testing.assert_array_equal(ref[c], tgt[c])
-        exact = _quantize_exact(1 / (1 + np.exp(-(ref[c].astype(np.float64) - qc.zero_point[0]) * np.float32(qc.scale[0]))), qs)
+        exact = _quantize_exact(1 / (1 + np.exp(-(ref[c].astype(np.float64)
+                                                  - qc.zero_point[0]) * np.float32(qc.scale[0]))), qs)
         np.testing.assert_array_equal(ref[s], exact)  # onnxruntime follows the definition
         half = Fraction(1, 2) / Fraction(float(np.float32(qs.scale[0])))
         tie = abs(half - (int(half) + Fraction(1, 2))) < Fraction(1, 1000)
@@ -66,7 +68,8 @@ def test_openvino_rounds_sigmoid_0_5_up_where_the_onnx_definition_rounds_it_down
     np.testing.assert_array_equal(ref["y_QuantizeLinear_Output"], tgt["y_QuantizeLinear_Output"])
 
 
-def test_openvino_softmax_follows_the_definition_where_onnxruntime_fused_is_one_lsb_low(built: dict[str, Built]) -> None:
+def test_openvino_softmax_follows_the_definition_where_onnxruntime_fused_is_one_lsb_low(
+        built: dict[str, Built]) -> None:
     m, ref, tgt = _probed_runs(built["attention"])
     att, p = "att_QuantizeLinear_Output", "p_QuantizeLinear_Output"
     np.testing.assert_array_equal(ref[att], tgt[att])

@@ -116,7 +116,8 @@ def main(argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if a.command == "generate":
         (out / f"{a.name}_generate_report.txt").write_text(f"stand-in generate of {a.model} for {a.target}\n")
-        env = {"environment": {"tools": [{"name": "ST.EdgeAI.Core", "version": "stand-in", "arguments": " ".join(argv)}]}}
+        env = {"environment": {"tools": [{"name": "ST.EdgeAI.Core", "version": "stand-in",
+                                          "arguments": " ".join(argv)}]}}
         (out / f"{a.name}_c_info.json").write_text(json.dumps({"json_schema_version": "2.0", **env}))
         return 0
     if not (out / f"{a.name}_c_info.json").exists():

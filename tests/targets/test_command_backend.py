@@ -55,7 +55,8 @@ def test_a_second_run_is_served_from_the_cache(tmp_path: Path, model: ir.Model, 
     assert len(count.read_text().splitlines()) == 1  # the "hardware" ran once
     assert all(np.array_equal(first[k], second[k]) for k in first)
     kept = list((tmp_path / "runs").iterdir())  # keep=1 kept the first run's directory
-    assert len(kept) == 1 and {"model.onnx", "inputs.npz", "outputs.npz", "stdout.txt"} <= {p.name for p in kept[0].iterdir()}
+    assert len(kept) == 1 and {"model.onnx", "inputs.npz", "outputs.npz",
+                               "stdout.txt"} <= {p.name for p in kept[0].iterdir()}
 
 
 def test_the_cache_key_covers_model_inputs_and_template(model: ir.Model, inputs: InputSet) -> None:

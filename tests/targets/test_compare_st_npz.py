@@ -32,7 +32,8 @@ def st_case(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> tuple
     s, z = float(initializer(model_path, "y_scale")), int(initializer(model_path, "y_zero_point"))
     with np.load(p) as f:
         want = st_oracle(f["m_outputs_1"], f["c_outputs_1"], s, z)
-    (d / "network_c_info.json").write_text(json.dumps({"validation": {"val_metrics": [{"desc": "X-cross #1", **want}]}}))
+    info = {"validation": {"val_metrics": [{"desc": "X-cross #1", **want}]}}
+    (d / "network_c_info.json").write_text(json.dumps(info))
     return p, want
 
 

@@ -32,7 +32,8 @@ def _runs(count: Path) -> int:
 def test_localize_finds_the_mutated_node_and_resumes(model_path: Path, tmp_path: Path, strategy: str) -> None:
     count = tmp_path / "board-runs.txt"
     # the board "unplugs" after its first run: localization stops with a clear error
-    first = _localize(model_path, tmp_path, {"QPROBE_TARGET_COUNT_FILE": str(count), "QPROBE_TARGET_MAX_RUNS": "1"}, strategy)
+    first = _localize(model_path, tmp_path, {"QPROBE_TARGET_COUNT_FILE": str(count), "QPROBE_TARGET_MAX_RUNS": "1"},
+                      strategy)
     assert first.returncode == 2, first.stdout + first.stderr
     assert "Traceback" not in first.stderr
     assert _runs(count) == 1

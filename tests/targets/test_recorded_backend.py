@@ -60,7 +60,8 @@ def test_other_inputs_or_samples_are_refused(tmp_path: Path, model: ir.Model, in
     ref = _ort(model, inputs)
     b = _recording(tmp_path, {"x": inputs.arrays["x"], "y": ref["y"]})
     s = b.open(model)
-    with pytest.raises(InputError, match="inputs differ from the recorded ones; pass --inputs <the recorded npz> or omit --inputs"):
+    with pytest.raises(InputError,
+                       match="inputs differ from the recorded ones; pass --inputs <the recorded npz> or omit --inputs"):
         s.run({"x": inputs.arrays["x"][:2] + 0.1})
     with pytest.raises(InputError, match="inputs differ from the recorded ones"):
         s.run({"x": inputs.arrays["x"][1:3]}, first_sample=0)  # same data, wrong place
@@ -97,7 +98,9 @@ def test_sidecar_layout_and_scales(tmp_path: Path, model: ir.Model, inputs: Inpu
 
 def test_recording_errors_name_the_problem(tmp_path: Path, model: ir.Model, inputs: InputSet) -> None:
     b = _recording(tmp_path, {"c1_QuantizeLinear_Outptu": np.zeros((2, 4, 8, 8), np.int8)})
-    with pytest.raises(InputError, match="'c1_QuantizeLinear_Outptu' is not a tensor of the model; did you mean c1_QuantizeLinear_Output"):
+    with pytest.raises(InputError,
+                       match="'c1_QuantizeLinear_Outptu' is not a tensor of the model; did you mean "
+                             "c1_QuantizeLinear_Output"):
         b.open(model)
     with pytest.raises(BackendError, match="known: sidecar, layout, side, c_info"):
         create_backend(f"recorded:{tmp_path / 'board.npz'}", {"sied": "m"})
@@ -131,7 +134,8 @@ def test_st_c_side_is_mapped_onto_the_model(tmp_path: Path, model: ir.Model, mod
     assert b.capabilities().available_tensors == frozenset({"x", "y"})
     x = b.recorded_inputs()["x"]  # type: ignore[index]
     assert x.shape == m_x.shape and x.dtype == np.float32  # NHWC int8 codes -> the model's float NCHW
-    assert np.max(np.abs(x - m_x)) <= float(build_quant_index(model).quant_of("x_QuantizeLinear_Output").scale[0]) / 2 + 1e-7  # type: ignore[union-attr]
+    scale = float(build_quant_index(model).quant_of("x_QuantizeLinear_Output").scale[0])  # type: ignore[union-attr]
+    assert np.max(np.abs(x - m_x)) <= scale / 2 + 1e-7
     y = b.open(model).run({"x": m_x})["y"]
     q = build_quant_index(model).quant_of("y")
     assert q is not None and y.shape == m_y.shape and y.dtype == np.float32

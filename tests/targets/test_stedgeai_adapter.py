@@ -88,7 +88,8 @@ def test_a_tool_failure_keeps_its_log(tmp_path: Path, fake_env: Path, model: ir.
 def test_commands_follow_the_options() -> None:
     base = ["--model", "m.onnx", "--inputs", "i.npz", "--outputs", "/w/outputs.npz"]
     cfg = parse_args([*base, "--neural-art", "n6-allmems-O3@user_neuralart.json", "--loader",
-                      "python n6_loader.py --c {output_dir}/network.c", "--extra-validate", "-b 5", "--stedgeai", "/opt/st/stedgeai"])
+                      "python n6_loader.py --c {output_dir}/network.c", "--extra-validate", "-b 5", "--stedgeai",
+                      "/opt/st/stedgeai"])
     assert cfg.workdir == Path("/w")
     steps = st_commands(cfg)
     assert [s for s, _ in steps] == ["generate", "loader", "validate"]

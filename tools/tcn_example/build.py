@@ -219,7 +219,8 @@ def _pin_projection_scale(w: Weights, calibration: np.ndarray) -> Weights:
             w["input_proj.bias"] = w["input_proj.bias"] + missing * (np.arange(HIDDEN) == top)
         else:
             factor = 1.0 + missing / float(hi - lo)
-            w["input_proj.weight"], w["input_proj.bias"] = w["input_proj.weight"] * factor, w["input_proj.bias"] * factor
+            w["input_proj.weight"] = w["input_proj.weight"] * factor
+            w["input_proj.bias"] = w["input_proj.bias"] * factor
     raise QprobeError(f"could not pin input_proj's scale to {PROJECTION_SCALE}; try another seed")
 
 
@@ -332,7 +333,8 @@ def build_tcn_example(out_dir: Path, *, seed: int = 0, n_inputs: int = 256) -> T
     }
     models = {"int8_model": int8_model, "float_model": float_model}
     arrays = {"inputs": {"window": windows}, "calibration": {"window": data.calibration.windows},
-              "truth": {"log_conc": truth[:, None]}, "golden": {"window": golden, "log_conc": run_model(int8_model, golden)}}
+              "truth": {"log_conc": truth[:, None]},
+              "golden": {"window": golden, "log_conc": run_model(int8_model, golden)}}
     extra["arrays"] = {FILES[f]: {k: list(v.shape) for k, v in npz.items()} for f, npz in arrays.items()}
     _write_all(out_dir, {**models, **arrays, "metadata": _metadata(example, data, extra, models)})
     return example

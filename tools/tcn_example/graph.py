@@ -1,7 +1,8 @@
 """The example TCN as an ONNX graph, and what onnxruntime does with it: run, quantize, read scales.
 
 Owns the network's architecture (its shape constants and :func:`build_tcn_graph`), running
-a model (or reading its intermediate tensors) on windows with onnxruntime, the int8 quantization recipe, and reading the scales
+a model (or reading its intermediate tensors) on windows with onnxruntime, the int8 quantization recipe, and reading the
+scales
 around a QDQ Add (:func:`block0_add_ratios`). The weights come from
 ``tcn_example.build`` (trained by ``tcn_example.train``), which builds the
 shipped files from these parts.
@@ -99,7 +100,8 @@ def build_tcn_graph(weights: Mapping[str, np.ndarray], *, head: bool = True) -> 
 # --------------------------------------------------------------------------- onnxruntime
 
 
-def run_tensors(model: onnx.ModelProto, windows: np.ndarray, names: list[str], *, batch: int = 32) -> dict[str, np.ndarray]:
+def run_tensors(model: onnx.ModelProto, windows: np.ndarray, names: list[str], *,
+                batch: int = 32) -> dict[str, np.ndarray]:
     """Float tensors ``names`` of ``model`` on ``windows`` (ORT_DISABLE_ALL, batches like the calibration's)."""
     probed = onnx.ModelProto()
     probed.CopyFrom(model)

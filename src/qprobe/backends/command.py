@@ -163,7 +163,8 @@ class CommandSession:
         failures: list[tuple[Path, str, str]] = []
         for attempt in range(1, o.retries + 2):
             wd = self._new_workdir(key, attempt, arrays)
-            paths = {"model": wd / "model.onnx", "inputs": wd / "inputs.npz", "outputs": wd / "outputs.npz", "workdir": wd}
+            paths = {"model": wd / "model.onnx", "inputs": wd / "inputs.npz", "outputs": wd / "outputs.npz",
+                     "workdir": wd}
             cmd = render(self._b.template, paths, o.shell)
             try:
                 self._attempt(cmd, paths, wd)
@@ -201,7 +202,8 @@ class CommandSession:
                 rc = proc.wait(timeout=o.timeout_s)
             except subprocess.TimeoutExpired as e:
                 _terminate(proc)
-                raise _RunFailure(f"the command timed out after {o.timeout_s:g} s and was killed; raise the limit with --target-opt timeout=SECONDS") from e
+                raise _RunFailure(f"the command timed out after {o.timeout_s:g} s and was killed; raise the limit with "
+                                  f"--target-opt timeout=SECONDS") from e
             except BaseException:  # Ctrl-C: stop the command, keep the work directory
                 _terminate(proc)
                 raise
@@ -251,7 +253,8 @@ def read_outputs(path: Path, expected: Mapping[str, _Expected], n: int) -> dict[
 def _check_output(name: str, a: np.ndarray, exp: _Expected, n: int) -> np.ndarray:
     if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
         raise _RunFailure(f"output {name!r} has dtype {a.dtype}; expected numbers")
-    if np.issubdtype(a.dtype, np.integer) and not exp.codes_ok and not (exp.dtype and np.issubdtype(exp.dtype, np.integer)):
+    expects_codes = exp.codes_ok or (exp.dtype is not None and np.issubdtype(exp.dtype, np.integer))
+    if np.issubdtype(a.dtype, np.integer) and not expects_codes:
         raise _RunFailure(f"output {name!r} holds integer {a.dtype} but the model's output is float and not quantized")
     if a.ndim == 0 or a.shape[0] != n:
         raise _RunFailure(f"output {name!r} has shape {a.shape}; expected {n} samples on axis 0")

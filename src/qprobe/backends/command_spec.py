@@ -88,7 +88,8 @@ def _cache_option(v: str) -> Path | None:
 
 def check_template(template: str, shell: bool) -> None:
     if not template:
-        raise BackendError("command: needs a command template, e.g. command:'./run_on_board.sh {model} {inputs} {outputs}'")
+        raise BackendError("command: needs a command template, e.g. command:'./run_on_board.sh {model} {inputs} "
+                           "{outputs}'")
     if not shell:
         try:
             shlex.split(template)
@@ -125,7 +126,8 @@ def _relative_existing(token: str, start: Path) -> bool:
 def render(template: str, paths: Mapping[str, Path], shell: bool) -> list[str] | str:
     """The command to run: an argv list, or one shell string with quoted paths."""
     if shell:
-        return _FIELD.sub(lambda m: shlex.quote(str(paths[m.group(1)])) if m.group(1) in paths else m.group(0), template)
+        return _FIELD.sub(lambda m: shlex.quote(str(paths[m.group(1)])) if m.group(1) in paths else m.group(0),
+                          template)
     return [_FIELD.sub(lambda m: str(paths[m.group(1)]), tok) for tok in shlex.split(template)]
 
 

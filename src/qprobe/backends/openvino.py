@@ -223,7 +223,8 @@ class OvSession:
             ) from e
 
     def _record(self, compiled: ov.CompiledModel, shapes: tuple[tuple[int, ...], ...]) -> None:
-        for key, prop in (("inference_precision", "INFERENCE_PRECISION_HINT"), ("execution_devices", "EXECUTION_DEVICES")):
+        for key, prop in (("inference_precision", "INFERENCE_PRECISION_HINT"),
+                          ("execution_devices", "EXECUTION_DEVICES")):
             try:
                 value = compiled.get_property(prop)
             except Exception:

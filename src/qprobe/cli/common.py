@@ -55,15 +55,28 @@ EXAMPLES = ("tcn",)
 
 ModelArg = Annotated[Path | None, typer.Argument(help="The int8 QDQ (or QOperator) ONNX model.", show_default=False)]
 ExampleOpt = Annotated[str | None, typer.Option("--example", help="Use a bundled example model instead of MODEL: tcn.")]
-RefOpt = Annotated[str, typer.Option("--ref", help="Reference backend spec: ort, ort-fused, engine:PROFILE, recorded:PATH, command:TEMPLATE.")]
-AutoRefOpt = Annotated[str | None, typer.Option("--ref", help="Reference backend spec (default: ort-fused, onnxruntime's integer kernels; ort for models with float weights inside QDQ groups, which ort-fused would quantize itself).", show_default=False)]
+RefOpt = Annotated[str,
+                   typer.Option("--ref",
+                                help="Reference backend spec: ort, ort-fused, engine:PROFILE, recorded:PATH, "
+                                     "command:TEMPLATE.")]
+AutoRefOpt = Annotated[str | None, typer.Option("--ref",
+                                                help="Reference backend spec (default: ort-fused, onnxruntime's "
+                                                     "integer kernels; ort for models with float weights inside QDQ "
+                                                     "groups, which ort-fused would quantize itself).",
+                                                show_default=False)]
 TargetOpt = Annotated[str, typer.Option("--target", help="Target backend spec (same forms as --ref).")]
-RefKv = Annotated[list[str] | None, typer.Option("--ref-opt", help="KEY=VALUE option for the reference backend (repeatable).")]
-TargetKv = Annotated[list[str] | None, typer.Option("--target-opt", "--set", help="KEY=VALUE option for the target backend; for engine targets a profile override (repeatable).")]
-InputsOpt = Annotated[Path | None, typer.Option("--inputs", help=".npz with one array per model input, samples on axis 0.")]
-RandomOpt = Annotated[int | None, typer.Option("--random", help="Use N random samples (like stedgeai validate: 10, seed 42).")]
+RefKv = Annotated[list[str] | None, typer.Option("--ref-opt",
+                                                 help="KEY=VALUE option for the reference backend (repeatable).")]
+TargetKv = Annotated[list[str] | None, typer.Option("--target-opt", "--set",
+                                                    help="KEY=VALUE option for the target backend; for engine targets "
+                                                         "a profile override (repeatable).")]
+InputsOpt = Annotated[Path | None, typer.Option("--inputs",
+                                                help=".npz with one array per model input, samples on axis 0.")]
+RandomOpt = Annotated[int | None, typer.Option("--random",
+                                               help="Use N random samples (like stedgeai validate: 10, seed 42).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of --random.")]
-RandomModeOpt = Annotated[str, typer.Option("--random-mode", help="uniform: [0,1) like stedgeai; qrange: the input's quantized range.")]
+RandomModeOpt = Annotated[str, typer.Option("--random-mode",
+                                            help="uniform: [0,1) like stedgeai; qrange: the input's quantized range.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Samples per batch (memory bound).")]
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the result as versioned JSON to this file.")]
 
@@ -199,6 +212,13 @@ def parse_bytes(text: str, what: str = "--memory-budget") -> int:
     return int(value)
 
 
-AutoBatchOpt = Annotated[int | None, typer.Option("--batch-size", min=1, help="Samples per batch (default: chosen from --memory-budget).", show_default=False)]
-MemoryBudgetOpt = Annotated[str, typer.Option("--memory-budget", help="Peak memory to aim for when choosing the batch size: 1GiB, 512MiB, 2e9.")]
-ClusterOpt = Annotated[str | None, typer.Option("--cluster", help="Run on a Dask cluster (pip install 'qprobe[distributed]'): local:N worker processes, local:N,board=1 (each owns a board), or tcp://HOST:PORT of a running scheduler; docs/cluster.md.")]
+AutoBatchOpt = Annotated[int | None, typer.Option("--batch-size", min=1,
+                                                  help="Samples per batch (default: chosen from --memory-budget).",
+                                                  show_default=False)]
+MemoryBudgetOpt = Annotated[str, typer.Option("--memory-budget",
+                                              help="Peak memory to aim for when choosing the batch size: 1GiB, 512MiB, "
+                                                   "2e9.")]
+ClusterOpt = Annotated[str | None, typer.Option("--cluster",
+                                                help="Run on a Dask cluster (pip install 'qprobe[distributed]'): "
+                                                     "local:N worker processes, local:N,board=1 (each owns a board), "
+                                                     "or tcp://HOST:PORT of a running scheduler; docs/cluster.md.")]

@@ -54,9 +54,13 @@ from qprobe.report.write import write_html
 from qprobe.tensors import TraceFolder
 
 ProbeOpt = Annotated[str, typer.Option("--probe", help="outputs | op-outputs | all | T1,T2,... (tensor names).")]
-TolOpt = Annotated[str | None, typer.Option("--tol", help="Tolerance, e.g. cos=0.99,bias=0.5,max=2 (bias and max in LSB).")]
-TolTensorOpt = Annotated[list[str] | None, typer.Option("--tol-tensor", help="Per-tensor tolerance TENSOR:cos=...,bias=... (repeatable).")]
-ClassifierOpt = Annotated[bool, typer.Option("--classifier", help="Report accuracy on outputs (like stedgeai --classifier).")]
+TolOpt = Annotated[str | None, typer.Option("--tol",
+                                            help="Tolerance, e.g. cos=0.99,bias=0.5,max=2 (bias and max in LSB).")]
+TolTensorOpt = Annotated[list[str] | None, typer.Option("--tol-tensor",
+                                                        help="Per-tensor tolerance TENSOR:cos=...,bias=... "
+                                                             "(repeatable).")]
+ClassifierOpt = Annotated[bool, typer.Option("--classifier",
+                                             help="Report accuracy on outputs (like stedgeai --classifier).")]
 MemoryBudgetOpt = Annotated[str | None, typer.Option(
     "--memory-budget", show_default=False,
     help="Peak memory to aim for when choosing the batch size: 1GiB, 512MiB, 2e9 "
@@ -170,7 +174,8 @@ def _saved(
     if not (ref.startswith(TRACES) and target.startswith(TRACES)):
         raise InputError("traces:DIR replays saved Traces and needs both sides: --ref traces:DIR --target traces:DIR "
                          "(to compare saved tensors with a live backend, use recorded:FILE.npz)")
-    roles = (parse_kv(ref_opt, "--ref-opt").get("role", "ref"), parse_kv(target_opt, "--target-opt").get("role", "target"))
+    roles = (parse_kv(ref_opt, "--ref-opt").get("role", "ref"),
+             parse_kv(target_opt, "--target-opt").get("role", "target"))
     folders = []
     for spec in (ref, target):
         path = Path(spec[len(TRACES):])

@@ -34,13 +34,24 @@ from qprobe.report.diagnose import diagnose as run_diagnose
 from qprobe.report.next_steps import next_steps
 from qprobe.report.write import replaceable
 
-OutOpt = Annotated[Path, typer.Option("-o", "--output", help="The report folder to write (replaced when it holds an earlier report).")]
-FloatOpt = Annotated[Path | None, typer.Option("--float-model", help="The float model the int8 one was quantized from (fix: requantize-model).")]
-CalibOpt = Annotated[Path | None, typer.Option("--calibration", help=".npz of calibration inputs (fix: requantize-model).")]
+OutOpt = Annotated[Path, typer.Option("-o", "--output",
+                                      help="The report folder to write (replaced when it holds an earlier report).")]
+FloatOpt = Annotated[Path | None, typer.Option("--float-model",
+                                               help="The float model the int8 one was quantized from (fix: "
+                                                    "requantize-model).")]
+CalibOpt = Annotated[Path | None, typer.Option("--calibration",
+                                               help=".npz of calibration inputs (fix: requantize-model).")]
 TruthOpt = Annotated[Path | None, typer.Option("--truth", help=".npz of ground-truth outputs (fix ranks by accuracy).")]
-TolOpt = Annotated[str | None, typer.Option("--tol", help="Tolerance, e.g. cos=0.99,bias=0.5,max=2 (bias and max in LSB).")]
-TolTensorOpt = Annotated[list[str] | None, typer.Option("--tol-tensor", help="Per-tensor tolerance TENSOR:cos=...,bias=... (repeatable).")]
-DiagTargetOpt = Annotated[str, typer.Option("--target", help="Target backend spec: engine:PROFILE, command:TEMPLATE, recorded:PATH, ort, ort-fused.")]
+TolOpt = Annotated[str | None, typer.Option("--tol",
+                                            help="Tolerance, e.g. cos=0.99,bias=0.5,max=2 (bias and max in LSB).")]
+TolTensorOpt = Annotated[list[str] | None, typer.Option("--tol-tensor",
+                                                        help="Per-tensor tolerance TENSOR:cos=...,bias=... "
+                                                             "(repeatable).")]
+ExitCodeOpt = Annotated[bool, typer.Option(
+    "--exit-code", help="Exit 1 when the model fails on the target and no fix was found.")]
+DiagTargetOpt = Annotated[str, typer.Option("--target",
+                                            help="Target backend spec: engine:PROFILE, command:TEMPLATE, "
+                                                 "recorded:PATH, ort, ort-fused.")]
 
 
 def _invocation(model: Path | None, example: str | None, ref: str, target: str, target_opt: list[str] | None,
@@ -68,7 +79,7 @@ def diagnose(
     seed: SeedOpt = 42, random_mode: RandomModeOpt = "uniform", float_model: FloatOpt = None,
     calibration: CalibOpt = None, truth: TruthOpt = None, tol: TolOpt = None, tol_tensor: TolTensorOpt = None,
     batch_size: BatchOpt = 64, output: OutOpt = Path("qprobe-report"),
-    exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 when the model fails on the target and no fix was found.")] = False,
+    exit_code: ExitCodeOpt = False,
     force: ForceOpt = False,
 ) -> None:
     """Find, explain and fix the target's defect in one command, and write the report folder.

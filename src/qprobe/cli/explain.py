@@ -31,13 +31,25 @@ from qprobe.explain import explain as run_explain
 from qprobe.report.explain_terminal import explanation_renderables
 
 NodeOpt = Annotated[str | None, typer.Option("--node", help="The op to explain (default: localize's culprit).")]
-DivergenceOpt = Annotated[Path | None, typer.Option("--divergence", help="A divergence.json from `qprobe localize --json`: explain its culprit.")]
-BundleOpt = Annotated[Path | None, typer.Option("--bundle", help="A repro bundle from `qprobe localize --bundle`: explain its culprit from its arrays.")]
-CharacterizeOpt = Annotated[bool, typer.Option("--characterize", help="Run synthetic probe models on the target and map its safe envelope.")]
+DivergenceOpt = Annotated[Path | None, typer.Option("--divergence",
+                                                    help="A divergence.json from `qprobe localize --json`: explain its "
+                                                         "culprit.")]
+BundleOpt = Annotated[Path | None, typer.Option("--bundle",
+                                                help="A repro bundle from `qprobe localize --bundle`: explain its "
+                                                     "culprit from its arrays.")]
+CharacterizeOpt = Annotated[bool, typer.Option("--characterize",
+                                               help="Run synthetic probe models on the target and map its safe "
+                                                    "envelope.")]
 BudgetOpt = Annotated[int, typer.Option("--budget", min=1, help="Target runs --characterize may use.")]
-ProfileOutOpt = Annotated[Path | None, typer.Option("--profile-out", help="Write the fitted engine profile (TOML) here; use it as engine:FILE.toml.")]
-TolOpt = Annotated[str | None, typer.Option("--tol", help="Tolerance of the localization and input checks, e.g. cos=0.99,bias=0.5.")]
-ExplainTargetOpt = Annotated[str, typer.Option("--target", help="Target backend spec: engine:PROFILE, command:TEMPLATE, recorded:PATH, ort, ort-fused.")]
+ProfileOutOpt = Annotated[Path | None, typer.Option("--profile-out",
+                                                    help="Write the fitted engine profile (TOML) here; use it as "
+                                                         "engine:FILE.toml.")]
+TolOpt = Annotated[str | None, typer.Option("--tol",
+                                            help="Tolerance of the localization and input checks, e.g. "
+                                                 "cos=0.99,bias=0.5.")]
+ExplainTargetOpt = Annotated[str, typer.Option("--target",
+                                               help="Target backend spec: engine:PROFILE, command:TEMPLATE, "
+                                                    "recorded:PATH, ort, ort-fused.")]
 
 
 def explain(

@@ -36,10 +36,16 @@ from qprobe.report.bundle import Repro, write_bundle
 NamesIn = Annotated[str, typer.Option("--inputs", help="Cut inputs: comma-separated tensor names.")]
 NamesOut = Annotated[str, typer.Option("--outputs", help="Cut outputs: comma-separated tensor names.")]
 OutOpt = Annotated[Path | None, typer.Option("-o", "--out", help="Write the cut model to this .onnx file.")]
-FloatOpt = Annotated[bool, typer.Option("--float-boundary", help="Cut exactly at the named tensors, even float ones inside QDQ groups.")]
-SamplesOpt = Annotated[Path | None, typer.Option("--samples", help="Bundle: .npz with one array per *model* input (samples on axis 0).")]
-TargetOpt = Annotated[str | None, typer.Option("--target", help="Bundle: also run the cut on this target (observed.npz, metrics).")]
-BundleOpt = Annotated[Path | None, typer.Option("--bundle", help="Write a repro bundle (cut, inputs, expected, observed, README) here.")]
+FloatOpt = Annotated[bool, typer.Option("--float-boundary",
+                                        help="Cut exactly at the named tensors, even float ones inside QDQ groups.")]
+SamplesOpt = Annotated[Path | None, typer.Option("--samples",
+                                                 help="Bundle: .npz with one array per *model* input (samples on axis "
+                                                      "0).")]
+TargetOpt = Annotated[str | None, typer.Option("--target",
+                                               help="Bundle: also run the cut on this target (observed.npz, metrics).")]
+BundleOpt = Annotated[Path | None, typer.Option("--bundle",
+                                                help="Write a repro bundle (cut, inputs, expected, observed, README) "
+                                                     "here.")]
 
 
 def extract(

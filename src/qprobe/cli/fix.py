@@ -40,17 +40,33 @@ from qprobe.model.inputs import read_npz
 from qprobe.model.loader import save_model
 from qprobe.report.fix_terminal import fix_renderables
 
-ProfileOpt = Annotated[Path | None, typer.Option("--profile", help="Fitted profile of the target (TOML from `qprobe explain --profile-out`): the emulation candidates are predicted on.")]
-EmulateOpt = Annotated[str | None, typer.Option("--emulate", help="Emulate the target with this engine profile (built-in name or .toml) or backend spec.")]
-NodeOpt = Annotated[str | None, typer.Option("--node", help="The op to rewrite (default: the culprit localize finds on the target).")]
-FloatOpt = Annotated[Path | None, typer.Option("--float-model", help="The float model the int8 one was quantized from (for requantize-model).")]
-CalibOpt = Annotated[Path | None, typer.Option("--calibration", help=".npz of calibration inputs, one array per model input (for requantize-model).")]
-TruthOpt = Annotated[Path | None, typer.Option("--truth", help=".npz of ground-truth outputs keyed by output name, samples on axis 0 (ranks by accuracy).")]
-VerifyOpt = Annotated[int | None, typer.Option("--verify-on-target", min=0, help="Run the best K predicted candidates on the target (default 2; 0 for recorded data).")]
-KeepOpt = Annotated[Path | None, typer.Option("--keep-candidates", help="Write every candidate model into this folder.")]
+ProfileOpt = Annotated[Path | None, typer.Option("--profile",
+                                                 help="Fitted profile of the target (TOML from `qprobe explain "
+                                                      "--profile-out`): the emulation candidates are predicted on.")]
+EmulateOpt = Annotated[str | None, typer.Option("--emulate",
+                                                help="Emulate the target with this engine profile (built-in name or "
+                                                     ".toml) or backend spec.")]
+NodeOpt = Annotated[str | None, typer.Option("--node",
+                                             help="The op to rewrite (default: the culprit localize finds on the "
+                                                  "target).")]
+FloatOpt = Annotated[Path | None, typer.Option("--float-model",
+                                               help="The float model the int8 one was quantized from (for "
+                                                    "requantize-model).")]
+CalibOpt = Annotated[Path | None, typer.Option("--calibration",
+                                               help=".npz of calibration inputs, one array per model input (for "
+                                                    "requantize-model).")]
+TruthOpt = Annotated[Path | None, typer.Option("--truth",
+                                               help=".npz of ground-truth outputs keyed by output name, samples on "
+                                                    "axis 0 (ranks by accuracy).")]
+VerifyOpt = Annotated[int | None, typer.Option("--verify-on-target", min=0,
+                                               help="Run the best K predicted candidates on the target (default 2; 0 "
+                                                    "for recorded data).")]
+KeepOpt = Annotated[Path | None, typer.Option("--keep-candidates",
+                                              help="Write every candidate model into this folder.")]
 OutOpt = Annotated[Path | None, typer.Option("-o", "--output", help="Write the best candidate model here.")]
 PassesOpt = Annotated[str | None, typer.Option("--passes", help="Only these rewrite passes (comma-separated).")]
-TolOpt = Annotated[str | None, typer.Option("--tol", help="Tolerance of the final outputs, e.g. cos=0.99,bias=0.5,max=2.")]
+TolOpt = Annotated[str | None, typer.Option("--tol",
+                                            help="Tolerance of the final outputs, e.g. cos=0.99,bias=0.5,max=2.")]
 
 def fix(
     model: ModelArg = None, example: ExampleOpt = None, ref: AutoRefOpt = None,
@@ -92,7 +108,8 @@ def _example_files(example: str | None, float_model: Path | None, calibration: P
     from qprobe.examples.tcn import FILES, packaged_example_dir
 
     d = packaged_example_dir()
-    return (float_model or d / FILES["float_model"], calibration or d / FILES["calibration"], truth or d / FILES["truth"])
+    return (float_model or d / FILES["float_model"], calibration or d / FILES["calibration"],
+            truth or d / FILES["truth"])
 
 
 def _existing(path: Path | None, what: str) -> Path | None:

@@ -40,12 +40,19 @@ from qprobe.report.bundle import Repro, write_bundle
 from qprobe.report.localize import divergence_table, summary
 
 StrategyOpt = Annotated[str, typer.Option("--strategy", help=f"{' | '.join(STRATEGIES)}.")]
-LocTargetOpt = Annotated[str, typer.Option("--target", help="Target backend spec: engine:PROFILE, command:TEMPLATE, recorded:PATH, ort, ort-fused.")]
+LocTargetOpt = Annotated[str, typer.Option("--target",
+                                           help="Target backend spec: engine:PROFILE, command:TEMPLATE, recorded:PATH, "
+                                                "ort, ort-fused.")]
 OpsOpt = Annotated[str | None, typer.Option("--ops", help="isolate: only these ops (comma-separated node names).")]
-BundleOpt = Annotated[Path | None, typer.Option("--bundle", help="Write a repro bundle of the culprit into this folder.")]
-TolOpt = Annotated[str | None, typer.Option("--tol", help="Tolerance, e.g. cos=0.99,bias=0.5,max=2 (bias and max in LSB).")]
-TolTensorOpt = Annotated[list[str] | None, typer.Option("--tol-tensor", help="Per-tensor tolerance TENSOR:cos=...,bias=... (repeatable).")]
-ClassifyOpt = Annotated[bool, typer.Option("--classify/--no-classify", help="Also isolate the failing ops after the culprit (carrier or not).")]
+BundleOpt = Annotated[Path | None, typer.Option("--bundle",
+                                                help="Write a repro bundle of the culprit into this folder.")]
+TolOpt = Annotated[str | None, typer.Option("--tol",
+                                            help="Tolerance, e.g. cos=0.99,bias=0.5,max=2 (bias and max in LSB).")]
+TolTensorOpt = Annotated[list[str] | None, typer.Option("--tol-tensor",
+                                                        help="Per-tensor tolerance TENSOR:cos=...,bias=... "
+                                                             "(repeatable).")]
+ClassifyOpt = Annotated[bool, typer.Option("--classify/--no-classify",
+                                           help="Also isolate the failing ops after the culprit (carrier or not).")]
 
 
 
@@ -68,7 +75,9 @@ def localize(
     batch_size: BatchOpt = 64,
     bundle: BundleOpt = None,
     json_out: JsonOpt = None,
-    exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 when an op introducing an error is found (for CI); default: exit 0 when localization completes.")] = False,
+    exit_code: Annotated[bool, typer.Option("--exit-code",
+                                            help="Exit 1 when an op introducing an error is found (for CI); default: "
+                                                 "exit 0 when localization completes.")] = False,
     force: ForceOpt = False,
     wide: WideOpt = False,
     cluster: ClusterOpt = None,

@@ -11,10 +11,14 @@ from qprobe.cli.common import console, parse_kv
 from qprobe.errors import InputError
 from qprobe.report.profiles import knobs_table, overrides_lines, profile_table, profiles_table
 
+NameArg = Annotated[str | None, typer.Argument(help="A built-in profile name or a .toml file; omit to list them.")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set",
+                                                  help="KNOB=VALUE override to apply before showing (repeatable).")]
+
 
 def profiles(
-    name: Annotated[str | None, typer.Argument(help="A built-in profile name or a .toml file; omit to list them.")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="KNOB=VALUE override to apply before showing (repeatable).")] = None,
+    name: NameArg = None,
+    set_: SetOpt = None,
 ) -> None:
     """List the numerics profiles and knobs, or show one profile's knob values per op class."""
     if name is None and set_:

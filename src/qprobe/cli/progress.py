@@ -76,7 +76,8 @@ class StageDisplay:
             runs = rec.target_runs if rec else (row.runs() if row.runs else None)
             secs = rec.seconds if rec else (time.monotonic() - row.started if row.started else None)
             status: Text | Spinner = (Spinner("dots", text=Text("running", style="bold"))
-                                      if row.status == "running" else Text(row.status, style=_STYLE.get(row.status, "")))
+                                      if row.status == "running"
+                                      else Text(row.status, style=_STYLE.get(row.status, "")))
             t.add_row(row.name, status, "" if runs is None else str(runs), "" if secs is None else f"{secs:.1f} s",
                       Text(row.message, style="dim"))
         return t

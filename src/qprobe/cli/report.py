@@ -18,7 +18,9 @@ def report(
     html: Annotated[bool, typer.Option("--html", help="Write report.html.")] = False,
     md: Annotated[bool, typer.Option("--md", help="Write report.md.")] = False,
     model_explorer: Annotated[bool, typer.Option("--model-explorer", help="Write model_explorer/*.json.")] = False,
-    open_explorer: Annotated[bool, typer.Option("--open-model-explorer", help="Start Model Explorer on localhost with the model and the overlays (needs qprobe[explorer]).")] = False,
+    open_explorer: Annotated[bool, typer.Option("--open-model-explorer",
+                                                help="Start Model Explorer on localhost with the model and the "
+                                                     "overlays (needs qprobe[explorer]).")] = False,
 ) -> None:
     """Re-render report.html, report.md and the Model Explorer overlays from report.json (all three by default)."""
     source = find_report(path)

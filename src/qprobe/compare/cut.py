@@ -51,7 +51,8 @@ def run_cut(
     cap = Capture(names)
     index = build_quant_index(cut)
     streams = (run_traces(ref, cut, None, feed_set, batch_size, index=index),
-               run_traces(target.scoped([str(n.name) for n in cut.graph]), cut, None, feed_set, batch_size, index=index))
+               run_traces(target.scoped([str(n.name) for n in cut.graph]), cut, None, feed_set, batch_size,
+                          index=index))
     with closing(streams[0]), closing(streams[1]):
         cmp = compare_traces(*streams, policy, index=index, on_batch=cap)
     return CutRun(cut, feeds, cap.ref, cap.target, cmp.rows)

@@ -46,7 +46,8 @@ class Tolerance:
         for part in filter(None, (p.strip() for p in text.split(","))):
             k, sep, v = part.partition("=")
             if not sep or k.strip() not in _KEYS:
-                raise InputError(f"bad tolerance {part!r}; use cos=0.99,bias=0.5,max=2,big=0.01 (and local=0|1 in --tol)")
+                raise InputError(f"bad tolerance {part!r}; use cos=0.99,bias=0.5,max=2,big=0.01 (and local=0|1 in "
+                                 f"--tol)")
             try:
                 t = replace(t, **{_KEYS[k.strip()]: float(v)})
             except ValueError as e:
@@ -63,7 +64,8 @@ class Tolerance:
         if lsb is not None and self.max_abs_lsb is not None and lsb.max_abs_lsb > self.max_abs_lsb:
             out.append(f"max |Δ| {lsb.max_abs_lsb:.0f} LSB > {self.max_abs_lsb:g} (rule max)")
         if lsb is not None and self.max_big_share is not None and lsb.big_share > self.max_big_share:
-            out.append(f"{100 * lsb.big_share:.2f}% of codes off by >= 2 LSB > {100 * self.max_big_share:g}% (rule big)")
+            out.append(f"{100 * lsb.big_share:.2f}% of codes off by >= 2 LSB > {100 * self.max_big_share:g}% "
+                       "(rule big)")
         return out
 
 
@@ -76,7 +78,8 @@ class TolerancePolicy:
     def for_tensor(self, name: str) -> Tolerance:
         return self.per_tensor.get(name, self.default)
 
-    def judge(self, name: str, st: StMetrics, lsb: LsbMetrics | None, inputs_identical: bool = False) -> tuple[str, str]:
+    def judge(self, name: str, st: StMetrics, lsb: LsbMetrics | None,
+              inputs_identical: bool = False) -> tuple[str, str]:
         """(verdict, reason) for one tensor; ``inputs_identical``: its op was fed identical inputs."""
         if lsb is not None and lsb.n and lsb.exact_share == 1.0:
             return EXACT, "identical codes"

@@ -106,7 +106,8 @@ def _accumulate_runs(
     ref, target = backends
     probed_model = apply_probe_plan(model, plan)
 
-    def stream(role: str, b: Backend, p: ProbePlan | None, prog: Progress | None = None) -> Generator[Trace, None, None]:
+    def stream(role: str, b: Backend, p: ProbePlan | None,
+               prog: Progress | None = None) -> Generator[Trace, None, None]:
         traces = run_traces(b, model, p, inputs, batch, index=index, progress=prog,
                             probed=probed_model if p is not None else None)
         if save_traces is None:

@@ -90,7 +90,8 @@ class TcnExample:
             return cls(Path(directory), d["seed"], {k: Path(directory) / v for k, v in FILES.items()}, d["n_inputs"],
                        d["n_validation"], m["float"], m["int8"], m["persistence"], block0)
         except (OSError, ValueError, KeyError, TypeError) as e:
-            raise QprobeError(f"{directory} holds no readable TCN example ({e}); copy it with `qprobe example tcn -o DIR`") from e
+            raise QprobeError(f"{directory} holds no readable TCN example ({e}); copy it with `qprobe example tcn -o "
+                              f"DIR`") from e
 
     def summary(self) -> str:
         f, i, p, b = self.float_metrics, self.int8_metrics, self.persistence_metrics, self.block0

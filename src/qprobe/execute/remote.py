@@ -78,7 +78,8 @@ class RemoteSession:
         d = describe_backend(o.backend)
         resource = o.capabilities().resource
         fut = o.cluster.client.submit(
-            run_remote, str(d["spec"]), dict(o.backend.spec_options or {}), o.nodes, self.model, dict(feeds), first_sample,
+            run_remote, str(d["spec"]), dict(o.backend.spec_options or {}), o.nodes, self.model, dict(feeds),
+            first_sample,
             resources={resource: 1} if resource else None, pure=False,
         )
         out, info = fut.result()

@@ -61,7 +61,8 @@ def initial_configs(op_class: str) -> list[ProbeConfig]:
         return [ProbeConfig(2.0**k) for k in range(-20, 3, 2)] + \
             [ProbeConfig(2000.0 + 16000.0 * j, kind="accumulator", step=2000.0) for j in range(17)]
     main = [ProbeConfig(r) for r in _powers_sweep(-4, 4)]
-    zps = [ProbeConfig(r, 0, z) for r in (0.5, 1.5, 3.0) for z in ((-128, 0, 0), (127, 0, 0), (0, 0, -128), (0, 0, 127))]
+    zps = [ProbeConfig(r, 0, z) for r in (0.5, 1.5, 3.0) for z
+           in ((-128, 0, 0), (127, 0, 0), (0, 0, -128), (0, 0, 127))]
     other = [] if op_class == "concat" else [ProbeConfig(r, 1) for r in (0.5, 1.5, 1.99, 2.0, 3.0, 8.0)]
     return main + zps + other
 
@@ -137,7 +138,8 @@ def parameter(op_class: str, c: ProbeConfig) -> str:
 
 def _brackets(points: Sequence[EnvelopePoint]) -> list[tuple[float, float]]:
     """Neighbouring measured values on either side of a safe/unsafe change, not yet resolved."""
-    return [(v0, v1) for (v0, s0), (v1, s1) in itertools.pairwise(by_value(points)) if s0 != s1 and v1 / v0 - 1 > RESOLVED]
+    return [(v0, v1) for (v0, s0), (v1, s1) in itertools.pairwise(by_value(points)) if s0 != s1 and v1 / v0
+            - 1 > RESOLVED]
 
 
 def refine(points: Mapping[str, Sequence[EnvelopePoint]], op_class: str) -> list[ProbeConfig]:

@@ -105,8 +105,10 @@ def statement(op_type: str, parameter: str, ranges: Sequence[tuple[float, float]
     span = f"(measured from {_fmt(lo)} to {_fmt(hi)})"
     if not ranges:
         return f"{op_type} is wrong for every {label} measured {span}"
-    if len(ranges) == 1 and ranges[0][0] == lo and boundary is not None and all(not ok for v, ok in values if v >= boundary):
-        return f"{op_type} is exact within rounding for every {label} below {_fmt(boundary)}, wrong at and above it {span}"
+    if (len(ranges) == 1 and ranges[0][0] == lo and boundary is not None
+            and all(not ok for v, ok in values if v >= boundary)):
+        return (f"{op_type} is exact within rounding for every {label} below {_fmt(boundary)}, wrong at and above it "
+                f"{span}")
     if len(ranges) == 1 and ranges[0][0] == lo and ranges[0][1] > hi:
         return f"{op_type} is exact within rounding for every {label} measured {span}"
     parts = ", ".join(f"[{_fmt(a)}, {_fmt(b)})" for a, b in ranges)

@@ -86,7 +86,8 @@ def eltwise_fit(obs: Observation, gs: GroupSpec) -> dict[str, Any]:
     ref = _fit(cols, obs.expected.reshape(-1), gs.clamp, zo)
     points = int(_inside(obs.observed, gs.clamp).sum())
     return {"kind": "operands", "points": points, "operands": [
-        {"tensor": n, "expected": r, "effective": got[k], "reference_fit": ref[k]} for k, (n, _x, r, _z) in enumerate(ops)
+        {"tensor": n, "expected": r, "effective": got[k],
+         "reference_fit": ref[k]} for k, (n, _x, r, _z) in enumerate(ops)
     ], "offset": {"effective": got[-1], "reference_fit": ref[-1], "expected": 0.0}}
 
 
@@ -217,7 +218,8 @@ def _operand_sentence(fit: dict[str, Any], op_type: str) -> str:
         return (f"the target behaves as if operand {idx} ({r['tensor']}) were scaled by {eff:.3g} "
                 f"instead of {r['expected']:.3g}{off}")
     if abs(offset) > 0.25:
-        return f"the target's coefficients match the scale ratios within 1%, but its outputs are offset by {offset:+.2f} LSB"
+        return (f"the target's coefficients match the scale ratios within 1%, but its outputs are offset by "
+                f"{offset:+.2f} LSB")
     return "the target's effective coefficients match the expected scale ratios within 1%: not a coefficient error"
 
 
@@ -227,7 +229,8 @@ def _channel_sentence(fit: dict[str, Any]) -> str:
     if clip:
         c = clip[0]
         lv = "..".join(str(v) for v in (c["low"], c["high"]) if v is not None)
-        parts.append(f"{len(clip)} of {fit['channels']} channels stop short of the exact result (channel {c['channel']} "
+        parts.append(f"{len(clip)} of {fit['channels']} channels stop short of the exact result (channel "
+                     f"{c['channel']} "
                      f"at code {lv}): accumulator or output saturation")
     gains = np.asarray([g if np.isfinite(g) else 1.0 for g in fit["gains"]])
     if gains.size and np.abs(gains - 1).max() > 0.01:

@@ -118,7 +118,8 @@ def _observe(run: _Run, op: OpNode, cut: ir.Model, arrays: dict[str, dict[str, n
              ref: Captured, tgt: Captured, checks: tuple[InputCheck, ...]) -> Observation:
     out = op.outputs[0]
     if arrays is not None:
-        exp, obs = (next(iter(arrays[k].values())) if "" in arrays[k] else arrays[k][out] for k in ("expected", "observed"))
+        exp, obs = (next(iter(arrays[k].values())) if "" in arrays[k] else arrays[k][out] for k
+                    in ("expected", "observed"))
         return observation(op.name, op.op_type, arrays["inputs"], exp, obs, source, checks)
     if not run.target.capabilities().accepts_models:
         ins = {t: tgt.kept[t] for t in op.inputs}
@@ -156,7 +157,8 @@ def _hypothesis(r: Ranked, check: ModelCheck | None = None) -> Hypothesis:
                       () if check is None else check.failed)
 
 
-def _top(ranked: list[Ranked], sets: list[ObservationSet], k: int = 4) -> Callable[[list[ObservationSet]], list[Candidate]]:
+def _top(ranked: list[Ranked], sets: list[ObservationSet],
+         k: int = 4) -> Callable[[list[ObservationSet]], list[Candidate]]:
     """The current top distinct hypotheses, re-scored with characterization sets as they come."""
     head = [r.candidate for r in ranked[: 2 * k]]
 
@@ -225,7 +227,8 @@ def _input_checks(op: OpNode, ref: Captured, tgt: Captured) -> tuple[InputCheck,
 
 def _header(run: _Run, best: Hypothesis, base: str, rows: tuple[TensorFit, ...]) -> str:
     bad = [r.tensor for r in rows if r.failed]
-    lines = [f"Fitted by qprobe explain against {run.target.spec}: a hypothesis about its arithmetic, not a vendor fact.",
+    lines = [f"Fitted by qprobe explain against {run.target.spec}: a hypothesis about its arithmetic, not a vendor "
+             f"fact.",
              f"{best.op_class}: {best.label()} (reproduces {100 * best.exact_match:.2f}% of the culprit's codes)",
              f"on base profile {base}."]
     if rows:

@@ -125,7 +125,8 @@ def _codes(dtype: str) -> tuple[np.ndarray, np.ndarray]:
     return rng.integers(lo, hi + 1, 65536), rng.integers(lo, hi + 1, 65536)
 
 
-def sweep_model(site: Site, op: str, ratios: Sequence[float]) -> tuple[onnx.ModelProto, dict[str, np.ndarray], QuantParams]:
+def sweep_model(site: Site, op: str,
+                ratios: Sequence[float]) -> tuple[onnx.ModelProto, dict[str, np.ndarray], QuantParams]:
     """The one-op models for ``ratios`` in both operand positions, their inputs, the output quantization."""
     qa, qb = site.operands[0].quant, site.operands[1].quant if len(site.operands) > 1 else site.operands[0].quant
     qo = site.out_quant
@@ -148,7 +149,8 @@ def sweep_model(site: Site, op: str, ratios: Sequence[float]) -> tuple[onnx.Mode
                               [helper.make_tensor_value_info("x", _onnx_type(qa.dtype), ["N", xa.size]),
                                helper.make_tensor_value_info("y", _onnx_type(qb.dtype), ["N", xb.size])], outs, inits)
     opset = 21 if "16" in qa.dtype + qb.dtype + qo.dtype else 17
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=10 if opset == 21 else 8)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                              ir_version=10 if opset == 21 else 8)
     feeds = {"x": xa.astype(qa.dtype)[None], "y": xb.astype(qb.dtype)[None]}
     return proto, feeds, qo
 

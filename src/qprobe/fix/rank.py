@@ -78,6 +78,7 @@ def board_note(c: Candidate, envelopes: dict[str, RatioEnvelope], culprit: str) 
         return BoardNote(True, f"{hint}: {why}" if hint else why)
     inside = _ratios(c.rewrite.model, envelopes, mine)
     top = max(inside, key=lambda x: x[2]) if inside else None
-    where = f"the largest Add/Concat operand ratio is {top[2]:.3f} ({top[0]} {top[1]})" if top else "no Add/Concat is left"
+    where = (f"the largest Add/Concat operand ratio is {top[2]:.3f} ({top[0]} {top[1]})" if top
+             else "no Add/Concat is left")
     return BoardNote(False, f"unlike on the board, {c.verdict} to work here: {hint}, and {where}, inside the envelope; "
                             "the fitted profile does not reproduce this workaround's failure on the board")

@@ -87,7 +87,8 @@ class Candidate:
         board = d.get("board")
         return cls(d["pass"], d["summary"], bool(d["motivating"]), bool(d["int8"]), None,
                    tuple(StageResult.from_json(s) for s in d["measures_by_stage"].values()), d["verdict"],
-                   d["verdict_reason"], None if board is None else BoardNote(bool(board["fails_as_on_board"]), board["why"]),
+                   d["verdict_reason"], None if board is None
+                   else BoardNote(bool(board["fails_as_on_board"]), board["why"]),
                    {k: d[k] for k in ("applied", "reason", "changed_nodes", "added_nodes", "removed_nodes", "cost",
                                       "measures", "notes", "float_exact") if k in d}, d.get("fingerprint", ""))
 
@@ -127,7 +128,8 @@ class FixResult:
         return {
             "schema": SCHEMA, "model": self.model, "ref": self.ref, "target": self.target,
             "emulation": self.emulation, "node": self.node, "op_type": self.op_type,
-            "ratios": [_num(r) for r in self.ratios], "culprit_source": self.culprit_source, "envelopes": self.envelopes,
+            "ratios": [_num(r) for r in self.ratios], "culprit_source": self.culprit_source,
+            "envelopes": self.envelopes,
             "passed": self.passed, "best": None if b is None else _best(b),
             "original": [s.to_json() for s in self.original], "target_runs": self.target_runs,
             "verify_on_target": self.verify_on_target, "notes": list(self.notes),

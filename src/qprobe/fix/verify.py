@@ -85,7 +85,8 @@ def evaluate(v: Verifier, p: RewritePass, result: RewriteResult) -> tuple[Candid
     ref_codes = ref_out.get(v.culprit_codes)
     exact = "exact in float" if a.exact else f"max |delta| {_lsb(a)} on the reference"
     if not a.passed:
-        return replace(cand, stages=(a,), verdict=REJECTED, verdict_reason=f"on the reference ({exact}): {a.reason}"), None
+        return replace(cand, stages=(a,), verdict=REJECTED,
+                       verdict_reason=f"on the reference ({exact}): {a.reason}"), None
     emu_out: dict[str, np.ndarray] = {}
     b = v.on(EMULATION, v.emulation, result.model, ref_codes, emu_out)
     cand = replace(cand, stages=(a, b), fingerprint=fingerprint(ref_out, emu_out))
@@ -107,4 +108,5 @@ def fingerprint(*outputs: dict[str, np.ndarray]) -> str:
 
 
 def _lsb(s: StageResult) -> str:
-    return f"{s.max_abs_lsb:.0f} LSB ({100 * s.max_rel:.2f}%)" if s.max_abs_lsb is not None else f"{100 * s.max_rel:.2f}%"
+    rel = f"{100 * s.max_rel:.2f}%"
+    return f"{s.max_abs_lsb:.0f} LSB ({rel})" if s.max_abs_lsb is not None else rel

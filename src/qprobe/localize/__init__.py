@@ -102,7 +102,8 @@ def localize(
         raise AssertionError(f"runner opened the target {runner.target_runs} times for {div.target_runs} commands")
     div = replace(
         div, model=model_name, ref=backend_label(ref), target=backend_label(target), num_samples=inputs.num_samples,
-        inputs=inputs.source, reference_runs=runner.reference_runs, runs_cached=run_log()[1] - cached_before, policy=(policy or TolerancePolicy()).to_json(),
+        inputs=inputs.source, reference_runs=runner.reference_runs, runs_cached=run_log()[1] - cached_before,
+        policy=(policy or TolerancePolicy()).to_json(),
         provenance=serde.provenance(backends={"ref": describe_backend(ref), "target": describe_backend(target)}),
     )
     return Localization(div, dict(runner.isolated_arrays))

@@ -183,7 +183,8 @@ class Divergence:
             runs=tuple(RunRecord.from_json(r) for r in d["runs"]),
             budget=d["budget"], notes=tuple(d["notes"]),
             model=d["model"], ref=d["ref"], target=d["target"], num_samples=int(d["num_samples"]),
-            inputs=d["inputs"], reference_runs=int(d["reference_runs"]), runs_cached=int(d.get("target_runs_cached", 0)), extra=dict(d.get("extra") or {}),
+            inputs=d["inputs"], reference_runs=int(d["reference_runs"]),
+            runs_cached=int(d.get("target_runs_cached", 0)), extra=dict(d.get("extra") or {}),
             policy=dict(d.get("policy") or {}), provenance=dict(d.get("provenance") or {}),
         )
 

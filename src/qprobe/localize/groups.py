@@ -86,7 +86,8 @@ def group_search(graph: OpGraph, traits: TargetTraits, k: Knowledge) -> Generato
         tried.update(g.ops for g in cands)
         purpose = (f"isolate groups of {size} ops (fed the reference's inputs): a target may fuse what it "
                    "computes right alone")
-        cuts = [RunCut(groups=tuple(g.ops for g in b), purpose=purpose) for b in _batches(cands, traits.outputs_per_run, graph)]
+        cuts = [RunCut(groups=tuple(g.ops for g in b),
+                       purpose=purpose) for b in _batches(cands, traits.outputs_per_run, graph)]
         for wave in waves(cuts, traits.concurrency):
             yield from run_wave(k, wave)
             if any(k.group_failed(g) for c in wave for g in c.groups):

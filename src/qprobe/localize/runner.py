@@ -207,7 +207,8 @@ class LocalizeRunner:
         feeds = {name: self.ref_values[t] for t, name in merged.inputs.items()}
         cap = Capture([n for names in merged.outputs[: len(units)] for n in names.values()])
         target = self.target.scoped([str(n.name) for n in merged.model.graph])
-        cmp = self._compare(merged.model, target, None, InputSet(feeds, "the reference's values at the cut inputs"), cap)
+        cmp = self._compare(merged.model, target, None, InputSet(feeds, "the reference's values at the cut inputs"),
+                            cap)
         rows = {r.name: r for r in cmp.rows}
         isolated: dict[str, TensorComparison] = {}
         by_group: dict[tuple[str, ...], dict[str, TensorComparison]] = {}
@@ -217,7 +218,8 @@ class LocalizeRunner:
             (by_group.setdefault(unit.members, {}) if unit.members else isolated).update(found)
             notes += [f"{self.ref.spec} computes {t} differently in the cut of {unit.name} than in the whole model "
                       "(it fuses differently); isolated errors compare like with like"
-                      for t, n in names.items() if t in self.ref_values and not np.array_equal(cap.ref[n], self.ref_values[t])]
+                      for t, n in names.items() if t in self.ref_values
+                      and not np.array_equal(cap.ref[n], self.ref_values[t])]
             if any(r.failed for r in found.values()):
                 self._keep(unit, names, cap.ref, cap.target)
         prefix_names = merged.outputs[-1] if cmd.prefix else {}

@@ -71,7 +71,8 @@ def choose_strategy(graph: OpGraph, traits: TargetTraits, requested: str = "auto
     caps = (f"target: {'any number of' if traits.max_outputs is None else f'at most {traits.max_outputs}'} "
             f"outputs per run, ~{traits.cost_per_run_s:g} s per run"
             f"{', replays recorded tensors (no cut models)' if not traits.accepts_models else ''}")
-    est_txt = "estimated target runs to find and confirm the culprit: " + ", ".join(f"{k} {_fmt(v)}" for k, v in est.items())
+    est_txt = ("estimated target runs to find and confirm the culprit: "
+               + ", ".join(f"{k} {_fmt(v)}" for k, v in est.items()))
     if requested != "auto":
         if math.isinf(est[requested]):
             raise InputError(f"strategy {requested!r} cannot run on this target ({caps}); use --strategy auto")
@@ -193,7 +194,8 @@ def _ops_of(ops: Sequence[OpNode], cmd: RunCut) -> list[OpNode]:
 def _isolate_until_culprit(traits: TargetTraits, k: Knowledge, ops: Sequence[OpNode], classify: bool) -> Steps:
     """Isolate ``ops`` in as few runs as fit; the culprit is the first that fails in isolation."""
     purpose = "isolate: each op fed the reference's inputs (local error)"
-    cuts = [RunCut(isolate=tuple(o.name for o in batch), purpose=purpose) for batch in _batches(ops, traits.outputs_per_run)]
+    cuts = [RunCut(isolate=tuple(o.name for o in batch),
+                   purpose=purpose) for batch in _batches(ops, traits.outputs_per_run)]
     for wave in waves(cuts, traits.concurrency):
         yield from run_wave(k, wave)
         if not classify and any(k.iso_failed(traits_op) for c in wave for traits_op in _ops_of(ops, c)):
@@ -294,7 +296,8 @@ def _confirm(
     if skipped:
         k.notes.append(f"{skipped} downstream ops were not isolated: the target returns at most "
                        f"{traits.max_outputs} outputs per run and the run budget is spent")
-    purpose = f"confirm {h.name} in isolation, its inputs' accumulated error" + (", classify downstream ops" if classify else "")
+    purpose = (f"confirm {h.name} in isolation, its inputs' accumulated error"
+               + (", classify downstream ops" if classify else ""))
     yield from _run(k, RunCut(isolate=tuple(o.name for o in iso), prefix=prefix, purpose=purpose))
 
 

@@ -59,7 +59,8 @@ def model_facts(model: ir.Model, index: QuantIndex) -> dict[str, Any]:
     views = {o.name: o for o in index.ops}
     ratios = {n: r for n in ops if n in views and (r := index.scale_ratios(views[n]))}
     op_inputs = {t: list(o.inputs) for o in graph.ops for t in o.outputs}
-    return {"ops": ops, "quant": quant, "ratios": ratios, "op_inputs": op_inputs, "graph_inputs": list(graph.graph_inputs)}
+    return {"ops": ops, "quant": quant, "ratios": ratios, "op_inputs": op_inputs,
+            "graph_inputs": list(graph.graph_inputs)}
 
 
 def _culprit_line(div: Mapping[str, Any]) -> str:
@@ -85,7 +86,8 @@ def verdict(comparison: Doc, divergence: Doc, expl: Doc, fix: Doc) -> dict[str, 
                      if expl.get("explained") and best else f"unexplained: best hypothesis reproduces {share}")
     fb = (fix or {}).get("best")
     if fix is not None:
-        parts.append(f"fix: {fb['pass']} ({fb['verdict']} on {fb['backend']}, final cos {fmt(fb.get('final_cos'), '.5f')})"
+        parts.append(f"fix: {fb['pass']} ({fb['verdict']} on {fb['backend']}, final cos "
+                     f"{fmt(fb.get('final_cos'), '.5f')})"
                      if fb else "fix: no candidate brings the final outputs within tolerance")
     status = "fixed" if fb and fix and fix.get("passed") else ("fail" if failed else "pass")
     return {"status": status, "line": "; ".join(p for p in parts if p), "culprit": culprit,
@@ -124,7 +126,8 @@ def reproduce(inv: Invocation | None, divergence: Doc, expl: Doc, fix: Doc, kind
         cmds.append({"what": "check the fixed model on the target",
                      "command": inv.base("compare", shlex.quote(f"{inv.out_dir}/fixed.onnx")) + " --probe outputs"})
     if divergence is not None and node:
-        cmds.append({"what": "replay the culprit's cut with plain onnxruntime", "command": "cd bundle && python repro.py"})
+        cmds.append({"what": "replay the culprit's cut with plain onnxruntime",
+                     "command": "cd bundle && python repro.py"})
     if kind == "diagnose" or failing:
         cmds.append({"what": "all of it in one command", "command": inv.base("diagnose") + f" -o {inv.out_dir}"})
     cmds.append({"what": "re-render this report from report.json", "command": f"qprobe report {inv.out_dir}"})
@@ -137,7 +140,8 @@ def _title(kind: str, model: str, ref: str, target: str) -> str:
 
 
 def build_report(
-    kind: str, model: ir.Model, model_name: str, *, comparison: Doc = None, divergence: Doc = None, explanation: Doc = None,
+    kind: str, model: ir.Model, model_name: str, *, comparison: Doc = None, divergence: Doc = None,
+    explanation: Doc = None,
     fix: Doc = None, invocation: Invocation | None = None, stages: Sequence[Mapping[str, Any]] = (),
     notes: Sequence[str] = (), files: Sequence[Mapping[str, str]] = (), index: QuantIndex | None = None,
     model_file: str | None = None,
@@ -182,7 +186,8 @@ def _doc(d: Doc) -> dict[str, Any] | None:
     return None if d is None else serde.plain(dict(d))
 
 
-def _summary(comparison: Doc, divergence: Doc, expl: Doc, fix: Doc, stages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def _summary(comparison: Doc, divergence: Doc, expl: Doc, fix: Doc,
+             stages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Small facts the headers show: samples, target runs per stage and in total, the final outputs."""
     first = comparison or divergence or {}
     finals = (comparison or {}).get("deployed") or (divergence or {}).get("final_outputs") or []

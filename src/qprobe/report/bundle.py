@@ -208,7 +208,8 @@ def readme(repro: Repro, quant: list[dict[str, Any]]) -> str:
 def _files_and_commands(repro: Repro) -> list[str]:
     opts = "".join(f" --target-opt {shlex.quote(o)}" for o in repro.target_options)
     target = shlex.quote(repro.target) if repro.target else "TARGET"
-    qcmd = f"qprobe compare model.onnx --inputs inputs.npz --ref {shlex.quote(repro.ref)} --target {target}{opts} --probe outputs"
+    qcmd = (f"qprobe compare model.onnx --inputs inputs.npz --ref {shlex.quote(repro.ref)} --target {target}{opts} "
+            f"--probe outputs")
     lines = [
         "## Files", "",
         "- `model.onnx`: the cut (runs in onnxruntime as is).",

@@ -73,12 +73,14 @@ def _explained(expl: Mapping[str, Any] | None) -> list[dict[str, str]]:
     if pattern.get("consistency") is not None:
         c = float(pattern["consistency"])
         out.append(_item("The target is not deterministic (memory, DMA, a race)", RULED_OUT if c >= 0.9999 else OPEN,
-                         f"the same inputs give the same output for {100 * c:.2f}% of the culprit's outputs", "explain"))
+                         f"the same inputs give the same output for {100 * c:.2f}% of the culprit's outputs",
+                         "explain"))
     best = expl.get("best")
     share = "" if not best else f"{100 * float(best['exact_match']):.3f}% of the culprit's codes"
     out.append(_item("An arithmetic hypothesis reproduces the target's codes",
                      CONFIRMED if expl.get("explained") else FAILS,
-                     (f"the best hypothesis reproduces {share}" if best else "no hypothesis space for this op"), "explain"))
+                     (f"the best hypothesis reproduces {share}" if best else "no hypothesis space for this op"),
+                     "explain"))
     for cause in expl.get("causes") or ():
         out.append(_item(f"Non-arithmetic cause: {cause['name']}", OPEN, cause.get("evidence", ""), "explain"))
     return out

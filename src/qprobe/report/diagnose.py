@@ -170,7 +170,8 @@ def _emulation(run: _Run, fix_mod: Any, node: str, explanation: Any | None) -> t
     qprobe's engine emulates itself (bit for bit, by construction); else nothing."""
     if explanation is not None and explanation.explained and explanation.profile:
         env_mod = _module("qprobe.fix.envelope")
-        env = None if explanation.envelope is None or env_mod is None else env_mod.from_explanation(explanation.envelope)
+        env = (None if explanation.envelope is None or env_mod is None
+               else env_mod.from_explanation(explanation.envelope))
         return fix_mod.emulation_of(explanation.profile, f"explain:{node}"), env, ""
     why = "explain is not installed" if explanation is None else "explain did not explain the culprit"
     if run.req.target.spec.startswith("engine:"):
@@ -297,7 +298,8 @@ def diagnose(req: DiagnoseRequest, progress: StageProgress | None = None) -> Dia
     with staged(req.out_dir, force=req.force) as stage:
         cmp, loc, expl, fixed = _stages(run)
         docs = {"compare": cmp.to_json(), "divergence": None if loc is None else loc.divergence.to_json(),
-                "explanation": None if expl is None else expl.to_json(), "fix": None if fixed is None else fixed.to_json()}
+                "explanation": None if expl is None else expl.to_json(),
+                "fix": None if fixed is None else fixed.to_json()}
         model_file, files = _model_file(req, stage)
         files += _documents(stage, docs, expl, fixed) + _bundle(req, loc, stage)
         report = build_report(
@@ -315,6 +317,7 @@ def diagnose(req: DiagnoseRequest, progress: StageProgress | None = None) -> Dia
 
 def _with_renderings(files: list[dict[str, str]]) -> list[dict[str, str]]:
     return [{"path": "report.json", "what": "every number of this report, and the stages' documents"},
-            {"path": "report.html", "what": "this page"}, {"path": "report.md", "what": "the write-up for a forum post"},
+            {"path": "report.html", "what": "this page"},
+            {"path": "report.md", "what": "the write-up for a forum post"},
             {"path": "model_explorer/", "what": "node-data overlays for Google's Model Explorer (one per metric)"},
             *files]

@@ -19,7 +19,8 @@ def hypothesis_table(e: Explanation) -> Table:
     for col in ("#", "hypothesis", "exact %", "mean Δ LSB", "mean |Δ| LSB", "max |Δ|", "whole model", "same as"):
         t.add_column(col)
     for i, h in enumerate(e.hypotheses[:12], 1):
-        model = "-" if h.model_failures is None else ("all pass" if not h.model_failures else f"{h.model_failures} fail")
+        model = "-" if h.model_failures is None else ("all pass" if not h.model_failures
+                                                      else f"{h.model_failures} fail")
         t.add_row(str(i), h.label(), f"{100 * h.exact_match:.3f}", f"{h.mean_delta_lsb:+.4f}",
                   f"{h.mean_abs_delta_lsb:.4f}", str(h.max_abs_lsb), model, str(h.equivalents))
     return t
@@ -28,7 +29,8 @@ def hypothesis_table(e: Explanation) -> Table:
 def _fit_lines(e: Explanation) -> list[str]:
     fit = e.linear_fit
     if fit.get("kind") == "operands":
-        rows = [f"  {r['tensor']}: effective {r['effective']:.4g}, expected {r['expected']:.4g}" for r in fit["operands"]
+        rows = [f"  {r['tensor']}: effective {r['effective']:.4g}, expected {r['expected']:.4g}" for r
+                in fit["operands"]
                 if r["effective"] is not None]
         off = fit["offset"].get("effective")
         return rows + ([f"  offset {off:+.3f} LSB"] if off is not None else [])

@@ -45,7 +45,8 @@ def _fit(fit: Mapping[str, Any]) -> dict[str, Any]:
                 "offset_reference": finite(off.get("reference_fit")), "points": fit.get("points")}
     if fit.get("kind") == "channels":
         gains = [g for g in (finite(x) for x in fit.get("gains", ())) if g is not None]
-        return {"kind": "channels", "gain_min": min(gains) if gains else None, "gain_max": max(gains) if gains else None,
+        return {"kind": "channels", "gain_min": min(gains) if gains else None,
+                "gain_max": max(gains) if gains else None,
                 "channels": len(gains), "mean_residual": finite(fit.get("mean_residual"))}
     return {"kind": fit.get("kind") or "none"}
 
@@ -83,7 +84,8 @@ def _envelope_chart(env: Mapping[str, Any], fit: Mapping[str, Any]) -> dict[str,
         "y_ticks": yt, "zero_v": norm(0.0, ylo, yhi), "points": points, "expected": expected, "bands": bands,
         "boundary": None if boundary is None else {"u": u(boundary), "label": f"{boundary:.4g}"},
         "operands": [{"u": u(r["expected"]), "v": norm(r["effective"], ylo, yhi),
-                      "label": f"operand {r['operand']}: {r['expected']:.3g} → {r['effective']:.3g}"} for r in operands],
+                      "label": f"operand {r['operand']}: {r['expected']:.3g} → {r['effective']:.3g}"} for r
+                     in operands],
         "without_fit": sum(1 for p in pts if finite(p.get("effective")) is None),
         "parameter": "operand / output scale ratio" if env.get("parameter") == "operand_ratio"
                      else "requantization multiplier",

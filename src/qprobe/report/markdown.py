@@ -41,7 +41,8 @@ def _summary(r: Report) -> list[str]:
     v = r.verdict
     lines = ["## Summary", "", f"**{v['status'].upper()}**: {v['line']}.", ""]
     for o in r.views["summary"].get("final_outputs", ()):
-        lines.append(f"- final output `{o['name']}`: cos {fmt(o['cos'], '.5f')}, {o['verdict']}, {o['exact_pct']}% identical")
+        lines.append(f"- final output `{o['name']}`: cos {fmt(o['cos'], '.5f')}, {o['verdict']}, {o['exact_pct']}% "
+                     f"identical")
     runs = r.views["summary"].get("target_runs") or {}
     if runs:
         lines.append("- target runs: " + ", ".join(f"{k} {n}" for k, n in runs.items()))
@@ -77,7 +78,8 @@ def _operands(r: Report) -> list[str]:
             for e in g["edges"] if e["kind"] == "operand"]
     out = g.get("output")
     if out:
-        rows.append([f"`{out['tensor']}`", "output", fmt(out["scale"], ".6g"), out["zero_point"], out["dtype"] or "float",
+        rows.append([f"`{out['tensor']}`", "output", fmt(out["scale"], ".6g"), out["zero_point"],
+                     out["dtype"] or "float",
                      "1", out["verdict"]])
     ratios = ", ".join(fmt(x, ".3f") for x in g.get("ratios") or ())
     return [f"## Operands and scales of `{g['focus']}` ({g['op_type']})", "",
@@ -120,13 +122,15 @@ def _fix(r: Report) -> list[str]:
                        [[f"`{w['pass']}`", w["verdict"], "-" if w["fails_as_on_board"] is None else
                          ("yes" if w["fails_as_on_board"] else "no"), w["why"]] for w in x["workarounds"]])
     lines += table(["#", "candidate", "verdict", "final cos", "max Δ LSB", "cost", "reason"],
-                   [[c["rank"], f"`{c['pass']}`", c["verdict"], fmt(c["final_cos"], ".5f"), fmt(c["max_abs_lsb"], ".0f"),
+                   [[c["rank"], f"`{c['pass']}`", c["verdict"], fmt(c["final_cos"], ".5f"),
+                     fmt(c["max_abs_lsb"], ".0f"),
                      c["cost"], c["reason"]] for c in x["rows"]])
     b = x.get("best")
     lines += ["## The fix", ""]
     if b:
         truth = "" if b.get("truth_rmse") is None else f", RMSE against the ground truth {b['truth_rmse']:.4f}"
-        lines.append(f"`{b['pass']}`: {b['verdict']} on `{b['backend']}`, final cos {fmt(b['final_cos'], '.5f')}{truth}; "
+        lines.append(f"`{b['pass']}`: {b['verdict']} on `{b['backend']}`, final cos "
+                     f"{fmt(b['final_cos'], '.5f')}{truth}; "
                      f"cost {b['cost_text']}. The rewritten model is `fixed.onnx`.")
     else:
         lines.append("No candidate brings every final output within tolerance.")

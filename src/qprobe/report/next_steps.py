@@ -28,7 +28,8 @@ def next_steps(report: Report, out_dir: Path, ratios: Sequence[float] = ()) -> l
                         ("search and verify model-side fixes", "try a fix"),
                         ("check the fixed model on the target", "check the fix")):
         if what in commands and (label != "check the fix" or (out_dir / "fixed.onnx").exists()):
-            lines.append(f"  {label}: {commands[what].replace(' --profile fitted.toml', f' --profile {out_dir / FITTED}')}")
+            command = commands[what].replace(" --profile fitted.toml", f" --profile {out_dir / FITTED}")
+            lines.append(f"  {label}: {command}")
     lines.append(f"  everything above, with charts: {out_dir / 'report.html'}")
     return lines
 

@@ -135,7 +135,8 @@ def _panel(points: list[dict[str, Any]], key: str, policy: Mapping[str, Any]) ->
             shown = pct(v) + " %" if key == "exact_pct" else f"{fmt(v, spec)} {unit if unit != 'cos' else ''}".strip()
             what = "accumulated" if side == "acc" else f"local ({p['local_basis']})"
             series[side].append({
-                "u": p["u"], "v": norm(v, lo, hi), "verdict": m["verdict"], "basis": p["local_basis"] if side == "local" else "",
+                "u": p["u"], "v": norm(v, lo, hi), "verdict": m["verdict"],
+                "basis": p["local_basis"] if side == "local" else "",
                 "title": f"{p['tensor']} ({p['op']}, {p['op_type']}): {what} {shown}, {m['verdict']}",
             })
     return {"key": key, "title": title, "unit": unit, "lo": lo, "hi": hi,

@@ -91,7 +91,8 @@ def _effect_line(e: ProbeEffect, probed: int) -> str:
     for o in e.outputs:
         if o.identical:
             continue
-        lsb = "" if o.max_abs_lsb is None else f", max |Δ| {_num(o.max_abs_lsb, '.0f')} LSB, exact {_pct(o.exact_share)}%"
+        lsb = "" if o.max_abs_lsb is None else (f", max |Δ| {_num(o.max_abs_lsb, '.0f')} LSB, exact "
+                                                f"{_pct(o.exact_share)}%")
         parts.append(f"{o.name} (cos {_num(o.cos, '.5f')}{lsb})")
     return (f"probe effect on {e.backend}: probing CHANGED its final outputs {'; '.join(parts)}: its {probed} probed "
             "tensors are not what the deployed model computes and are not trusted")
@@ -99,7 +100,8 @@ def _effect_line(e: ProbeEffect, probed: int) -> str:
 
 def quant_index_table(index: QuantIndex) -> Table:
     t = Table(title="ops in topological order", title_justify="left")
-    for col in ("#", "op", "type", "quantized inputs (scale, zp)", "quantized outputs (scale, zp)", "operand/output scale ratios"):
+    for col in ("#", "op", "type", "quantized inputs (scale, zp)", "quantized outputs (scale, zp)",
+                "operand/output scale ratios"):
         t.add_column(col, overflow="fold")
     for i, op in enumerate(index.ops):
         ins = "\n".join(_qdesc(index, q) for q in op.q_inputs) or "-"

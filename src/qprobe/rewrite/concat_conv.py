@@ -45,7 +45,8 @@ class ConcatConv(RewritePass):
         qn = make_q(model, names, concat.outputs[0], qc, f"{site.name}_concat_out")
         dqn = make_dq(model, names, qn.outputs[0], qc, f"{site.name}_concat_out")
         wdq = _weights(model, names, site, channels, spatial)
-        conv = ir.Node("", "Conv", [dqn.outputs[0], wdq.outputs[0]], {"kernel_shape": ir.AttrInt64s("kernel_shape", [1] * spatial)},
+        conv = ir.Node("", "Conv", [dqn.outputs[0], wdq.outputs[0]],
+                       {"kernel_shape": ir.AttrInt64s("kernel_shape", [1] * spatial)},
                        outputs=[ir.Value(name=names(f"{site.name}_conv_out"))], name=names(f"{site.name}_conv"))
         model.graph.insert_before(site.node, [concat, qn, dqn, wdq, conv])
         out_name = site.node.outputs[0].name
@@ -55,7 +56,8 @@ class ConcatConv(RewritePass):
         ratios = ", ".join(f"{o.quant.scale[0] / qc.scale[0]:.3f}" for o in site.operands)
         first = site.chain[0] if site.chain else site.q
         return Edit(
-            f"{site.name} -> Concat (scale {qc.scale[0]:.6g}: it requantizes the operands at ratios {ratios}) + 1x1 Conv "
+            f"{site.name} -> Concat (scale {qc.scale[0]:.6g}: it requantizes the operands at ratios {ratios}) + 1x1 "
+            f"Conv "
             f"[I {'-I' if site.node.op_type == 'Sub' else 'I'}] writing {out_name} into {site.q.name}",
             [first.name or ""],
         )

@@ -186,7 +186,8 @@ def _fold_weights(model: ir.Model, names: Namer, br: Branch) -> list[str]:
     dq.replace_input_with(0, add_const(model, names, f"{base}.weight_folded_quantized", new_codes))
     dq.replace_input_with(1, add_const(model, names, f"{base}.weight_folded_scale", new_scale))
     if len(dq.inputs) > 2:
-        dq.replace_input_with(2, add_const(model, names, f"{base}.weight_folded_zero_point", np.zeros_like(new_scale, np.int8)))
+        dq.replace_input_with(2, add_const(model, names, f"{base}.weight_folded_zero_point",
+                                           np.zeros_like(new_scale, np.int8)))
     dq.attributes["axis"] = ir.AttrInt64("axis", 0)
     changed = [dq.name or ""]
     bias = br.conv.inputs[2] if len(br.conv.inputs) > 2 else None
@@ -200,7 +201,8 @@ def _fold_weights(model: ir.Model, names: Namer, br: Branch) -> list[str]:
                                             np.rint(real / s_new).astype(np.int32)))
         bdq.replace_input_with(1, add_const(model, names, f"{base}.bias_folded_scale", s_new))
         if len(bdq.inputs) > 2:
-            bdq.replace_input_with(2, add_const(model, names, f"{base}.bias_folded_zero_point", np.zeros_like(s_new, np.int32)))
+            bdq.replace_input_with(2, add_const(model, names, f"{base}.bias_folded_zero_point",
+                                                np.zeros_like(s_new, np.int32)))
         bdq.attributes["axis"] = ir.AttrInt64("axis", 0)
         changed.append(bdq.name or "")
     return changed

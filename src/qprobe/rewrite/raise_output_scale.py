@@ -32,6 +32,7 @@ class RaiseOutputScale(RewritePass):
         ratios = tuple(o.quant.scale[0] / q.scale[0] for o in site.operands)
         return Edit(
             f"{site.name}'s output scale {old:.6g} -> {q.scale[0]:.6g} (x{q.scale[0] / old:.3f}): operand ratios "
-            f"{ratios_text(site.ratios)} -> {ratios_text(ratios)}; {len(family)} code tensor(s) and their readers follow",
+            f"{ratios_text(site.ratios)} -> {ratios_text(ratios)}; {len(family)} code tensor(s) and their readers "
+            f"follow",
             [site.name, *changed], {"output_scale_factor": q.scale[0] / old},
         )

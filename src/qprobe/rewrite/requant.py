@@ -55,7 +55,8 @@ def fit_zero_point(values: np.ndarray | None, scale: float, like: QuantParams) -
     best = np.flatnonzero(clipped == clipped.min())
     over = [_overshoot(v, lows[i], highs[i]) for i in best]
     i = int(best[int(np.argmin(over))])
-    return Fit(with_scale(like, scale, int(zps[i])), float(clipped[i] / v.size), float(over[int(np.argmin(over))] / scale),
+    return Fit(with_scale(like, scale, int(zps[i])), float(clipped[i] / v.size),
+               float(over[int(np.argmin(over))] / scale),
                int(v.size))
 
 

@@ -57,7 +57,8 @@ class RequantizeModel(RewritePass):
         scale = max(o.quant.scale[0] for o in site.operands) / ctx.envelope.aim()
         zp = site.out_quant.zero_point[0]
         for _ in range(ATTEMPTS):
-            pin = {tensor: [{"scale": np.array(scale, dtype=np.float32), "zero_point": np.array(zp, dtype=site.out_quant.dtype)}]}
+            pin = {tensor: [{"scale": np.array(scale, dtype=np.float32),
+                             "zero_point": np.array(zp, dtype=site.out_quant.dtype)}]}
             new = _quantize(ctx.float_model, ctx.calibration, settings, pin)
             mine = find_site(new, site.name)
             if isinstance(mine, str):

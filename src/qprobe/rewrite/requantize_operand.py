@@ -33,7 +33,8 @@ class RequantizeOperand(RewritePass):
         added = insert_requantize(model, names, site, operand, fit.quant)
         ratio = fit.quant.scale[0] / site.out_quant.scale[0]
         return Edit(
-            f"{site.name} reads {operand.codes.name} requantized {operand.quant.scale[0]:.6g} -> {fit.quant.scale[0]:.6g} "
+            f"{site.name} reads {operand.codes.name} requantized {operand.quant.scale[0]:.6g} -> "
+            f"{fit.quant.scale[0]:.6g} "
             f"(ratio {ratio:.3f}, zero point {fit.quant.zero_point[0]}); {fit.text('the narrower range')}",
             [site.name, *added], fit.measures("operand"),
         )

@@ -36,7 +36,8 @@ class SplitOperand(RewritePass):
         big, other = _halves(site)
         s_o, env = site.out_quant.scale[0], ctx.envelope
         if not env.contains(0.5 * big.quant.scale[0] / s_o):
-            return f"half of {big.codes.name} still has ratio {0.5 * big.quant.scale[0] / s_o:.3f}, outside the envelope"
+            return (f"half of {big.codes.name} still has ratio {0.5 * big.quant.scale[0] / s_o:.3f}, outside the "
+                    f"envelope")
         if max(other.quant.scale[0], 0.5 * big.quant.scale[0]) / env.aim() > s_o * env.aim():
             return "no scale for the intermediate sum puts both steps inside the envelope"
         return None

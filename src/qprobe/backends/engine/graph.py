@@ -72,7 +72,8 @@ def _attr_value(attr: ir.Attr) -> Any:
 
 def read_graph(model: ir.Model) -> GraphView:
     g = model.graph
-    consts: dict[str, np.ndarray] = {name: np.asarray(v.const_value.numpy()) for name, v in g.initializers.items() if v.const_value is not None}
+    consts: dict[str, np.ndarray] = {name: np.asarray(v.const_value.numpy()) for name, v in g.initializers.items()
+                                     if v.const_value is not None}
     nodes: list[GNode] = []
     dtypes: dict[str, str] = {}
     for value in [*g.inputs, *g.initializers.values()]:

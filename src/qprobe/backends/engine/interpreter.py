@@ -163,7 +163,8 @@ def _build_quantized(spec: OpSpec, unit: Unit, profile: Profile, notes: dict[str
     if spec.op_type in INTEGER_ONLY:
         return INTEGER_ONLY[spec.op_type][1](spec)
     assert entry is not None and entry.build_int is not None
-    wide = any(q is not None and q.dtype in ("int16", "uint16") for q in (*spec.out_qtypes, *(o.qtype for o in spec.inputs)))
+    wide = any(q is not None and q.dtype in ("int16", "uint16") for q
+               in (*spec.out_qtypes, *(o.qtype for o in spec.inputs)))
     if spec.numerics.compute == "float" or (spec.numerics.compute == "integer8" and wide):
         notes[spec.node] = f"float32 (profile: compute={spec.numerics.compute})"
         return float_group(spec, entry.build_float, qnum)
@@ -243,7 +244,8 @@ def _single(view: GraphView, node: GNode, profile: Profile,
         )
     num = profile.numerics_for(entry.op_class, node.op_type, node.name)
     spec = OpSpec(node.name, node.op_type, node.attrs, ops, tuple(node.outputs),
-                  tuple(None for _ in node.outputs), num, {"fixed_batch_one": view.fixed_batch_one, "opset": view.opset})
+                  tuple(None for _ in node.outputs), num,
+                  {"fixed_batch_one": view.fixed_batch_one, "opset": view.opset})
     return spec, entry.build_float(spec)
 
 

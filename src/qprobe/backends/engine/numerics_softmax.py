@@ -125,7 +125,8 @@ def softmax_params_s8(beta: float, input_scale: float) -> tuple[int, int, int]:
     real = min(float(beta) * float(input_scale) * float(1 << (31 - bits)), float(2**31 - 1))
     mult, shift = quantize_multiplier(real)
     if shift < 0 or shift > 30:
-        raise ValueError(f"beta * input_scale = {real / 2**26:g} is outside TFLite's softmax range (left shift {shift})")
+        raise ValueError(f"beta * input_scale = {real / 2**26:g} is outside TFLite's softmax range "
+                         f"(left shift {shift})")
     radius = math.floor(((1 << bits) - 1) * float(1 << (31 - bits)) / float(1 << shift))
     return mult, shift, -radius
 

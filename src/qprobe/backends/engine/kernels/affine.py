@@ -141,7 +141,8 @@ def make_affine(inputs: list[tuple[QType, float]], out: QType, num: Numerics) ->
     return AffineUnit(terms, offset_coefficient(offset, num, so), num, so)
 
 
-def affine_binary(qa: QType, qb: QType, qc: QType, sign: int, num: Numerics) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+def affine_binary(qa: QType, qb: QType, qc: QType, sign: int,
+                  num: Numerics) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     unit = make_affine([(qa, 1.0), (qb, float(sign))], qc, num)
     return lambda a, b: unit(*np.broadcast_arrays(a, b))
 
