@@ -63,7 +63,28 @@ def test_fix_through_a_command_target_with_an_equivalent_profile(tmp_path: Path,
     (tmp_path / "equivalent.toml").write_text(EQUIVALENT)
     proc, runs = _fix(tmp_path, "--profile", str(tmp_path / "equivalent.toml"))
     doc = _check(tmp_path, proc, runs, tcn_dir)
-    assert doc["target_runs"] == {"localize": 3, "explain": 0, "verify": 2, "total": 5}
+    assert doc["target_runs"] == {"localize": 3, "explain": 0, "verify": 2, "total": 5, "cached": 0}
+
+
+def test_a_rerun_takes_every_target_run_from_the_cache_and_says_so(tmp_path: Path) -> None:
+    """With the command cache on, the same fix again runs nothing on the board; the JSON and the
+    terminal count the runs served from the cache."""
+    (tmp_path / "equivalent.toml").write_text(EQUIVALENT)
+    count = tmp_path / "runs.txt"
+    args = [sys.executable, "-m", "qprobe", "fix", "--example", "tcn", "--ref", "ort-fused", "--target", _template(),
+            "--target-opt", f"cache={tmp_path / 'cache'}", "--target-opt", f"workdir={tmp_path / 'work'}",
+            "--verify-on-target", "2", "--profile", str(tmp_path / "equivalent.toml"), "--force",
+            "-o", str(tmp_path / "fixed.onnx"), "--json", str(tmp_path / "fix.json")]
+    env = {**os.environ, "QPROBE_TARGET_COUNT_FILE": str(count)}
+    first = subprocess.run(args, capture_output=True, text=True, timeout=1800, env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    ran = len(count.read_text().splitlines())
+    second = subprocess.run(args, capture_output=True, text=True, timeout=1800, env=env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert len(count.read_text().splitlines()) == ran  # nothing ran on the board the second time
+    runs = json.loads((tmp_path / "fix.json").read_text())["target_runs"]
+    assert runs["cached"] == runs["total"] == ran
+    assert f"0 ran, {ran} from the cache" in second.stdout
 
 
 def _has_explain() -> bool:

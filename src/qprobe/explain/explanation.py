@@ -74,6 +74,7 @@ class Explanation:
     envelope: Envelope | None
     profile: str | None  # TOML text of the fitted profile
     target_runs: int
+    target_runs_cached: int = 0  # of target_runs: served by a command target's cache
     notes: tuple[str, ...] = ()
     pattern: Pattern | None = None
     causes: tuple[Cause, ...] = ()
@@ -102,7 +103,8 @@ class Explanation:
             "sentence": self.sentence, "envelope": None if self.envelope is None else self.envelope.to_json(),
             "profile": self.profile, "profile_base": self.profile_base,
             "profile_check": [r.to_json() for r in self.profile_check], "profile_passes": self.profile_passes,
-            "target_runs": self.target_runs, "characterization_runs": self.characterization_runs,
+            "target_runs": self.target_runs, "target_runs_cached": self.target_runs_cached,
+            "characterization_runs": self.characterization_runs,
             "notes": list(self.notes), "pattern": None if self.pattern is None else self.pattern.to_json(),
             "causes": [c.to_json() for c in self.causes], "checklist": list(self.checklist),
             "input_checks": [c.to_json() for c in self.input_checks], "observations": self.observations,
@@ -118,7 +120,8 @@ class Explanation:
             best=None if d["best"] is None else Hypothesis.from_json(d["best"]),
             hypotheses=tuple(Hypothesis.from_json(h) for h in d["hypotheses"]), linear_fit=dict(d["linear_fit"]),
             sentence=d["sentence"], envelope=None if d["envelope"] is None else Envelope.from_json(d["envelope"]),
-            profile=d["profile"], target_runs=int(d["target_runs"]), notes=tuple(d["notes"]),
+            profile=d["profile"], target_runs=int(d["target_runs"]),
+            target_runs_cached=int(d.get("target_runs_cached", 0)), notes=tuple(d["notes"]),
             pattern=None if d.get("pattern") is None else Pattern.from_json(d["pattern"]),
             causes=tuple(Cause.from_json(c) for c in d.get("causes", ())), checklist=tuple(d.get("checklist", ())),
             profile_base=d.get("profile_base"),

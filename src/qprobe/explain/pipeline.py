@@ -22,6 +22,7 @@ import onnx_ir as ir
 
 from qprobe import serde
 from qprobe.backends.base import Backend, backend_label, describe_backend
+from qprobe.backends.command import run_log
 from qprobe.compare import TolerancePolicy, resolve_inputs
 from qprobe.errors import InputError
 from qprobe.explain.causes import checklist_lines, rank_causes
@@ -287,6 +288,7 @@ def explain(
 ) -> Explanation:
     """Explain what the target computes for one op (see the module docstring)."""
     counted = CountedBackend(target)
+    cached_before = run_log()[1]
     run = _Run(model, ref, counted, inputs or resolve_inputs(model, None, (ref, target)), batch_size, progress)
     name, arrays, source = _culprit(run, node, divergence, bundle, policy)
     op, gs, cut = _op(model, name)
@@ -316,7 +318,8 @@ def explain(
         explained=explained, node=op.name, op_type=op.op_type, op_class=gs.op_class, best=best, hypotheses=hyps,
         linear_fit=fit, sentence=sentence(fit, op.op_type), envelope=envelopes[0] if envelopes else None,
         envelopes=envelopes, profile=text,
-        target_runs=counted.opened, notes=tuple(run.notes), pattern=pat,
+        target_runs=counted.opened, target_runs_cached=run_log()[1] - cached_before, notes=tuple(run.notes),
+        pattern=pat,
         causes=() if explained else tuple(rank_causes(pat)), checklist=() if explained else tuple(checklist_lines()),
         profile_base=base if explained else None, profile_check=rows, input_checks=checks,
         characterization_runs=char_runs, observations=obs.describe(),

@@ -22,6 +22,7 @@ import numpy as np
 import onnx_ir as ir
 
 from qprobe.backends.base import Backend
+from qprobe.backends.command import run_log
 from qprobe.compare.inputs import resolve_inputs
 from qprobe.compare.policy import TolerancePolicy
 from qprobe.errors import InputError
@@ -54,6 +55,7 @@ def fix(
     say = progress or (lambda _msg: None)
     policy = policy or TolerancePolicy()
     counted = CountedBackend(target)
+    cached_before = run_log()[1]
     inputs = inputs or resolve_inputs(model, None, (ref, target))
     if emulation is None:
         explain_function()  # fail before any target run when explain is not there to fit a profile
@@ -79,6 +81,7 @@ def fix(
     cands = _on_target(v, pairs, k, say)
     runs["verify"] = counted.opened - runs["localize"] - runs["explain"]
     runs["total"] = counted.opened
+    runs["cached"] = run_log()[1] - cached_before  # of the total: served by a command target's cache
     plain = {c: e.envelope for c, e in envs.items()}
     cands = ranked([replace(c, board=board_note(c, plain, node)) for c in cands])
     original = _original(v, model, ref_codes)

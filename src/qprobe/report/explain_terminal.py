@@ -95,5 +95,7 @@ def explanation_renderables(e: Explanation, profile_out: Path | None) -> list[Re
     runs = f"target runs used: {e.target_runs}"
     if e.characterization_runs:
         runs += f" ({e.characterization_runs} for characterization)"
+    if e.target_runs_cached:
+        runs += f" ({e.target_runs - e.target_runs_cached} ran, {e.target_runs_cached} from the cache)"
     out.append(runs)
     return out

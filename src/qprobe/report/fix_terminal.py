@@ -53,8 +53,10 @@ def fix_renderables(result: FixResult) -> list[RenderableType]:
         out.append(f"note: {note}")
     out.append(_verdict_line(result))
     runs = result.target_runs
+    cached = runs.get("cached", 0)
+    cache = f"; {runs.get('total', 0) - cached} ran, {cached} from the cache" if cached else ""
     out.append(f"target runs used: {runs.get('total', 0)} (localize {runs.get('localize', 0)}, explain "
-                  f"{runs.get('explain', 0)}, verification {runs.get('verify', 0)})")
+               f"{runs.get('explain', 0)}, verification {runs.get('verify', 0)}{cache})")
     return out
 
 

@@ -47,11 +47,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+import onnx
 
 from qprobe.errors import ProfileError
 
@@ -242,7 +245,7 @@ def parse_key(key: str) -> tuple[str, str, str]:
     if parts[0] in OP_CLASSES and len(parts) == 2:
         return "class", parts[0], _known_knob(parts[1], key)
     if parts[0] == "ops" and len(parts) == 3:
-        return "op", parts[1], _known_knob(parts[2], key)
+        return "op", _known_op_type(parts[1], key), _known_knob(parts[2], key)
     if parts[0] == "nodes" and len(parts) >= 3:
         knob = _known_knob(parts[-1], key)
         if len(parts) >= 4 and parts[-2] in OP_CLASSES:
@@ -252,6 +255,21 @@ def parse_key(key: str) -> tuple[str, str, str]:
         f"cannot read override key {key!r}; use <knob>, <class>.<knob>, ops.<OpType>.<knob> or "
         f"nodes.<node>[.<class>].<knob>; classes: {', '.join(OP_CLASSES)}; knobs: {', '.join(KNOBS)}"
     )
+
+
+@functools.cache
+def _op_types() -> frozenset[str]:
+    """Every ONNX op type; the quantized contrib ops (QLinearAdd, QGemm, ...) are accepted by prefix."""
+    return frozenset(schema.name for schema in onnx.defs.get_all_schemas_with_history())
+
+
+def _known_op_type(op_type: str, key: str) -> str:
+    if op_type in _op_types() or op_type.startswith("Q"):
+        return op_type
+    same = [t for t in _op_types() if t.lower() == op_type.lower()]
+    hint = f" (did you mean {same[0]!r}?)" if same else _suggest(op_type, tuple(sorted(_op_types())))
+    raise ProfileError(f"override {key!r}: {op_type!r} is no ONNX op type{hint}; op types are case-sensitive, "
+                       "as in ops.Add.rounding=...")
 
 
 def _known_knob(knob: str, key: str) -> str:
