@@ -80,3 +80,23 @@ def test_identical_codes_are_exact() -> None:
     acc.add(x, x.copy())
     st, lsb = acc.result()
     assert st.rmse == 0.0 and st.cos == pytest.approx(1.0) and lsb is not None and lsb.exact_share == 1.0
+
+
+def test_code_pair_metrics_do_not_depend_on_blas_threads() -> None:
+    """A cluster's client never opens a backend, so numpy's BLAS keeps its default threads there;
+    weighted sums over many distinct code pairs must not go through a BLAS dot (a 2-thread dot
+    rounds differently from a 1-thread one, and sharded compare would no longer equal serial)."""
+    from threadpoolctl import threadpool_limits
+
+    from qprobe.metrics.st import StAccumulator
+
+    rng = np.random.default_rng(0)
+    r, p = rng.standard_normal(60_000), rng.standard_normal(60_000)
+    w = rng.integers(1, 1000, 60_000)
+    results = []
+    for threads in (1, 2):
+        with threadpool_limits(threads):
+            acc = StAccumulator()
+            acc.add_weighted(r, p, w)
+            results.append(acc.result())
+    assert results[0] == results[1]

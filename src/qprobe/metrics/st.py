@@ -91,9 +91,9 @@ class _Moments:
         if nb == 0:
             return
         wf = w.astype(np.float64)
-        mb = float(np.dot(wf, x)) / nb
+        mb = _dot(wf, x) / nb
         dev = x - mb
-        self.merge(_Moments(nb, mb, float(np.dot(wf, dev * dev))))
+        self.merge(_Moments(nb, mb, _dot(wf, dev * dev)))
 
     def merge(self, other: _Moments) -> None:
         """Combine two disjoint sets of samples (Chan et al.'s pairwise update).
@@ -160,11 +160,11 @@ class StAccumulator:
         d = r - p
         self._d.add_weighted(d, w)
         self._r.add_weighted(r, w)
-        self._sum_abs += float(np.dot(wf, np.abs(d)))
-        self._sum_d2 += float(np.dot(wf, d * d))
-        self._sum_p2 += float(np.dot(wf, p * p))
-        self._sum_r2 += float(np.dot(wf, r * r))
-        self._sum_rp += float(np.dot(wf, r * p))
+        self._sum_abs += _dot(wf, np.abs(d))
+        self._sum_d2 += _dot(wf, d * d)
+        self._sum_p2 += _dot(wf, p * p)
+        self._sum_r2 += _dot(wf, r * r)
+        self._sum_rp += _dot(wf, r * p)
 
     def merge(self, other: StAccumulator) -> StAccumulator:
         """Add the samples ``other`` accumulated (disjoint from ours); returns self."""
