@@ -149,6 +149,21 @@ class ComparisonAccumulator:
         return self
 
 
+    def move_code_pairs(self, into: ComparisonAccumulator) -> None:
+        """Move this accumulator's code-pair counts into ``into``'s (same plan). The counts are exact
+        integers, so where they are summed changes no result: a shard keeps one 256 x 256 table per
+        tensor instead of one per batch, and merging in sample order stays bit-equal to serial."""
+        stores = [(self.tensors, into.tensors), (self.deployed, into.deployed)]
+        stores += [(mine, into.effects.setdefault(role, {})) for role, mine in self.effects.items()]
+        for mine, theirs in stores:
+            for name, acc in mine.items():
+                target = theirs.get(name)
+                if acc.pairs is None or target is None:
+                    continue
+                target.pairs = acc.pairs if target.pairs is None else target.pairs.merge(acc.pairs)
+                acc.pairs = None
+
+
 def _merge(into: dict[str, TensorAccumulator], other: Mapping[str, TensorAccumulator]) -> None:
     for name, acc in other.items():
         if name in into:

@@ -143,7 +143,8 @@ def _gather(cluster: Cluster, job: ShardJob, ranges: list[tuple[int, int]], prog
 
 
 def compare_shard(job: ShardJob, lo: int, hi: int) -> ShardResult:
-    """On a worker: compare samples ``[lo, hi)``; one accumulator per batch of ``job.batch_size``."""
+    """On a worker: compare samples ``[lo, hi)``; one accumulator per batch of ``job.batch_size``
+    (the exact code-pair counts all in the first one)."""
     model = model_from_proto(onnx.load_model_from_string(job.model))
     ref, target = (create_backend(spec, opts) for spec, opts in (job.ref, job.target))
     for b in (ref, target):
@@ -170,6 +171,8 @@ def compare_shard(job: ShardJob, lo: int, hi: int) -> ShardResult:
             rp, tp = (next(s) if s is not None else None for s in plain)
             acc = ComparisonAccumulator(job.plan.tensors, job.outputs, job.classifier)
             acc.add(r, t, rp, tp)
+            if accs:
+                acc.move_code_pairs(accs[0])
             accs.append(acc)
             info = info or {"ref": dict(r.session_info), "target": dict(t.session_info)}
             specs = {"ref": r.backend, "target": t.backend}
