@@ -218,6 +218,11 @@ AutoBatchOpt = Annotated[int | None, typer.Option("--batch-size", min=1,
 MemoryBudgetOpt = Annotated[str, typer.Option("--memory-budget",
                                               help="Peak memory to aim for when choosing the batch size: 1GiB, 512MiB, "
                                                    "2e9.")]
+TolOpt = Annotated[str | None, typer.Option("--tol",
+                                            help="Tolerance, e.g. cos=0.99,bias=0.5,max=2 (bias and max in LSB).")]
+TolTensorOpt = Annotated[list[str] | None, typer.Option("--tol-tensor",
+                                                        help="Per-tensor tolerance TENSOR:cos=...,bias=... "
+                                                             "(repeatable).")]
 ClusterOpt = Annotated[str | None, typer.Option("--cluster",
                                                 help="Run on a Dask cluster (pip install 'qprobe[distributed]'): "
                                                      "local:N worker processes, local:N,board=1 (each owns a board), "

@@ -25,6 +25,8 @@ from qprobe.cli.common import (
     SeedOpt,
     TargetKv,
     TargetOpt,
+    TolOpt,
+    TolTensorOpt,
     WideOpt,
     console,
     example_paths,
@@ -54,11 +56,6 @@ from qprobe.report.write import write_html
 from qprobe.tensors import TraceFolder
 
 ProbeOpt = Annotated[str, typer.Option("--probe", help="outputs | op-outputs | all | T1,T2,... (tensor names).")]
-TolOpt = Annotated[str | None, typer.Option("--tol",
-                                            help="Tolerance, e.g. cos=0.99,bias=0.5,max=2 (bias and max in LSB).")]
-TolTensorOpt = Annotated[list[str] | None, typer.Option("--tol-tensor",
-                                                        help="Per-tensor tolerance TENSOR:cos=...,bias=... "
-                                                             "(repeatable).")]
 ClassifierOpt = Annotated[bool, typer.Option("--classifier",
                                              help="Report accuracy on outputs (like stedgeai --classifier).")]
 MemoryBudgetOpt = Annotated[str | None, typer.Option(

@@ -20,6 +20,8 @@ from qprobe.cli.common import (
     RefOpt,
     SeedOpt,
     TargetKv,
+    TolOpt,
+    TolTensorOpt,
     console,
     example_paths,
     resolve_run,
@@ -42,11 +44,6 @@ FloatOpt = Annotated[Path | None, typer.Option("--float-model",
 CalibOpt = Annotated[Path | None, typer.Option("--calibration",
                                                help=".npz of calibration inputs (fix: requantize-model).")]
 TruthOpt = Annotated[Path | None, typer.Option("--truth", help=".npz of ground-truth outputs (fix ranks by accuracy).")]
-TolOpt = Annotated[str | None, typer.Option("--tol",
-                                            help="Tolerance, e.g. cos=0.99,bias=0.5,max=2 (bias and max in LSB).")]
-TolTensorOpt = Annotated[list[str] | None, typer.Option("--tol-tensor",
-                                                        help="Per-tensor tolerance TENSOR:cos=...,bias=... "
-                                                             "(repeatable).")]
 ExitCodeOpt = Annotated[bool, typer.Option(
     "--exit-code", help="Exit 1 when the model fails on the target and no fix was found.")]
 DiagTargetOpt = Annotated[str, typer.Option("--target",

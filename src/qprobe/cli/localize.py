@@ -24,6 +24,8 @@ from qprobe.cli.common import (
     RefKv,
     SeedOpt,
     TargetKv,
+    TolOpt,
+    TolTensorOpt,
     WideOpt,
     console,
     resolve_run,
@@ -46,11 +48,6 @@ LocTargetOpt = Annotated[str, typer.Option("--target",
 OpsOpt = Annotated[str | None, typer.Option("--ops", help="isolate: only these ops (comma-separated node names).")]
 BundleOpt = Annotated[Path | None, typer.Option("--bundle",
                                                 help="Write a repro bundle of the culprit into this folder.")]
-TolOpt = Annotated[str | None, typer.Option("--tol",
-                                            help="Tolerance, e.g. cos=0.99,bias=0.5,max=2 (bias and max in LSB).")]
-TolTensorOpt = Annotated[list[str] | None, typer.Option("--tol-tensor",
-                                                        help="Per-tensor tolerance TENSOR:cos=...,bias=... "
-                                                             "(repeatable).")]
 ClassifyOpt = Annotated[bool, typer.Option("--classify/--no-classify",
                                            help="Also isolate the failing ops after the culprit (carrier or not).")]
 
