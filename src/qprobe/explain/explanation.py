@@ -74,7 +74,6 @@ class Explanation:
     envelope: Envelope | None
     profile: str | None  # TOML text of the fitted profile
     target_runs: int
-    target_runs_cached: int = 0  # of target_runs: served by a command target's cache
     notes: tuple[str, ...] = ()
     pattern: Pattern | None = None
     causes: tuple[Cause, ...] = ()
@@ -90,6 +89,7 @@ class Explanation:
     target: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
     envelopes: tuple[Envelope, ...] = ()  # every characterized parameter; ``envelope`` is the first
+    target_runs_cached: int = 0  # of target_runs: served by a command target's cache
 
     @property
     def profile_passes(self) -> bool:
