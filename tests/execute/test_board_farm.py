@@ -30,9 +30,9 @@ pytestmark = pytest.mark.cluster
 FAKE_BOARD = Path(__file__).parent / "fake_board.py"
 
 
-def _target(tmp: Path, sleep: float, cache: Path) -> Any:
+def _target(tmp: Path, sleep: float, cache: Path, until_overlap: float = 0.0) -> Any:
     template = py(FAKE_BOARD, "--log", str(tmp / "board.log"), "--sleep", str(sleep), "--unplug",
-                  str(tmp / "unplugged"), IO, "--node add --factor 0.5")
+                  str(tmp / "unplugged"), "--until-overlap", str(until_overlap), IO, "--node add --factor 0.5")
     return create_backend(f"command:{template}", {"cache": str(cache), "workdir": str(tmp / "runs"),
                                                    "resource": "board", "cost": "1", "max_outputs": "2"})
 
@@ -70,7 +70,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, Localizat
 def test_runs_overlap_on_three_boards_and_their_number_is_the_serial_one(
         cluster: Any, setup: tuple[Any, Any, Localization], tmp_path: Path) -> None:
     model, inputs, serial = setup
-    loc = _on_cluster(cluster, model, _target(tmp_path, 1.0, tmp_path / "cache"), inputs)
+    # each board waits (up to 60 s) for another run to be in progress: runs started together overlap
+    # on a loaded machine too, and a scheduler that ran them one by one would leave none overlapping
+    loc = _on_cluster(cluster, model, _target(tmp_path, 0.0, tmp_path / "cache", until_overlap=60.0), inputs)
     div, ref = loc.divergence, serial.divergence
     assert div.target_runs == ref.target_runs
     assert div.culprit is not None and ref.culprit is not None and div.culprit.op == ref.culprit.op
