@@ -14,21 +14,38 @@ cores, and numpy's BLAS, which only the engine's few float GEMMs use, gets one t
   on an idle one every core works. Spinning of the pool's threads is turned off when there
   are several (``session.intra_op.allow_spinning=0``), so they do not steal the cores of the
   next session. The ``threads=N`` backend option overrides it;
-* ``engine``: 1 (the engine's numpy loops run in the calling thread).
+* ``engine``: the idle cores too: the engine cuts a batch into that many chunks and runs
+  them on its own threads (``backends/engine/batch_split.py``; numpy releases the GIL in
+  its loops).
 
-``QPROBE_BLAS_THREADS`` and ``QPROBE_ORT_THREADS`` override the defaults, for measuring a
-hand-tuned setting (benchmarks/bench_threads.py). ``describe`` gives the settings as strings
+The load average counts qprobe's own work of the last minute too, which would make a
+long run see its own cores as busy: ``idle_cores`` takes off the share of it that this
+process's CPU time explains, and trusts the kernel's count of threads running right now
+(``/proc/loadavg``) when that says fewer cores are taken (work that has just ended).
+
+``QPROBE_BLAS_THREADS``, ``QPROBE_ORT_THREADS`` and ``QPROBE_ENGINE_THREADS`` override the
+defaults, for measuring a hand-tuned setting (benchmarks/bench_threads.py). ``describe`` gives the settings as strings
 for a Trace's ``session_info`` (its provenance).
 """
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from dataclasses import dataclass
 
 MAX_ORT_THREADS = 8
 
 _configured: int | None = None
+
+
+def _cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+_START = (time.monotonic(), _cpu_seconds())
 
 
 def cores() -> int:
@@ -59,20 +76,44 @@ class ThreadSettings:
                 "threads.ort_intra_op_default": str(self.ort_intra_op), "threads.engine": str(self.engine)}
 
 
+def own_load() -> float:
+    """This process's share of the 1-minute load average: its mean CPU use since it started,
+    weighted by how much of that the average (a one-minute exponential mean) has taken in."""
+    age = time.monotonic() - _START[0]
+    if age <= 0:
+        return 0.0
+    rate = (_cpu_seconds() - _START[1]) / age
+    return rate * (1.0 - math.exp(-age / 60.0))
+
+
+def running_elsewhere() -> int | None:
+    """Threads running or runnable now, this one not counted (Linux ``/proc/loadavg``)."""
+    try:
+        with open("/proc/loadavg", encoding="ascii") as f:
+            return max(0, int(f.read().split()[3].split("/")[0]) - 1)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def idle_cores() -> int:
-    """The cores not kept busy by other work (1-minute load average), at least 1."""
+    """The cores not kept busy by other work, at least 1 (see the module docstring)."""
     n = cores()
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):  # not available on this platform
         load = 0.0
-    return max(1, n - int(min(load, n) + 0.5))
+    others = max(0.0, load - own_load())
+    now = running_elsewhere()
+    if now is not None:
+        others = min(others, float(now))
+    return max(1, n - int(min(others, n) + 0.5))
 
 
 def settings() -> ThreadSettings:
     """The settings qprobe uses on this machine now (environment overrides included)."""
-    return ThreadSettings(cores(), _env_int("QPROBE_BLAS_THREADS", 1),
-                          _env_int("QPROBE_ORT_THREADS", min(idle_cores(), MAX_ORT_THREADS)))
+    idle = min(idle_cores(), MAX_ORT_THREADS)
+    return ThreadSettings(cores(), _env_int("QPROBE_BLAS_THREADS", 1), _env_int("QPROBE_ORT_THREADS", idle),
+                          _env_int("QPROBE_ENGINE_THREADS", idle))
 
 
 def configure() -> ThreadSettings:

@@ -19,18 +19,46 @@ from qprobe.model.loader import load_model
 def test_settings_follow_the_cores_and_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("QPROBE_BLAS_THREADS", raising=False)
     monkeypatch.delenv("QPROBE_ORT_THREADS", raising=False)
+    monkeypatch.delenv("QPROBE_ENGINE_THREADS", raising=False)
     monkeypatch.setattr(threads, "cores", lambda: 16)
+    monkeypatch.setattr(threads, "running_elsewhere", lambda: None)
+    monkeypatch.setattr(threads, "own_load", lambda: 0.0)
     monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.0, 0.0))
     s = threads.settings()
-    assert s.cores == 16 and s.blas == 1 and s.ort_intra_op == threads.MAX_ORT_THREADS
+    assert s.cores == 16 and s.blas == 1 and s.ort_intra_op == threads.MAX_ORT_THREADS == s.engine
     monkeypatch.setattr(os, "getloadavg", lambda: (13.6, 0.0, 0.0))  # 14 of 16 cores busy elsewhere
     assert threads.settings().ort_intra_op == 2
     monkeypatch.setattr(os, "getloadavg", lambda: (40.0, 0.0, 0.0))
     assert threads.settings().ort_intra_op == 1
     monkeypatch.setenv("QPROBE_ORT_THREADS", "3")
+    monkeypatch.setenv("QPROBE_ENGINE_THREADS", "2")
     monkeypatch.setenv("QPROBE_BLAS_THREADS", "junk")
     s = threads.settings()
-    assert s.ort_intra_op == 3 and s.blas == 1
+    assert s.ort_intra_op == 3 and s.blas == 1 and s.engine == 2
+
+
+def test_idle_cores_do_not_count_qprobes_own_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long run's own load is not other work; threads running now bound the averaged load."""
+    monkeypatch.setattr(threads, "cores", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.9, 0.0, 0.0))
+    monkeypatch.setattr(threads, "running_elsewhere", lambda: None)
+    monkeypatch.setattr(threads, "own_load", lambda: 0.0)
+    assert threads.idle_cores() == 1  # someone else keeps a core busy
+    monkeypatch.setattr(threads, "own_load", lambda: 1.8)
+    assert threads.idle_cores() == 2  # that someone was this process
+    monkeypatch.setattr(threads, "own_load", lambda: 0.0)
+    monkeypatch.setattr(threads, "running_elsewhere", lambda: 0)
+    assert threads.idle_cores() == 2  # the work in the average has ended
+    monkeypatch.setattr(threads, "running_elsewhere", lambda: 5)
+    assert threads.idle_cores() == 1
+
+
+def test_own_load_follows_this_processs_cpu_time() -> None:
+    x = 0
+    for i in range(3_000_000):  # burn some CPU time in this process
+        x += i
+    assert threads.own_load() > 0.0
+    assert threads.running_elsewhere() is None or threads.running_elsewhere() >= 0
 
 
 def test_cores_are_the_affinity_set() -> None:

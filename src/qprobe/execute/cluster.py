@@ -89,10 +89,12 @@ class Cluster:
 
 def local_env(workers: int) -> dict[str, str]:
     """Local workers share this machine's cores: each gets its share for onnxruntime's intra-op
-    pool (``qprobe.threads``), so N workers do not run N pools as wide as the machine."""
+    pool and the engine's batch split (``qprobe.threads``), so N workers do not run N pools as
+    wide as the machine."""
     from qprobe.threads import cores
 
-    return {"QPROBE_ORT_THREADS": str(max(1, cores() // workers))}
+    share = str(max(1, cores() // workers))
+    return {"QPROBE_ORT_THREADS": share, "QPROBE_ENGINE_THREADS": share}
 
 
 @contextmanager

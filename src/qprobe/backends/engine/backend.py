@@ -17,6 +17,7 @@ import onnx_ir as ir
 
 from qprobe import threads
 from qprobe.backends.base import BackendBase, Capabilities
+from qprobe.backends.engine.batch_split import SplitRunner
 from qprobe.backends.engine.builtin_profiles import get_profile
 from qprobe.backends.engine.interpreter import Program, compile_program
 from qprobe.backends.engine.profiles import Profile
@@ -45,8 +46,8 @@ class EngineBackend(BackendBase):
 
     def open(self, model: ir.Model) -> EngineSession:
         """Compile ``model``; a node override naming a node that is not in it is an error."""
-        threads.configure()  # numpy's BLAS at its deliberate setting (qprobe.threads)
-        return EngineSession(compile_program(model, self.profile), self.profile)
+        pools = threads.configure()  # numpy's BLAS at its deliberate setting (qprobe.threads)
+        return EngineSession(compile_program(model, self.profile), self.profile, pools.engine)
 
     def scoped(self, nodes: Collection[str]) -> EngineBackend:
         """The backend for a cut made of ``nodes``: node overrides of other nodes are dropped, and
@@ -61,20 +62,26 @@ class EngineBackend(BackendBase):
 
 
 class EngineSession:
-    def __init__(self, program: Program, profile: Profile) -> None:
+    def __init__(self, program: Program, profile: Profile, threads: int = 1) -> None:
         self.program = program
+        threads = threads if program.split_blocker is None else 1
+        self._runner = SplitRunner(program.run, program.inputs, threads)
         self.info: dict[str, str] = {
             "profile": profile.name,
             "profile_description": profile.description,
             "steps": str(len(program.steps)),
+            "threads": str(threads),
         }
+        if program.split_blocker is not None:
+            self.info["batch_split"] = f"off: {program.split_blocker}"
         if program.notes:
             self.info["float_nodes"] = "; ".join(f"{k}: {v}" for k, v in program.notes.items())
         if program.weight_notes:
             self.info["quantized_float_weights"] = "; ".join(f"{k}: {v}" for k, v in program.weight_notes.items())
 
     def run(self, feeds: Mapping[str, np.ndarray], *, first_sample: int = 0) -> dict[str, np.ndarray]:
-        return self.program.run(feeds)
+        return self._runner(feeds)
 
     def close(self) -> None:
+        self._runner.close()
         self.program.steps.clear()

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx_ir as ir
 
+from qprobe.backends.engine.batch_split import split_blocker
 from qprobe.backends.engine.fold import fold_constants
 from qprobe.backends.engine.graph import GNode, GraphView, Unit, plan_units, read_graph
 from qprobe.backends.engine.kernels import KERNELS, conv, gemm
@@ -67,6 +68,7 @@ class Program:
     consts: dict[str, np.ndarray]
     notes: dict[str, str] = field(default_factory=dict)
     weight_notes: dict[str, str] = field(default_factory=dict)  # float weights quantized as onnxruntime does
+    split_blocker: str | None = "not checked"  # why the batch cannot be split over threads (batch_split.py)
 
     def __post_init__(self) -> None:
         self.last_uses = _last_uses(self.steps, self.outputs)  # tensors freed after each step
@@ -302,7 +304,8 @@ def compile_program(model: ir.Model, profile: Profile) -> Program:
         except Ungroupable:
             for n in [unit.anchor, *unit.folded, *unit.q]:
                 steps.append(_unit_step(view, Unit("node", n), profile, notes))
-    return Program(_live(steps, view.outputs), view.inputs, view.outputs, view.consts, notes, weight_notes)
+    return Program(_live(steps, view.outputs), view.inputs, view.outputs, view.consts, notes, weight_notes,
+                   split_blocker(view, model))
 
 
 def _live(steps: list[Step], outputs: Sequence[str]) -> list[Step]:
