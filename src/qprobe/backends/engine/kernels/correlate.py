@@ -26,6 +26,7 @@ from qprobe.backends.engine.kernels.window import Window
 
 _CHUNK_BYTES = 1 << 20
 _FEW_CHANNELS = 16
+_GATHER_ELEMENTS = 1 << 15  # small convs: one fancy-index gather beats a strided copy per tap
 
 
 class Correlator:
@@ -55,11 +56,16 @@ class Correlator:
             self.wmats: list[np.ndarray] = [np.ascontiguousarray(b.reshape(mg, -1), dtype=dtype) for b in blocks]
         self.pointwise = (taps == 1 and all(s == 1 for s in window.strides)
                           and not any(window.pads) and window.auto_pad in ("NOTSET", "VALID"))
+        self._gathers: dict[tuple[int, ...], tuple[np.ndarray, list[int]]] = {}  # input shape -> (index, out)
 
     def __call__(self, x: np.ndarray, pad_value: float = 0) -> np.ndarray:
         """Correlate ``x`` (codes or floats, NCHW, padded with ``pad_value``); channels-last result."""
+        x = np.asarray(x)
+        if (self.order == "kc" and self.group == 1 and not self.pointwise
+                and x.size * int(np.prod(self.window.kernel)) <= _GATHER_ELEMENTS):
+            return self._gathered(x, pad_value)
         if self.order == "kc" and self.cg < _FEW_CHANNELS and not (self.depthwise or self.pointwise):
-            return self._channels_first(np.asarray(x), pad_value)
+            return self._channels_first(x, pad_value)
         xl: np.ndarray = np.ascontiguousarray(np.moveaxis(np.asarray(x), 1, -1))  # narrow copy for codes
         n = xl.shape[0]
         if self.pointwise:
@@ -79,6 +85,40 @@ class Correlator:
         parts = [c @ wmat.T for c, wmat in zip(cols, self.wmats, strict=True)]
         res = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
         return res.reshape(n, *out, self.m)
+
+    def _gathered(self, x: np.ndarray, pad_value: float) -> np.ndarray:
+        """Small inputs: the columns in one gather from the flat input plus one padding cell,
+        through an index built once per input shape (tap-major columns, as ``kc``)."""
+        n, per = x.shape[0], int(np.prod(x.shape[1:]))
+        key = tuple(x.shape[1:])
+        if key not in self._gathers:
+            self._gathers[key] = self._gather_index(key)
+        index, out = self._gathers[key]
+        flat = np.empty((n, per + 1), dtype=self.dtype)
+        flat[:, :per] = x.reshape(n, per)
+        flat[:, per] = pad_value
+        cols = flat[:, index]  # (N, P, K*C)
+        res = cols.reshape(-1, cols.shape[-1]) @ self.wmats[0].T
+        return res.reshape(n, *out, self.m)
+
+    def _gather_index(self, shape: tuple[int, ...]) -> tuple[np.ndarray, list[int]]:
+        """For input (C, *spatial): the flat source of every (output position, tap, channel)."""
+        c, spatial = shape[0], shape[1:]
+        begin, _end, out = self.window.resolve(spatial)
+        nd = len(spatial)
+        inside = np.ones((*out, *self.window.kernel), dtype=bool)
+        flat = np.zeros((*out, *self.window.kernel), dtype=np.int64)
+        for i in range(nd):
+            o = np.arange(out[i]).reshape([-1 if j == i else 1 for j in range(nd)] + [1] * nd)
+            k = np.arange(self.window.kernel[i]).reshape([1] * nd + [-1 if j == i else 1 for j in range(nd)])
+            coord = o * self.window.strides[i] + k * self.window.dilations[i] - begin[i]
+            inside &= (coord >= 0) & (coord < spatial[i])
+            flat = flat * spatial[i] + coord
+        positions, taps = int(np.prod(out)), int(np.prod(self.window.kernel))
+        plane = int(np.prod(spatial))
+        src = flat.reshape(positions, taps, 1) + plane * np.arange(c).reshape(1, 1, c)
+        src = np.where(inside.reshape(positions, taps, 1), src, c * plane)  # the padding cell
+        return np.ascontiguousarray(src.reshape(positions, taps * c)), list(out)
 
     def _channels_first(self, x: np.ndarray, pad_value: float) -> np.ndarray:
         """Few input channels: gather (C/g*K, N*P) rows from the NCHW input (long inner
