@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
@@ -96,6 +96,8 @@ class Requantizer:
     zero_point: np.ndarray
     lo: int
     hi: int
+    _factors: dict[tuple[int, int | None, type], tuple[np.ndarray, np.ndarray]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     def __call__(self, acc: np.ndarray, channel_axis: int | None = None) -> np.ndarray:
         a = nx.as_i64(acc)
@@ -124,10 +126,8 @@ class Requantizer:
         if rep not in ("float32", "double") or (rep == "float32" and acc.dtype != np.float32):
             return self(np.rint(acc).astype(np.int64), channel_axis)
         dt = np.float32 if rep == "float32" else np.float64
-        m = self.ratio.float32() if rep == "float32" else self.ratio.double()
-        zp = _shaped(self.zero_point.astype(dt), acc.ndim, channel_axis)
-        v = np.multiply(acc, _shaped(m, acc.ndim, channel_axis), out=acc) if acc.dtype == dt else \
-            np.multiply(acc, _shaped(m, acc.ndim, channel_axis), dtype=dt)
+        m, zp = self._float_factors(acc.ndim, channel_axis, dt)
+        v = np.multiply(acc, m, out=acc) if acc.dtype == dt else np.multiply(acc, m, dtype=dt)
         if num.zero_point == "before":
             v += zp
         if num.rounding == "half_even":
@@ -137,6 +137,16 @@ class Requantizer:
         if num.zero_point != "before":
             v += zp
         return np.clip(v, self.lo, self.hi, out=v)
+
+    def _float_factors(self, ndim: int, axis: int | None, dt: type) -> tuple[np.ndarray, np.ndarray]:
+        """The multiplier and zero point shaped for ``from_float`` (kept per layout: built once)."""
+        key = (ndim, axis, dt)
+        found = self._factors.get(key)
+        if found is None:
+            m = self.ratio.float32() if dt is np.float32 else self.ratio.double()
+            found = (_shaped(m, ndim, axis), _shaped(self.zero_point.astype(dt), ndim, axis))
+            self._factors[key] = found
+        return found
 
     def _float(self, a: np.ndarray, zp: np.ndarray, axis: int | None, dt: type) -> np.ndarray:
         m = self.ratio.float32() if dt is np.float32 else self.ratio.double()

@@ -73,15 +73,16 @@ def add_function(spec: OpSpec) -> Binary:
 def _binary_kernel(fn: Binary, qa: QType, qb: QType, qc: QType) -> Kernel:
     """Run ``fn`` on codes, through a 256 x 256 table when both inputs are 8-bit."""
     if qa.dtype in ("int8", "uint8") and qb.dtype in ("int8", "uint8"):
-        grid_a, grid_b = np.meshgrid(np.arange(qa.qmin, qa.qmax + 1), np.arange(qb.qmin, qb.qmax + 1), indexing="ij")
+        raw = np.arange(256, dtype=np.uint8)  # the table is indexed by the codes' raw bytes: no sign flip per call
+        grid_a, grid_b = np.meshgrid(raw.view(qa.dtype), raw.view(qb.dtype), indexing="ij")
         table = np.asarray(fn(grid_a.astype(np.int64), grid_b.astype(np.int64))).astype(qc.dtype).reshape(-1)
-        flip_a, flip_b = (np.uint8(0x80) if q.dtype == "int8" else np.uint8(0) for q in (qa, qb))
 
         def run_table(args: Sequence[np.ndarray | None]) -> list[np.ndarray]:
             a, b = args[0], args[1]
             assert a is not None and b is not None
-            ia = (np.asarray(a).view(np.uint8) ^ flip_a).astype(np.uint16) << 8
-            return [table[ia | (np.asarray(b).view(np.uint8) ^ flip_b)]]
+            index = np.left_shift(np.asarray(a).view(np.uint8), 8, dtype=np.uint16)
+            np.bitwise_or(index, np.asarray(b).view(np.uint8), out=index)
+            return [np.take(table, index)]
 
         return run_table
 
