@@ -14,9 +14,10 @@ cores, and numpy's BLAS, which only the engine's few float GEMMs use, gets one t
   on an idle one every core works. Spinning of the pool's threads is turned off when there
   are several (``session.intra_op.allow_spinning=0``), so they do not steal the cores of the
   next session. The ``threads=N`` backend option overrides it;
-* ``engine``: the idle cores too: the engine cuts a batch into that many chunks and runs
-  them on its own threads (``backends/engine/batch_split.py``; numpy releases the GIL in
-  its loops).
+* ``engine``: the cores (at most ``MAX_ORT_THREADS``): the engine may cut a batch into
+  that many chunks and run them on its own threads (``backends/engine/batch_split.py``;
+  numpy releases the GIL in its loops); it times both ways on the first batches of each
+  size and keeps the faster, so on a busy machine it stays on one thread by measurement.
 
 The load average counts qprobe's own work of the last minute too, which would make a
 long run see its own cores as busy: ``idle_cores`` takes off the share of it that this
@@ -34,6 +35,8 @@ import math
 import os
 import time
 from dataclasses import dataclass
+
+from qprobe.allocator import keep_freed_memory
 
 MAX_ORT_THREADS = 8
 
@@ -86,13 +89,34 @@ def own_load() -> float:
     return rate * (1.0 - math.exp(-age / 60.0))
 
 
-def running_elsewhere() -> int | None:
-    """Threads running or runnable now, this one not counted (Linux ``/proc/loadavg``)."""
-    try:
-        with open("/proc/loadavg", encoding="ascii") as f:
-            return max(0, int(f.read().split()[3].split("/")[0]) - 1)
-    except (OSError, IndexError, ValueError):
-        return None
+def running_elsewhere(samples: int = 5) -> int | None:
+    """Threads of other processes running or runnable now (Linux ``/proc``; None elsewhere):
+    the least of a few readings 0.5 ms apart, so that a thread passing by is not counted as
+    load (a busy process is runnable in every reading)."""
+    counts = []
+    for i in range(samples):
+        if i:
+            time.sleep(0.0005)
+        try:
+            with open("/proc/loadavg", encoding="ascii") as f:
+                total = int(f.read().split()[3].split("/")[0])
+        except (OSError, IndexError, ValueError):
+            return None
+        counts.append(max(0, total - _running_here()))
+    return min(counts)
+
+
+def _running_here() -> int:
+    """This process's threads in state R (the calling one included)."""
+    count = 0
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/stat", encoding="ascii", errors="replace") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        count += state == "R"
+    return max(1, count)
 
 
 def idle_cores() -> int:
@@ -113,12 +137,14 @@ def settings() -> ThreadSettings:
     """The settings qprobe uses on this machine now (environment overrides included)."""
     idle = min(idle_cores(), MAX_ORT_THREADS)
     return ThreadSettings(cores(), _env_int("QPROBE_BLAS_THREADS", 1), _env_int("QPROBE_ORT_THREADS", idle),
-                          _env_int("QPROBE_ENGINE_THREADS", idle))
+                          _env_int("QPROBE_ENGINE_THREADS", min(cores(), MAX_ORT_THREADS)))
 
 
 def configure() -> ThreadSettings:
-    """Limit numpy's BLAS to ``settings().blas`` threads for this process (once; cheap after)."""
+    """Limit numpy's BLAS to ``settings().blas`` threads for this process (once; cheap after),
+    and keep the allocator's freed memory for reuse (``qprobe.allocator``)."""
     global _configured
+    keep_freed_memory()
     s = settings()
     if _configured != s.blas:
         try:
@@ -132,4 +158,4 @@ def configure() -> ThreadSettings:
 
 def describe() -> dict[str, str]:
     """The settings in force, as provenance strings (``configure`` first)."""
-    return configure().describe()
+    return configure().describe() | {"allocator": keep_freed_memory()}

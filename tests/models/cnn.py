@@ -121,6 +121,24 @@ def tcn_dilated(seed: int) -> Parts:
     return _parts(net, [4, 32], _gemm(net, flat, "fc", 8, 2), seed)
 
 
+def tcn_chomp(seed: int) -> Parts:
+    """PyTorch TCN causal convs: Conv1d padded (k-1)*d on both sides, then ``Chomp1d``
+    (``x[:, :, :-p]``, a Slice with a negative end) and ``x[:, :, :T]`` (a positive end)."""
+    net = Net("tcn_chomp", np.random.default_rng(seed))
+    h = net.node("Relu", [net.conv("x", "input_proj", 4, 8, 1, std=0.6, dims=1)], "input_relu")
+    zero, axis = net.init("chomp_s", [0], np.int64), net.init("chomp_a", [2], np.int64)
+    for i, d in enumerate((1, 2, 4)):
+        c = net.conv(h, f"block{i}_conv", 8, 8, 3, dilations=[d], pads=[2 * d, 2 * d], std=0.25 + 0.1 * i, dims=1)
+        end = net.init(f"chomp{i}_e", [-2 * d] if i != 1 else [24], np.int64)
+        c = net.node("Slice", [c, zero, end, axis], f"block{i}_chomp")
+        c = net.node("Relu", [c], f"block{i}_relu")
+        h = net.node("Add", [h, c], f"block{i}_add")
+    starts, ends = net.init("last_s", [-1], np.int64), net.init("last_e", [2**31], np.int64)
+    last = net.node("Slice", [h, starts, ends, axis], "last_step")
+    flat = net.node("Flatten", [last], "flatten", axis=1)
+    return _parts(net, [4, 24], _gemm(net, flat, "fc", 8, 2), seed)
+
+
 def fixed_batch_one(seed: int) -> Parts:
     """A batch dimension fixed to 1 (TF/Keras exports): NHWC transpose and Reshape to [1, -1]."""
     net = Net("fixed_batch_one", np.random.default_rng(seed))

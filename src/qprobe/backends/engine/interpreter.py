@@ -21,6 +21,7 @@ import numpy as np
 import onnx_ir as ir
 
 from qprobe.backends.engine.batch_split import split_blocker
+from qprobe.backends.engine.crop import causal_crops
 from qprobe.backends.engine.fold import fold_constants
 from qprobe.backends.engine.graph import GNode, GraphView, Unit, plan_units, read_graph
 from qprobe.backends.engine.kernels import KERNELS, conv, gemm
@@ -116,7 +117,8 @@ def _qtype(view: GraphView, node: GNode, codes: str, dtype_default: str) -> QTyp
     return QType.make(scale, zp, dtype, axis)
 
 
-def _group_spec(view: GraphView, unit: Unit, profile: Profile) -> OpSpec:
+def _group_spec(view: GraphView, unit: Unit, profile: Profile,
+                crops: Mapping[str, tuple[int | None, ...]] | None = None) -> OpSpec:
     node = unit.anchor
     ops: list[Operand] = []
     for i, name in enumerate(node.inputs):
@@ -128,9 +130,11 @@ def _group_spec(view: GraphView, unit: Unit, profile: Profile) -> OpSpec:
             ops.append(Operand(name, view.consts.get(name) if name else None))
     out_q = tuple(_qtype(view, q, "", "uint8") for q in unit.q)
     entry = KERNELS[node.op_type]
+    info: dict[str, object] = {"fixed_batch_one": view.fixed_batch_one, "opset": view.opset}
+    if crops and node.name in crops:
+        info["crop"] = crops[node.name]
     return OpSpec(node.name, node.op_type, node.attrs, tuple(ops), tuple(q.outputs[0] for q in unit.q), out_q,
-                  profile.numerics_for(entry.op_class, node.op_type, node.name),
-                  {"fixed_batch_one": view.fixed_batch_one, "opset": view.opset})
+                  profile.numerics_for(entry.op_class, node.op_type, node.name), info)
 
 
 def _fold_clamp(view: GraphView, unit: Unit, out_q: QType) -> tuple[int, int] | None:
@@ -180,11 +184,12 @@ def _build_quantized(spec: OpSpec, unit: Unit, profile: Profile, notes: dict[str
         return float_group(spec, entry.build_float, qnum)
 
 
-def _unit_step(view: GraphView, unit: Unit, profile: Profile, notes: dict[str, str]) -> Step:
+def _unit_step(view: GraphView, unit: Unit, profile: Profile, notes: dict[str, str],
+               crops: Mapping[str, tuple[int | None, ...]] | None = None) -> Step:
     node = unit.anchor
     clamp = None
     if unit.kind == "group":
-        spec = _group_spec(view, unit, profile)
+        spec = _group_spec(view, unit, profile, crops)
         kernel = _build_quantized(spec, unit, profile, notes)
         clamp = _fold_clamp(view, unit, spec.out_q)
     elif unit.kind == "qop":
@@ -297,10 +302,11 @@ def compile_program(model: ir.Model, profile: Profile) -> Program:
     weight_notes: dict[str, str] = {}
     view = fold_constants(view, model, lambda node, consts: _evaluate(view, profile, node, consts))
     view = quantize_float_weights(view, lambda node: _wants_ort_weights(profile, node), weight_notes)
+    view, crops = causal_crops(view, plan_units(view))
     steps = []
     for unit in plan_units(view):
         try:
-            steps.append(_unit_step(view, unit, profile, notes))
+            steps.append(_unit_step(view, unit, profile, notes, crops))
         except Ungroupable:
             for n in [unit.anchor, *unit.folded, *unit.q]:
                 steps.append(_unit_step(view, Unit("node", n), profile, notes))

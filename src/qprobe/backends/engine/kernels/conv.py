@@ -68,7 +68,8 @@ def int_accumulator(spec: OpSpec, w_index: int = 1, extra: int = 0) -> tuple[Cor
     wc = centered(w, wq)
     raw_bound = max(abs(xq.qmin), abs(xq.qmax))
     dt = exact_dtype(max(raw_bound, x_bound(xq)), wc, extra + abs(xq.z) * acc_bound(1, wc))
-    return Correlator(wc, int(spec.attr("group", 1)), _window(spec, w.shape), dt, order="kc"), wc
+    return Correlator(wc, int(spec.attr("group", 1)), _window(spec, w.shape), dt, order="kc",
+                      crop=spec.info.get("crop")), wc
 
 
 def zero_point_correction(xq: QType, wc: np.ndarray) -> np.ndarray:

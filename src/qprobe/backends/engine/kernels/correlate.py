@@ -34,7 +34,9 @@ class Correlator:
     conv; used for float convs) or ``kc`` (tap-major, contiguous copies; any order is exact
     on integers)."""
 
-    def __init__(self, w: np.ndarray, group: int, window: Window, dtype: type, order: str = "ck") -> None:
+    def __init__(self, w: np.ndarray, group: int, window: Window, dtype: type, order: str = "ck",
+                 crop: tuple[int | None, ...] | None = None) -> None:
+        self.crop = crop  # per spatial axis: compute only the first `end` outputs (negative: all but -end)
         self.m = int(w.shape[0])
         self.group = group
         self.window = window
@@ -61,6 +63,8 @@ class Correlator:
     def __call__(self, x: np.ndarray, pad_value: float = 0) -> np.ndarray:
         """Correlate ``x`` (codes or floats, NCHW, padded with ``pad_value``); channels-last result."""
         x = np.asarray(x)
+        if self.crop is not None and self.pointwise:  # output position = input position
+            x = x[(slice(None), slice(None), *(slice(None, e) for e in self.crop))]
         if (self.order == "kc" and self.group == 1 and not self.pointwise
                 and x.size * int(np.prod(self.window.kernel)) <= _GATHER_ELEMENTS):
             return self._gathered(x, pad_value)
@@ -73,6 +77,7 @@ class Correlator:
             xp: np.ndarray = xl.astype(self.dtype)
         else:
             padded, out = self.window.padded(xl, value=pad_value, last=True)
+            out = self._cropped(out)
             if self.depthwise:  # the tap products convert the codes they read; no full float copy
                 return self._depthwise(padded, out)
             xp = padded.astype(self.dtype)
@@ -86,6 +91,12 @@ class Correlator:
         res = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
         return res.reshape(n, *out, self.m)
 
+    def _cropped(self, out: list[int]) -> list[int]:
+        if self.crop is None or self.pointwise:
+            return out
+        return [o if e is None else (min(o, e) if e >= 0 else max(0, o + e))
+                for o, e in zip(out, self.crop, strict=True)]
+
     def _gathered(self, x: np.ndarray, pad_value: float) -> np.ndarray:
         """Small inputs: the columns in one gather from the flat input plus one padding cell,
         through an index built once per input shape (tap-major columns, as ``kc``)."""
@@ -94,7 +105,7 @@ class Correlator:
         if key not in self._gathers:
             self._gathers[key] = self._gather_index(key)
         index, out = self._gathers[key]
-        flat = np.empty((n, per + 1), dtype=self.dtype)
+        flat: np.ndarray = np.empty((n, per + 1), dtype=self.dtype)
         flat[:, :per] = x.reshape(n, per)
         flat[:, per] = pad_value
         cols = flat[:, index]  # (N, P, K*C)
@@ -105,6 +116,7 @@ class Correlator:
         """For input (C, *spatial): the flat source of every (output position, tap, channel)."""
         c, spatial = shape[0], shape[1:]
         begin, _end, out = self.window.resolve(spatial)
+        out = self._cropped(out)
         nd = len(spatial)
         inside = np.ones((*out, *self.window.kernel), dtype=bool)
         flat = np.zeros((*out, *self.window.kernel), dtype=np.int64)
@@ -124,6 +136,7 @@ class Correlator:
         """Few input channels: gather (C/g*K, N*P) rows from the NCHW input (long inner
         loops), one GEMM per group, and return a channels-last view of the (M, N*P) result."""
         xp, out = self.window.padded(x, value=pad_value)
+        out = self._cropped(out)
         k, n = int(np.prod(self.window.kernel)), x.shape[0]
         parts = []
         for g, wmat in enumerate(self.wmats):
