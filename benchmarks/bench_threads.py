@@ -1,11 +1,13 @@
 """qprobe's default thread settings against hand-tuned ones, measured in the same run.
 
-``qprobe.threads`` pins numpy's BLAS to 1 thread and gives onnxruntime one intra-op thread
-per core. Each variant here overrides that with ``QPROBE_BLAS_THREADS``/``QPROBE_ORT_THREADS``
-and runs, each in a fresh subprocess: ``compare`` (ort vs ort-fused, every tensor, through
-``bench_compare``) and the engine alone (``engine:onnxruntime`` on the MobileNet-like model,
-batch 64, 5 runs). Variants run interleaved, best of 3 rounds (``--quick``: 1 round, no MobileNet compare). The
-default should be as fast as the best variant (ratio ~1).
+``qprobe.threads`` pins numpy's BLAS to 1 thread, gives onnxruntime the idle cores and lets
+the engine split a batch over the cores when that measures faster. Each variant overrides
+that with ``QPROBE_BLAS_THREADS``/``QPROBE_ORT_THREADS`` (``engine=1``:
+``QPROBE_ENGINE_THREADS``, no batch split) and runs, each in a fresh subprocess: ``compare``
+(ort vs ort-fused, every tensor, through ``bench_compare``) and the engine alone
+(``engine:onnxruntime`` on the MobileNet-like model, batch 64, 5 runs). Variants run
+interleaved, best of 3 rounds (``--quick``: 1 round, no MobileNet compare). The default
+should be as fast as the best variant (ratio ~1).
 
     python benchmarks/bench_threads.py [--quick]
 """
@@ -26,7 +28,8 @@ HERE = Path(__file__).parent
 def _variants() -> list[tuple[str, dict[str, str]]]:
     n = str(len(os.sched_getaffinity(0)))
     return [("default", {}), (f"blas={n}", {"QPROBE_BLAS_THREADS": n}), ("ort=1", {"QPROBE_ORT_THREADS": "1"}),
-            (f"blas={n},ort=1", {"QPROBE_BLAS_THREADS": n, "QPROBE_ORT_THREADS": "1"})]
+            (f"blas={n},ort=1", {"QPROBE_BLAS_THREADS": n, "QPROBE_ORT_THREADS": "1"}),
+            ("engine=1", {"QPROBE_ENGINE_THREADS": "1"})]
 
 
 def engine_child() -> dict[str, float]:

@@ -41,11 +41,12 @@ def test_the_chomp_tcn_is_cropped_and_exact(corpus: dict[str, Built], n: int) ->
     built = corpus["tcn_chomp"]
     proto = onnx.load(built.int8)
     from qprobe.backends.engine.crop import causal_crops
+    from qprobe.backends.engine.fold import static_dims
     from qprobe.backends.engine.graph import plan_units, read_graph
 
     view = read_graph(ir.from_proto(proto))
-    _view, crops = causal_crops(view, plan_units(view))
-    assert crops == {"block0_conv": (-2,), "block1_conv": (24,), "block2_conv": (-8,)}
+    _view, crops = causal_crops(view, plan_units(view), lambda: static_dims(ir.from_proto(proto)))
+    assert crops == {"block0_conv": (24,), "block1_conv": (24,), "block2_conv": (24,)}
     session = EngineBackend(get_profile("onnxruntime")).open(ir.from_proto(proto))
     feeds = _wide(built.samples(), n)
     want = _fused(proto).run(None, feeds)
@@ -60,7 +61,7 @@ def test_the_example_tcn_is_cropped_and_exact() -> None:
     from qprobe.backends.engine.graph import plan_units, read_graph
 
     view = read_graph(ir.from_proto(proto))
-    _view, crops = causal_crops(view, plan_units(view))
+    _view, crops = causal_crops(view, plan_units(view), lambda: {})
     assert sorted(crops) == [f"block{i}_conv" for i in range(6)] and set(crops.values()) == {(None, 64)}
     x = np.random.default_rng(3).standard_normal((16, 8, 1, 64)).astype(np.float32) * 2
     got = EngineBackend(get_profile("onnxruntime")).open(ir.from_proto(proto)).run({"window": x})
@@ -69,16 +70,37 @@ def test_the_example_tcn_is_cropped_and_exact() -> None:
         assert np.array_equal(got[out.name], w), out.name
 
 
+def test_no_crop_when_the_width_is_not_static(corpus: dict[str, Built]) -> None:
+    """An end counted from the end of a width only known at run time: that conv is not cropped."""
+    from qprobe.backends.engine.crop import causal_crops
+    from qprobe.backends.engine.graph import plan_units, read_graph
+
+    proto = onnx.load(corpus["tcn_chomp"].int8)
+    view = read_graph(ir.from_proto(proto))
+    assert causal_crops(view, plan_units(view), lambda: {})[1] == {"block1_conv": (24,)}
+
+
+def test_the_float_profile_ignores_the_crop_and_stays_right(corpus: dict[str, Built]) -> None:
+    built = corpus["tcn_chomp"]
+    proto = onnx.load(built.int8)
+    session = EngineBackend(get_profile("onnxruntime").with_overrides({"conv.compute": "float"})).open(
+        ir.from_proto(proto))
+    feeds = _wide(built.samples(), 8)
+    got = session.run(feeds)
+    assert got[proto.graph.output[0].name].shape == (8, 2)
+
+
 def test_no_crop_when_the_conv_output_is_visible(corpus: dict[str, Built]) -> None:
     proto = onnx.load(corpus["tcn_chomp"].int8)
     codes = next(n.output[0] for n in proto.graph.node
                  if n.op_type == "QuantizeLinear" and n.input[0].startswith("block0_conv"))
     proto.graph.output.append(onnx.helper.make_tensor_value_info(codes, onnx.TensorProto.INT8, None))
     from qprobe.backends.engine.crop import causal_crops
+    from qprobe.backends.engine.fold import static_dims
     from qprobe.backends.engine.graph import plan_units, read_graph
 
     view = read_graph(ir.from_proto(proto))
-    _view, crops = causal_crops(view, plan_units(view))
+    _view, crops = causal_crops(view, plan_units(view), lambda: static_dims(ir.from_proto(proto)))
     assert "block0_conv" not in crops and "block1_conv" in crops
     feeds = _wide(corpus["tcn_chomp"].samples(), 8)
     got = EngineBackend(get_profile("onnxruntime")).open(ir.from_proto(proto)).run(feeds)

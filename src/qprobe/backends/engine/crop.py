@@ -7,29 +7,38 @@ cut away are computed and dropped, a third to a half of the convolution's work. 
 Conv's output codes are read only by one DequantizeLinear -> Slice that starts at 0 with
 step 1 on spatial axes (and none of the tensors in between is a graph output, so nothing
 can observe the dropped positions), the Conv computes the kept positions only
-(``Correlator(crop=...)``, ``crops[conv] = ends``) and the Slice, when its ends count from
-the end, is given ends that keep its (now cropped) input whole. Every visible tensor keeps
-its codes: the kept positions are computed exactly as before.
+(``Correlator(crop=...)``, ``crops[conv] = ends``); ends counted from the end are turned
+into counts where the output width is static (else no crop), and the Slice is given those
+counts as its ends, which keep the same positions of the full and of the cropped input.
+Every visible tensor keeps its codes: the kept positions are computed exactly as before.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
 from qprobe.backends.engine.graph import GNode, GraphView, Unit
 
-KEEP_ALL = np.iinfo(np.int64).max
 
+def causal_crops(view: GraphView, units: list[Unit], dims: Callable[[], Mapping[str, tuple[int | None, ...]]]
+                 ) -> tuple[GraphView, dict[str, tuple[int | None, ...]]]:
+    """The view and, per cropped Conv, the number of outputs to compute on each spatial axis (None: all).
 
-def causal_crops(view: GraphView, units: list[Unit]) -> tuple[GraphView, dict[str, tuple[int | None, ...]]]:
-    """The view (Slices rewritten where needed) and, per cropped Conv, the end of each spatial axis."""
+    ``dims()`` gives the static shapes (``fold.static_dims``; called only when a Slice counts
+    from the end): an end counted from the end becomes a count only where the Conv's output
+    width is known, and that Slice is given the count as its end (the same positions on the
+    full width as on the cropped one, so a Conv kernel that ignores the crop, a float
+    fallback, still gives the same result through it).
+    """
     outputs = set(view.outputs)
     crops: dict[str, tuple[int | None, ...]] = {}
-    renamed: dict[int, GNode] = {}
+    shapes: Mapping[str, tuple[int | None, ...]] | None = None
     consts = dict(view.consts)
+    renamed: dict[int, GNode] = {}
     for unit in units:
         node = unit.anchor
         if unit.kind != "group" or node.op_type != "Conv" or len(unit.q) != 1:
@@ -41,13 +50,50 @@ def causal_crops(view: GraphView, units: list[Unit]) -> tuple[GraphView, dict[st
         ends = _spatial_ends(view, found, w.ndim)
         if ends is None:
             continue
-        crops[node.name] = ends
-        if any(e is not None and e < 0 for e in ends):  # relative ends: the cropped input is kept whole
-            renamed[id(found)] = _keep_whole(found, ends, consts)
+        if any(e is not None and e < 0 for e in ends):
+            shapes = dims() if shapes is None else shapes
+            counted = _counted(ends, shapes.get(node.outputs[0]))
+            if counted is None:
+                continue
+            renamed[id(found)] = _with_ends(found, counted, consts)
+            ends = counted
+        if any(e is not None for e in ends):
+            crops[node.name] = ends
     if not renamed:
         return view, crops
     nodes = [renamed.get(id(n), n) for n in view.nodes]
     return dataclasses.replace(view, nodes=nodes, consts=consts, producer={}, consumers=defaultdict(list)), crops
+
+
+def _with_ends(node: GNode, counts: tuple[int | None, ...], consts: dict[str, np.ndarray]) -> GNode:
+    """The Slice with its ends as counts from the start (a new constant: other Slices may share the old one)."""
+    name = f"{node.inputs[2]}__{node.name}__counted"
+    old = np.asarray(consts[node.inputs[2]])
+    axes = np.asarray(consts[node.inputs[3]]).reshape(-1).astype(np.int64)
+    rank = len(counts) + 2
+    new = old.reshape(-1).astype(np.int64).copy()
+    for i, a in enumerate(axes.tolist()):
+        count = counts[int(a) % rank - 2]
+        if count is not None:
+            new[i] = count
+    consts[name] = new.astype(old.dtype).reshape(old.shape)
+    inputs = list(node.inputs)
+    inputs[2] = name
+    return dataclasses.replace(node, inputs=inputs)
+
+
+def _counted(ends: tuple[int | None, ...], shape: tuple[int | None, ...] | None) -> tuple[int | None, ...] | None:
+    """Ends counted from the end turned into counts, from the Conv output's static shape."""
+    if shape is None or len(shape) != len(ends) + 2:
+        return None
+    out: list[int | None] = []
+    for e, size in zip(ends, shape[2:], strict=True):
+        if e is not None and e < 0:
+            if size is None:
+                return None
+            e = max(0, size + e)
+        out.append(e)
+    return tuple(out)
 
 
 def _slice_after(view: GraphView, codes: str, outputs: set[str]) -> GNode | None:
@@ -83,19 +129,3 @@ def _spatial_ends(view: GraphView, node: GNode, rank: int) -> tuple[int | None, 
     for a, e in zip(norm, ends.tolist(), strict=True):
         out[a - 2] = int(e)
     return tuple(out)
-
-
-def _keep_whole(node: GNode, ends: tuple[int | None, ...], consts: dict[str, np.ndarray]) -> GNode:
-    """The Slice with ends that keep everything on the cropped axes (a new constant: others may share it)."""
-    name = f"{node.inputs[2]}__{node.name}__cropped"
-    old = np.asarray(consts[node.inputs[2]])
-    axes = np.asarray(consts[node.inputs[3]]).reshape(-1).astype(np.int64)
-    rank = len(ends) + 2
-    new = old.reshape(-1).astype(np.int64).copy()
-    for i, a in enumerate(axes.tolist()):
-        if ends[int(a) % rank - 2] is not None and new[i] < 0:
-            new[i] = np.iinfo(old.dtype).max if old.dtype.kind == "i" else KEEP_ALL
-    consts[name] = new.astype(old.dtype).reshape(old.shape)
-    inputs = list(node.inputs)
-    inputs[2] = name
-    return dataclasses.replace(node, inputs=inputs)

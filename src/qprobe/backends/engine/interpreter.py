@@ -22,7 +22,7 @@ import onnx_ir as ir
 
 from qprobe.backends.engine.batch_split import split_blocker
 from qprobe.backends.engine.crop import causal_crops
-from qprobe.backends.engine.fold import fold_constants
+from qprobe.backends.engine.fold import fold_constants, static_dims
 from qprobe.backends.engine.graph import GNode, GraphView, Unit, plan_units, read_graph
 from qprobe.backends.engine.kernels import KERNELS, conv, gemm
 from qprobe.backends.engine.kernels.base import Kernel, Operand, OpSpec, QType, Ungroupable
@@ -302,7 +302,7 @@ def compile_program(model: ir.Model, profile: Profile) -> Program:
     weight_notes: dict[str, str] = {}
     view = fold_constants(view, model, lambda node, consts: _evaluate(view, profile, node, consts))
     view = quantize_float_weights(view, lambda node: _wants_ort_weights(profile, node), weight_notes)
-    view, crops = causal_crops(view, plan_units(view))
+    view, crops = causal_crops(view, plan_units(view), lambda: static_dims(model))
     steps = []
     for unit in plan_units(view):
         try:
