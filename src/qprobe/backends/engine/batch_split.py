@@ -5,13 +5,13 @@ bit, and the engine's numpy kernels release the GIL in their inner loops (ufuncs
 copies): a batch cut into ``k`` chunks along axis 0 and run on ``k`` threads gives the same
 codes in about ``1/k`` of the time. ``split_blocker`` says why a model cannot be split (a
 tensor whose axis 0 is not the sample axis, an op that mixes samples), read statically from
-the graph; the first split run of each batch size is also timed and checked against the whole-batch
-run (``SplitRunner``): a mismatch turns splitting off for that session, so a model the
-static rules let through by mistake is never answered wrongly, and a size that the split
-does not make faster is run whole.
+the graph. ``SplitRunner`` checks the first split run of a session against the whole-batch
+run (a mismatch turns splitting off, so a model the static rules let through by mistake is
+never answered wrongly) and times both ways on the first batches of each size, running that
+size the faster way.
 
-The thread count is ``qprobe.threads.settings().engine`` (the idle cores, like onnxruntime's
-pool); chunks hold at least ``MIN_CHUNK`` samples.
+The thread count is ``qprobe.threads.settings().engine`` (the cores); chunks hold at least
+``MIN_CHUNK`` samples.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ _AXIS_OPS = {"Concat": 0, "Split": 0, "Gather": 0, "GatherElements": 0, "Softmax
 _REDUCE = {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
            "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"}
 _MIXING = {"DynamicQuantizeLinear", "Scan", "Loop", "If", "NonZero", "Unique", "RandomNormalLike",
-           "RandomUniformLike", "Multinomial", "BatchNormalization_training", "ConstantOfShape", "Range"}
+           "RandomUniformLike", "Multinomial", "ConstantOfShape", "Range"}
 _SHAPE_OF = {"Shape", "Size"}
 
 
