@@ -64,3 +64,36 @@ def test_correlator_matches_a_naive_loop(xs: tuple[int, ...], ws: tuple[int, ...
     assert np.array_equal(got.astype(np.int64), want)
     again = corr(x[:1], pad_value=-3)  # a second input shape: its own index
     assert np.array_equal(again.astype(np.int64), want[:1])
+
+
+SINGLE = [
+    # one sample: the channels-first paths (GEMM per group, depthwise over stride phases)
+    ((1, 6, 9, 8), (6, 1, 3, 3), 6, {"strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ((1, 4, 7, 10), (8, 1, 3, 2), 4, {"strides": [1, 3], "dilations": [2, 1], "pads": [2, 0, 1, 2]}),
+    ((1, 5, 11), (5, 1, 4), 5, {"strides": [3], "dilations": [2], "pads": [3, 1]}),
+    ((1, 3, 4, 5, 6), (3, 1, 2, 3, 2), 3, {"strides": [2, 1, 2], "pads": [1, 1, 0, 0, 1, 1]}),
+    ((1, 16, 4, 4), (16, 1, 3, 3), 16, {"auto_pad": "SAME_LOWER"}),
+    ((1, 6, 5, 7), (4, 3, 2, 3), 2, {"strides": [2, 1], "pads": [0, 1, 1, 1]}),
+    ((1, 8, 6, 6), (12, 8, 1, 1), 1, {}),
+    ((1, 8, 6, 6), (12, 4, 1, 1), 2, {}),
+    ((1, 32, 1, 20), (16, 32, 1, 3), 1, {"pads": [0, 4, 0, 4], "dilations": [1, 4]}),
+]
+
+
+@pytest.mark.parametrize(("xs", "ws", "group", "attrs"), SINGLE)
+@pytest.mark.parametrize("layout", ["nchw", "channels_last_memory"])
+def test_single_sample_paths_match_a_naive_loop(xs: tuple[int, ...], ws: tuple[int, ...], group: int,
+                                                attrs: dict[str, object], layout: str) -> None:
+    rng = np.random.default_rng(sum(xs) + len(ws))
+    x = rng.integers(-128, 128, xs).astype(np.int8)
+    if layout == "channels_last_memory":  # what a channels-last kernel hands on: same values, other strides
+        x = np.ascontiguousarray(np.moveaxis(x, 1, -1)).transpose(0, x.ndim - 1, *range(1, x.ndim - 1))
+    w = rng.integers(-127, 128, ws).astype(np.int64)
+    window = Window.from_attrs(attrs, ws[2:])
+    corr = Correlator(w, group, window, np.float32, order="kc")
+    want = _naive(x, w, group, window, 5)
+    assert np.array_equal(corr(x, pad_value=5).astype(np.int64), want)
+    first = corr.nchw(x, pad_value=5)
+    assert np.array_equal(first.astype(np.int64), np.moveaxis(want, -1, 1))
+    batch = np.concatenate([x, x[:, :, ::-1]])  # two samples: the batched paths, same answers for sample 0
+    assert np.array_equal(corr.nchw(batch, pad_value=5)[:1].astype(np.int64), np.moveaxis(want, -1, 1))

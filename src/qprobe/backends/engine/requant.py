@@ -136,7 +136,7 @@ class Requantizer:
             v = nx.round_float(v, num.rounding).astype(dt)
         if num.zero_point != "before":
             v += zp
-        return np.clip(v, self.lo, self.hi, out=v)
+        return nx.clip_into(v, self.lo, self.hi)
 
     def _float_factors(self, ndim: int, axis: int | None, dt: type) -> tuple[np.ndarray, np.ndarray]:
         """The multiplier and zero point shaped for ``from_float`` (kept per layout: built once)."""

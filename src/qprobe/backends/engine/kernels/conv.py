@@ -106,17 +106,22 @@ def build_conv_int(spec: OpSpec) -> Kernel:
     bound = acc_bound(x_bound(xq), wc) + bias_max
     fits = num.acc_overflow == "exact" or bound < 2 ** (num.acc_bits - 1)
     bias_f: np.ndarray | None = bias.astype(corr.dtype) if bias_max else None
+    pad = float(xq.z)
+    biases: dict[int, np.ndarray] = {}  # bias shaped (M, 1, ...) per input rank
 
     def run(args: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         x = args[0]
         assert x is not None
-        acc = corr(x, pad_value=xq.z)  # raw codes, channels last
+        acc = corr.nchw(x, pad_value=pad)  # raw codes, (N, M, *out), possibly a channels-last view
         if bias_f is not None:
-            acc += bias_f
+            b = biases.get(acc.ndim)
+            if b is None:
+                b = biases[acc.ndim] = bias_f.reshape(-1, *([1] * (acc.ndim - 2)))
+            acc += b
         if fits:
-            return [np.moveaxis(requant.from_float(acc, channel_axis=-1), -1, 1)]
+            return [requant.from_float(acc, channel_axis=1)]
         acc = nx.limit(np.rint(acc).astype(np.int64), num.acc_bits, num.acc_overflow)
-        return [np.moveaxis(requant(acc, channel_axis=acc.ndim - 1), -1, 1)]
+        return [requant(acc, channel_axis=1)]
 
     return run
 

@@ -12,13 +12,22 @@ output. Internally the input is made channels-last so that every conv is one lar
 * depthwise convs (C/g == 1): ``acc += x_tap * w[tap]`` over the taps, in batch chunks
   that fit in cache.
 
+Exact (``kc``) correlators on a single sample work **channels first** instead, where the
+GEMM's result is already NCHW: ``W (M, C/g*K) @ cols (C/g*K, P)``, the columns one
+contiguous copy per tap; depthwise convs accumulate each tap over one contiguous range of
+the flattened padded plane, split into its stride phases (extra columns between rows are
+computed and dropped). ``nchw`` returns the result channels first (a view where the path
+works channels last). Every decision that depends only on the input shape (path, padding,
+tap slices, tiled weights, gather index) is made once per shape: the call runs a prebuilt
+plan.
+
 With integer-valued inputs and weights whose partial sums stay below 2**24 (float32)
 or 2**53 (float64), every product and sum is exact, whatever order BLAS uses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -27,6 +36,8 @@ from qprobe.backends.engine.kernels.window import Window
 _CHUNK_BYTES = 1 << 20
 _FEW_CHANNELS = 16
 _GATHER_ELEMENTS = 1 << 15  # small convs: one fancy-index gather beats a strided copy per tap
+
+Plan = Callable[[np.ndarray], tuple[np.ndarray, bool]]  # x -> (result, result is channels first)
 
 
 class Correlator:
@@ -58,18 +69,147 @@ class Correlator:
             self.wmats: list[np.ndarray] = [np.ascontiguousarray(b.reshape(mg, -1), dtype=dtype) for b in blocks]
         self.pointwise = (taps == 1 and all(s == 1 for s in window.strides)
                           and not any(window.pads) and window.auto_pad in ("NOTSET", "VALID"))
+        self.ntaps = taps
         self._gathers: dict[tuple[int, ...], tuple[np.ndarray, list[int]]] = {}  # input shape -> (index, out)
+        self._plans: dict[tuple[tuple[int, ...], float], Plan] = {}
 
     def __call__(self, x: np.ndarray, pad_value: float = 0) -> np.ndarray:
         """Correlate ``x`` (codes or floats, NCHW, padded with ``pad_value``); channels-last result."""
+        res, first = self._run(x, pad_value)
+        return res.transpose(0, *range(2, res.ndim), 1) if first else res
+
+    def nchw(self, x: np.ndarray, pad_value: float = 0) -> np.ndarray:
+        """The same correlation, channels first: (N, M, *out) (a view when the path works channels last)."""
+        res, first = self._run(x, pad_value)
+        return res if first else res.transpose(0, res.ndim - 1, *range(1, res.ndim - 1))
+
+    def _run(self, x: np.ndarray, pad_value: float) -> tuple[np.ndarray, bool]:
         x = np.asarray(x)
+        key = (x.shape, float(pad_value))
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._plan(x.shape, float(pad_value))
+        return plan(x)
+
+    def _plan(self, shape: tuple[int, ...], pad: float) -> Plan:
+        """The path for inputs of ``shape``, with everything that depends only on it prepared."""
+        crop: tuple[slice, ...] | None = None
         if self.crop is not None and self.pointwise:  # output position = input position
-            x = x[(slice(None), slice(None), *(slice(None, e) for e in self.crop))]
-        if (self.order == "kc" and self.group == 1 and not self.pointwise
-                and x.size * int(np.prod(self.window.kernel)) <= _GATHER_ELEMENTS):
-            return self._gathered(x, pad_value)
-        if self.order == "kc" and self.cg < _FEW_CHANNELS and not (self.depthwise or self.pointwise):
-            return self._channels_first(x, pad_value)
+            crop = (slice(None), slice(None), *(slice(None, e) for e in self.crop))
+            shape = (*shape[:2], *(len(range(d)[sl]) for d, sl in zip(shape[2:], crop[2:], strict=True)))
+        size = int(np.prod(shape))
+        exact = self.order == "kc"
+        if exact and shape[0] == 1 and not self.depthwise:
+            inner = self._plan_first(shape, pad)
+        elif exact and shape[0] == 1 and self.depthwise:
+            inner = self._plan_depthwise_first(shape, pad)
+        elif exact and self.group == 1 and not self.pointwise and size * self.ntaps <= _GATHER_ELEMENTS:
+            def inner(x: np.ndarray) -> tuple[np.ndarray, bool]:
+                return self._gathered(x, pad), False
+        elif exact and self.cg < _FEW_CHANNELS and not (self.depthwise or self.pointwise):
+            def inner(x: np.ndarray) -> tuple[np.ndarray, bool]:
+                return self._channels_first(x, pad), True
+        else:
+            def inner(x: np.ndarray) -> tuple[np.ndarray, bool]:
+                return self._channels_last(x, pad), False
+        if crop is None:
+            return inner
+        cut = crop
+        return lambda x: inner(x[cut])
+
+    def _plan_first(self, shape: tuple[int, ...], pad: float) -> Plan:
+        """One sample, channels first: ``W (M/g, K*C/g) @ cols (K*C/g, P)`` per group, the
+        result already (1, M, *out)."""
+        c, spatial, dt, g, cg, k = shape[1], shape[2:], self.dtype, self.group, self.cg, self.ntaps
+        if self.pointwise:
+            out = list(spatial)
+
+            def columns(x: np.ndarray) -> np.ndarray:
+                cols = np.empty((g, 1, cg, *out), dtype=dt)  # one cast copy, whatever x's layout
+                cols.reshape(c, *out)[...] = x[0]
+                return cols
+        else:
+            pads, out = self.window.pad_widths(spatial)
+            out = self._cropped(out)
+            padded = any(p != (0, 0) for p in pads)
+            inner = (slice(None), *(slice(b, b + d) for d, (b, _e) in zip(spatial, pads, strict=True)))
+            grown = (c, *(d + b + e for d, (b, e) in zip(spatial, pads, strict=True)))
+            taps = [(slice(None), *sl) for sl in self.window.tap_slices(out)]
+
+            def columns(x: np.ndarray) -> np.ndarray:
+                xp = x[0]
+                if padded:
+                    xp = np.full(grown, pad, dtype=x.dtype)
+                    xp[inner] = x[0]
+                cols = np.empty((g, k, cg, *out), dtype=dt)
+                for t, sl in enumerate(taps):
+                    cols[:, t] = xp[sl].reshape(g, cg, *out)
+                return cols
+        p = int(np.prod(out))
+
+        def run(x: np.ndarray) -> tuple[np.ndarray, bool]:
+            cols = columns(x)
+            parts = [wmat @ cols[i].reshape(k * cg, p) for i, wmat in enumerate(self.wmats)]
+            res = parts[0] if g == 1 else np.concatenate(parts, axis=0)
+            return res.reshape(1, self.m, *out), True
+
+        return run
+
+    def _plan_depthwise_first(self, shape: tuple[int, ...], pad: float) -> Plan:
+        """One sample, depthwise: each tap multiplies one contiguous range of a flattened
+        plane by its per-channel weight. The padded input is split into its stride phases
+        (``xp[a0::s0, a1::s1, ...]``, one plane each; a single plane for unit strides); tap
+        ``k`` reads phase ``(k*d) % s`` from offset ``(k*d) // s``, so output ``o`` sits at
+        ``sum o_i * qstride_i`` of every phase grid. Rows are computed at the phase width and
+        the extra columns dropped by one compacting copy."""
+        c, spatial = shape[1], shape[2:]
+        strides, dil = self.window.strides, self.window.dilations
+        pads, out = self.window.pad_widths(spatial)
+        out = self._cropped(out)
+        grown = [d + b + e for d, (b, e) in zip(spatial, pads, strict=True)]
+        inner = (slice(None), *(slice(b, b + d) for d, (b, _e) in zip(spatial, pads, strict=True)))
+        q = [-(-g // st) for g, st in zip(grown, strides, strict=True)]
+        q[0] += 1  # slack: the extra columns of the last row read past the plane
+        qstride = [int(np.prod(q[i + 1:])) for i in range(len(q))]
+        phases = list(np.ndindex(*strides))
+        cuts = [(slice(None), *(slice(a_, None, st) for a_, st in zip(ph, strides, strict=True))) for ph in phases]
+        fills = [(slice(None), *(slice(0, len(range(a_, g, st))) for a_, g, st in zip(ph, grown, strides,
+                                                                                        strict=True)))
+                 for ph in phases]
+        reads = []
+        for k in np.ndindex(*self.window.kernel):
+            pos = [k[i] * dil[i] for i in range(len(k))]
+            phase = phases.index(tuple(p % st for p, st in zip(pos, strides, strict=True)))
+            reads.append((phase, sum((p // st) * qs for p, st, qs in zip(pos, strides, qstride, strict=True))))
+        length = out[0] * qstride[0]
+        weights = [np.ascontiguousarray(self.wtaps[t].reshape(self.m, 1)) for t in range(self.ntaps)]
+        keep = (slice(None), slice(None), *(slice(0, o) for o in out[1:]))
+        dt, mult, single = self.dtype, self.mult, len(phases) == 1
+
+        def run(x: np.ndarray) -> tuple[np.ndarray, bool]:
+            planes = np.full((len(phases), c, *q), pad, dtype=dt)
+            if single:
+                planes[0][inner] = x[0]
+            else:
+                xp = np.full((c, *grown), pad, dtype=x.dtype)
+                xp[inner] = x[0]
+                for cut, fill, plane in zip(cuts, fills, planes, strict=True):
+                    plane[fill] = xp[cut]
+            flat = planes.reshape(len(phases), c, -1)
+            if mult > 1:
+                flat = np.repeat(flat, mult, axis=1)
+            (ph0, off0), rest = reads[0], reads[1:]
+            acc = np.multiply(flat[ph0, :, off0:off0 + length], weights[0])
+            tmp = np.empty_like(acc)
+            for (ph, off), w in zip(rest, weights[1:], strict=True):
+                np.multiply(flat[ph, :, off:off + length], w, out=tmp)
+                acc += tmp
+            # one compacting copy: the requantizer's passes then run on contiguous memory
+            return np.ascontiguousarray(acc.reshape(self.m, out[0], *q[1:])[keep]).reshape(1, self.m, *out), True
+
+        return run
+
+    def _channels_last(self, x: np.ndarray, pad_value: float) -> np.ndarray:
         xl: np.ndarray = np.ascontiguousarray(np.moveaxis(np.asarray(x), 1, -1))  # narrow copy for codes
         n = xl.shape[0]
         if self.pointwise:
@@ -134,7 +274,7 @@ class Correlator:
 
     def _channels_first(self, x: np.ndarray, pad_value: float) -> np.ndarray:
         """Few input channels: gather (C/g*K, N*P) rows from the NCHW input (long inner
-        loops), one GEMM per group, and return a channels-last view of the (M, N*P) result."""
+        loops), one GEMM per group, and return a channels-first view of the (M, N*P) result."""
         xp, out = self.window.padded(x, value=pad_value)
         out = self._cropped(out)
         k, n = int(np.prod(self.window.kernel)), x.shape[0]
@@ -145,7 +285,7 @@ class Correlator:
                 cols[t] = np.moveaxis(view, 1, 0)
             parts.append(wmat @ cols.reshape(k * self.cg, -1))  # "kc" weights: (M/g, K*C/g)
         res = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
-        return res.T.reshape(n, *out, self.m)
+        return np.swapaxes(res.reshape(self.m, n, *out), 0, 1)  # (N, M, *out), a view
 
     def _columns(self, xp: np.ndarray, out: Sequence[int]) -> np.ndarray:
         k = int(np.prod(self.window.kernel))

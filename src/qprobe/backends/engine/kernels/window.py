@@ -68,15 +68,18 @@ class Window:
             out.append(o)
         return begin, end, out
 
+    def pad_widths(self, spatial: Sequence[int]) -> tuple[list[tuple[int, int]], list[int]]:
+        """(begin, end) padding per spatial axis so that every window fits, and the output sizes."""
+        begin, end, out = self.resolve(spatial)
+        extra = [max((o - 1) * s + self.extent(i) - (spatial[i] + b + e), 0)
+                 for i, (o, s, b, e) in enumerate(zip(out, self.strides, begin, end, strict=True))]
+        return [(b, e + x_) for b, e, x_ in zip(begin, end, extra, strict=True)], out
+
     def padded(self, x: np.ndarray, value: float = 0, last: bool = False) -> tuple[np.ndarray, list[int]]:
         """``x`` (N, C, *spatial), or (N, *spatial, C) with ``last``, padded so that every
         window fits; returns it and the output sizes."""
         first = 1 if last else 2
-        spatial = x.shape[first:first + len(self.kernel)]
-        begin, end, out = self.resolve(spatial)
-        extra = [max((o - 1) * s + self.extent(i) - (spatial[i] + b + e), 0)
-                 for i, (o, s, b, e) in enumerate(zip(out, self.strides, begin, end, strict=True))]
-        pads = [(b, e + x_) for b, e, x_ in zip(begin, end, extra, strict=True)]
+        pads, out = self.pad_widths(x.shape[first:first + len(self.kernel)])
         widths = [(0, 0), *pads, (0, 0)] if last else [(0, 0), (0, 0), *pads]
         if any(w != (0, 0) for w in widths):  # np.full + one copy: cheaper than np.pad
             grown = np.full([d + b + e for d, (b, e) in zip(x.shape, widths, strict=True)], value, dtype=x.dtype)
@@ -84,13 +87,14 @@ class Window:
             x = grown
         return x, out
 
+    def tap_slices(self, out: Sequence[int]) -> list[tuple[slice, ...]]:
+        """Per tap (``np.ndindex`` order over the kernel), the spatial slices of a padded input."""
+        return [tuple(slice(k[i] * self.dilations[i], k[i] * self.dilations[i] + (out[i] - 1) * self.strides[i] + 1,
+                            self.strides[i]) for i in range(len(self.kernel)))
+                for k in np.ndindex(*self.kernel)]
+
     def taps(self, xp: np.ndarray, out: Sequence[int], last: bool = False
              ) -> Iterator[tuple[tuple[int, ...], np.ndarray]]:
         """(kernel index, strided view of ``xp`` with the output's spatial shape) for each tap."""
-        for k in np.ndindex(*self.kernel):
-            sl = tuple(
-                slice(k[i] * self.dilations[i], k[i] * self.dilations[i] + (out[i] - 1) * self.strides[i] + 1,
-                      self.strides[i])
-                for i in range(len(self.kernel))
-            )
+        for k, sl in zip(np.ndindex(*self.kernel), self.tap_slices(out), strict=True):
             yield k, xp[(slice(None), *sl)] if last else xp[(slice(None), slice(None), *sl)]
