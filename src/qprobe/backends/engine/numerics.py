@@ -36,10 +36,9 @@ INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1
 
 
-try:  # numpy's clip ufunc itself: np.clip adds several microseconds of Python per call
-    from numpy._core.umath import clip as _clip_ufunc
-except ImportError:  # numpy 1.x
-    from numpy.core.umath import clip as _clip_ufunc
+_clip_ufunc: Any = getattr(getattr(np, "_core", None) or np.core, "umath").clip  # noqa: B009
+# numpy's clip ufunc itself (np._core.umath; np.core.umath on numpy 1.x): np.clip adds several
+# microseconds of Python per call
 
 
 def clip_into(v: np.ndarray, lo: float, hi: float) -> np.ndarray:

@@ -125,7 +125,7 @@ class Correlator:
             out = list(spatial)
 
             def columns(x: np.ndarray) -> np.ndarray:
-                cols = np.empty((g, 1, cg, *out), dtype=dt)  # one cast copy, whatever x's layout
+                cols: np.ndarray = np.empty((g, 1, cg, *out), dtype=dt)  # one cast copy, whatever x's layout
                 cols.reshape(c, *out)[...] = x[0]
                 return cols
         else:
@@ -141,7 +141,7 @@ class Correlator:
                 if padded:
                     xp = np.full(grown, pad, dtype=x.dtype)
                     xp[inner] = x[0]
-                cols = np.empty((g, k, cg, *out), dtype=dt)
+                cols: np.ndarray = np.empty((g, k, cg, *out), dtype=dt)
                 for t, sl in enumerate(taps):
                     cols[:, t] = xp[sl].reshape(g, cg, *out)
                 return cols
@@ -187,7 +187,7 @@ class Correlator:
         dt, mult, single = self.dtype, self.mult, len(phases) == 1
 
         def run(x: np.ndarray) -> tuple[np.ndarray, bool]:
-            planes = np.full((len(phases), c, *q), pad, dtype=dt)
+            planes: np.ndarray = np.full((len(phases), c, *q), pad, dtype=dt)
             if single:
                 planes[0][inner] = x[0]
             else:
