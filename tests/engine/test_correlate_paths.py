@@ -2,8 +2,8 @@
 
 Oracle: exact integer correlation computed position by position in Python ints (no numpy
 BLAS, no strided views), for 1-D, 2-D and 3-D windows with strides, dilations, explicit and
-SAME padding, groups and depthwise convs, at sizes that take the small-input gather path
-and sizes that take the strided-copy paths.
+SAME padding, groups and depthwise convs, on one sample and on batches, with inputs held
+channels first and channels last in memory (the two layouts take different paths).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import itertools
 import numpy as np
 import pytest
 
-from qprobe.backends.engine.kernels import correlate
 from qprobe.backends.engine.kernels.correlate import Correlator
 from qprobe.backends.engine.kernels.window import Window
 
@@ -47,14 +46,19 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("gather_limit", [0, 1 << 30], ids=["strided", "gathered"])
+def _channels_last_memory(x: np.ndarray) -> np.ndarray:
+    """The same values held channels innermost (what a channels-last kernel hands on)."""
+    return np.ascontiguousarray(np.moveaxis(x, 1, -1)).transpose(0, x.ndim - 1, *range(1, x.ndim - 1))
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last_memory"])
 @pytest.mark.parametrize(("xs", "ws", "group", "attrs"), CASES)
 def test_correlator_matches_a_naive_loop(xs: tuple[int, ...], ws: tuple[int, ...], group: int,
-                                         attrs: dict[str, object], gather_limit: int,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(correlate, "_GATHER_ELEMENTS", gather_limit)
+                                         attrs: dict[str, object], layout: str) -> None:
     rng = np.random.default_rng(len(xs) + sum(ws))
     x = rng.integers(-128, 128, xs).astype(np.int8)
+    if layout == "channels_last_memory":
+        x = _channels_last_memory(x)
     w = rng.integers(-127, 128, ws).astype(np.int64)
     window = Window.from_attrs(attrs, ws[2:])
     corr = Correlator(w, group, window, np.float32, order="kc")
@@ -62,8 +66,9 @@ def test_correlator_matches_a_naive_loop(xs: tuple[int, ...], ws: tuple[int, ...
     want = _naive(x, w, group, window, -3)
     assert got.shape == want.shape
     assert np.array_equal(got.astype(np.int64), want)
-    again = corr(x[:1], pad_value=-3)  # a second input shape: its own index
+    again = corr(x[:1], pad_value=-3)  # a second input shape: its own plan
     assert np.array_equal(again.astype(np.int64), want[:1])
+    assert np.array_equal(corr.nchw(x, pad_value=-3).astype(np.int64), np.moveaxis(want, -1, 1))
 
 
 SINGLE = [
@@ -86,8 +91,8 @@ def test_single_sample_paths_match_a_naive_loop(xs: tuple[int, ...], ws: tuple[i
                                                 attrs: dict[str, object], layout: str) -> None:
     rng = np.random.default_rng(sum(xs) + len(ws))
     x = rng.integers(-128, 128, xs).astype(np.int8)
-    if layout == "channels_last_memory":  # what a channels-last kernel hands on: same values, other strides
-        x = np.ascontiguousarray(np.moveaxis(x, 1, -1)).transpose(0, x.ndim - 1, *range(1, x.ndim - 1))
+    if layout == "channels_last_memory":
+        x = _channels_last_memory(x)
     w = rng.integers(-127, 128, ws).astype(np.int64)
     window = Window.from_attrs(attrs, ws[2:])
     corr = Correlator(w, group, window, np.float32, order="kc")
@@ -95,5 +100,9 @@ def test_single_sample_paths_match_a_naive_loop(xs: tuple[int, ...], ws: tuple[i
     assert np.array_equal(corr(x, pad_value=5).astype(np.int64), want)
     first = corr.nchw(x, pad_value=5)
     assert np.array_equal(first.astype(np.int64), np.moveaxis(want, -1, 1))
-    batch = np.concatenate([x, x[:, :, ::-1]])  # two samples: the batched paths, same answers for sample 0
-    assert np.array_equal(corr.nchw(batch, pad_value=5)[:1].astype(np.int64), np.moveaxis(want, -1, 1))
+    batch = np.concatenate([x, x[:, :, ::-1]])  # two samples: the batched paths
+    both = np.moveaxis(_naive(batch, w, group, window, 5), -1, 1)
+    assert np.array_equal(corr.nchw(batch, pad_value=5).astype(np.int64), both)
+    if layout == "channels_last_memory":
+        cl = _channels_last_memory(batch)
+        assert np.array_equal(corr.nchw(cl, pad_value=5).astype(np.int64), both)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from qprobe.backends.engine.kernels import mlas
-from qprobe.backends.engine.kernels.base import Kernel, OpSpec, QType, require_per_tensor
+from qprobe.backends.engine.kernels.base import CodeTable, Kernel, OpSpec, QType, require_per_tensor
 from qprobe.backends.engine.kernels.quantize import quantize_float
 from qprobe.backends.engine.profiles import Numerics
 
@@ -74,12 +74,12 @@ def build_unary_int(spec: OpSpec) -> Kernel:
     precise = num.scale != "float32"
     f = function(spec, precise)
     codes = np.arange(qin.qmin, qin.qmax + 1, dtype=np.int64)
-    table = _requantize_real(f(dequantize(codes, qin, precise)), qout, num)
+    lookup = CodeTable(_requantize_real(f(dequantize(codes, qin, precise)), qout, num), qin.dtype, qin.qmin)
 
     def run(args: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         x = args[0]
         assert x is not None
-        return [table[np.asarray(x).astype(np.int64) - qin.qmin]]
+        return [lookup(x)]
 
     return run
 

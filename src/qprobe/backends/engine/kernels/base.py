@@ -143,6 +143,38 @@ def require_per_tensor(spec: OpSpec, *idx: int) -> None:
             raise Ungroupable("output is quantized per axis")
 
 
+def take_in_layout(table: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``np.take(table, index)`` with the result in ``index``'s memory layout (np.take itself
+    returns C order, which would turn a channels-last or batch-inside tensor around)."""
+    if index.ndim < 2 or index.flags.c_contiguous:
+        return np.take(table, index)
+    perm = tuple(sorted(range(index.ndim), key=lambda i: -index.strides[i]))
+    moved = index.transpose(perm)
+    if not moved.flags.c_contiguous:
+        return np.take(table, index)
+    return np.take(table, moved).transpose(np.argsort(perm))
+
+
+class CodeTable:
+    """``table[codes - lo]`` over every code of one integer type. 8-bit codes index a 256-entry
+    copy of the table by their raw bytes (no widening copy of the input); the result keeps the
+    input's memory layout."""
+
+    def __init__(self, table: np.ndarray, dtype: str, lo: int) -> None:
+        self.table, self.lo = table, lo
+        self.raw: np.ndarray | None = None
+        self.dtype: np.dtype[Any] | None = np.dtype(dtype) if dtype in ("int8", "uint8") else None
+        if self.dtype is not None:  # codes outside the table (none for valid codes) read its edges
+            values = np.arange(256, dtype=np.uint8).view(self.dtype).astype(np.int64)
+            self.raw = table[np.clip(values - lo, 0, table.size - 1)]
+
+    def __call__(self, codes: np.ndarray) -> np.ndarray:
+        x = np.asarray(codes)
+        if self.raw is not None and x.dtype == self.dtype:
+            return take_in_layout(self.raw, x.view(np.uint8))
+        return self.table[x.astype(np.int64) - self.lo]
+
+
 def centered(codes: np.ndarray, q: QType) -> np.ndarray:
     """``q - z`` as int64 (the zero point shaped along the quantization axis)."""
     a = np.asarray(codes).astype(np.int64)

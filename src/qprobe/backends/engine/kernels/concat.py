@@ -21,7 +21,7 @@ import numpy as np
 
 from qprobe.backends.engine import numerics as nx
 from qprobe.backends.engine.kernels.affine import affine_unary
-from qprobe.backends.engine.kernels.base import Kernel, OpSpec, QType, require_per_tensor
+from qprobe.backends.engine.kernels.base import CodeTable, Kernel, OpSpec, QType, require_per_tensor
 from qprobe.backends.engine.profiles import Numerics
 from qprobe.backends.engine.requant import Ratio, Requantizer
 
@@ -32,9 +32,7 @@ def code_requantizer(qin: QType, qout: QType, num: Numerics) -> Callable[[np.nda
         return lambda x: x
     codes = np.arange(qin.qmin, qin.qmax + 1, dtype=np.int64)
     table = np.clip(_requantize(codes, qin, qout, num), qout.qmin, qout.qmax)
-    table = table.astype(np.dtype(qout.dtype))
-    lo = qin.qmin
-    return lambda x: table[np.asarray(x).astype(np.int64) - lo]
+    return CodeTable(table.astype(np.dtype(qout.dtype)), qin.dtype, qin.qmin)
 
 
 def _requantize(codes: np.ndarray, qin: QType, qout: QType, num: Numerics) -> np.ndarray:

@@ -1,28 +1,27 @@
 """N-d grouped correlation through float BLAS, exact on integer-valued operands.
 
 ``Correlator(w, group, window, dtype)`` prepares the weights once (w: (M, C/g, *kernel)).
-A call on ``x`` (N, C, *spatial) returns the result **channels last**, (N, *out, M), in
-``dtype``; kernels requantize along the last axis and transpose once, on the narrow
-output. Internally the input is made channels-last so that every conv is one large GEMM:
+A call on ``x`` (N, C, *spatial) returns the result channels last, (N, *out, M), and
+``nchw`` channels first, (N, M, *out), in ``dtype``; either may be a transposed view of
+the layout the path computes in. Two layouts, each one large GEMM per group:
 
-* pointwise convs (1x1, stride 1, no padding): ``x (N*P, C) @ W (C, M)``;
-* other non-depthwise convs: the taps are gathered into columns (N*P, C/g*K), one
-  strided copy per tap (the (channel, tap) order of onnxruntime's im2col, which keeps
-  float convs close to its summation order), then ``cols @ W (C/g*K, M/g)`` per group;
-* depthwise convs (C/g == 1): ``acc += x_tap * w[tap]`` over the taps, in batch chunks
-  that fit in cache.
+* **channels first, batch inside** (exact ``kc`` correlators on one sample, on inputs not
+  held channels last in memory, and on convs with few input channels):
+  ``W (M/g, K*C/g) @ cols (K*C/g, N*P)``, the columns one copy per tap from a padded
+  (C, N, *spatial) buffer; the (M, N, *out) result needs no transpose back (for one
+  sample it is NCHW). Exact depthwise convs on one sample accumulate each tap over one
+  contiguous range of the flattened padded plane, split into its stride phases (extra
+  columns between rows are computed and dropped).
+* **channels last** (everything else, and every float correlator): pointwise convs
+  ``x (N*P, C) @ W (C, M)``; other convs gather the taps into columns (N*P, C/g*K) in the
+  (channel, tap) order of onnxruntime's im2col, which keeps float convs close to its
+  summation order; depthwise convs ``acc += x_tap * w[tap]`` in batch chunks that fit in
+  cache.
 
-Exact (``kc``) correlators on a single sample work **channels first** instead, where the
-GEMM's result is already NCHW: ``W (M, C/g*K) @ cols (C/g*K, P)``, the columns one
-contiguous copy per tap; depthwise convs accumulate each tap over one contiguous range of
-the flattened padded plane, split into its stride phases (extra columns between rows are
-computed and dropped). ``nchw`` returns the result channels first (a view where the path
-works channels last). Every decision that depends only on the input shape (path, padding,
-tap slices, tiled weights, gather index) is made once per shape: the call runs a prebuilt
-plan.
-
-With integer-valued inputs and weights whose partial sums stay below 2**24 (float32)
-or 2**53 (float64), every product and sum is exact, whatever order BLAS uses.
+Every decision that depends only on the input's shape and memory layout (path, padding,
+tap slices, phases) is made once: a call runs a prebuilt plan. With integer-valued inputs
+and weights whose partial sums stay below 2**24 (float32) or 2**53 (float64), every
+product and sum is exact, whatever order BLAS uses.
 """
 
 from __future__ import annotations
@@ -35,7 +34,6 @@ from qprobe.backends.engine.kernels.window import Window
 
 _CHUNK_BYTES = 1 << 20
 _FEW_CHANNELS = 16
-_GATHER_ELEMENTS = 1 << 15  # small convs: one fancy-index gather beats a strided copy per tap
 
 Plan = Callable[[np.ndarray], tuple[np.ndarray, bool]]  # x -> (result, result is channels first)
 
@@ -70,8 +68,7 @@ class Correlator:
         self.pointwise = (taps == 1 and all(s == 1 for s in window.strides)
                           and not any(window.pads) and window.auto_pad in ("NOTSET", "VALID"))
         self.ntaps = taps
-        self._gathers: dict[tuple[int, ...], tuple[np.ndarray, list[int]]] = {}  # input shape -> (index, out)
-        self._plans: dict[tuple[tuple[int, ...], float], Plan] = {}
+        self._plans: dict[tuple[tuple[int, ...], float, bool], Plan] = {}
 
     def __call__(self, x: np.ndarray, pad_value: float = 0) -> np.ndarray:
         """Correlate ``x`` (codes or floats, NCHW, padded with ``pad_value``); channels-last result."""
@@ -85,30 +82,24 @@ class Correlator:
 
     def _run(self, x: np.ndarray, pad_value: float) -> tuple[np.ndarray, bool]:
         x = np.asarray(x)
-        key = (x.shape, float(pad_value))
+        key = (x.shape, float(pad_value), _channels_last_memory(x))
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[key] = self._plan(x.shape, float(pad_value))
+            plan = self._plans[key] = self._plan(x.shape, float(pad_value), key[2])
         return plan(x)
 
-    def _plan(self, shape: tuple[int, ...], pad: float) -> Plan:
-        """The path for inputs of ``shape``, with everything that depends only on it prepared."""
+    def _plan(self, shape: tuple[int, ...], pad: float, last_memory: bool) -> Plan:
+        """The path for inputs of ``shape`` (held channels last in memory or not), with
+        everything that depends only on it prepared."""
         crop: tuple[slice, ...] | None = None
         if self.crop is not None and self.pointwise:  # output position = input position
             crop = (slice(None), slice(None), *(slice(None, e) for e in self.crop))
             shape = (*shape[:2], *(len(range(d)[sl]) for d, sl in zip(shape[2:], crop[2:], strict=True)))
-        size = int(np.prod(shape))
         exact = self.order == "kc"
-        if exact and shape[0] == 1 and not self.depthwise:
+        if exact and not self.depthwise and (shape[0] == 1 or not last_memory or self.cg < _FEW_CHANNELS):
             inner = self._plan_first(shape, pad)
         elif exact and shape[0] == 1 and self.depthwise:
             inner = self._plan_depthwise_first(shape, pad)
-        elif exact and self.group == 1 and not self.pointwise and size * self.ntaps <= _GATHER_ELEMENTS:
-            def inner(x: np.ndarray) -> tuple[np.ndarray, bool]:
-                return self._gathered(x, pad), False
-        elif exact and self.cg < _FEW_CHANNELS and not (self.depthwise or self.pointwise):
-            def inner(x: np.ndarray) -> tuple[np.ndarray, bool]:
-                return self._channels_first(x, pad), True
         else:
             def inner(x: np.ndarray) -> tuple[np.ndarray, bool]:
                 return self._channels_last(x, pad), False
@@ -118,40 +109,43 @@ class Correlator:
         return lambda x: inner(x[cut])
 
     def _plan_first(self, shape: tuple[int, ...], pad: float) -> Plan:
-        """One sample, channels first: ``W (M/g, K*C/g) @ cols (K*C/g, P)`` per group, the
-        result already (1, M, *out)."""
-        c, spatial, dt, g, cg, k = shape[1], shape[2:], self.dtype, self.group, self.cg, self.ntaps
+        """Channels first with the batch inside: ``W (M/g, K*C/g) @ cols (K*C/g, N*P)`` per
+        group; the (M, N, *out) result is returned as an (N, M, *out) view (for one sample,
+        plain NCHW). Columns are one copy per tap from a padded (C, N, *spatial) buffer."""
+        n, c, spatial, dt, g, cg, k = shape[0], shape[1], shape[2:], self.dtype, self.group, self.cg, self.ntaps
+        nd = len(spatial)
+        swap = (1, 0, *range(2, 2 + nd))
         if self.pointwise:
             out = list(spatial)
 
             def columns(x: np.ndarray) -> np.ndarray:
-                cols: np.ndarray = np.empty((g, 1, cg, *out), dtype=dt)  # one cast copy, whatever x's layout
-                cols.reshape(c, *out)[...] = x[0]
+                cols: np.ndarray = np.empty((g, 1, cg, n, *out), dtype=dt)  # one cast copy, whatever x's layout
+                cols.reshape(c, n, *out)[...] = x.transpose(swap)
                 return cols
         else:
             pads, out = self.window.pad_widths(spatial)
             out = self._cropped(out)
             padded = any(p != (0, 0) for p in pads)
-            inner = (slice(None), *(slice(b, b + d) for d, (b, _e) in zip(spatial, pads, strict=True)))
-            grown = (c, *(d + b + e for d, (b, e) in zip(spatial, pads, strict=True)))
-            taps = [(slice(None), *sl) for sl in self.window.tap_slices(out)]
+            inner = (slice(None), slice(None), *(slice(b, b + d) for d, (b, _e) in zip(spatial, pads, strict=True)))
+            grown = (c, n, *(d + b + e for d, (b, e) in zip(spatial, pads, strict=True)))
+            taps = [(slice(None), slice(None), *sl) for sl in self.window.tap_slices(out)]
 
             def columns(x: np.ndarray) -> np.ndarray:
-                xp = x[0]
+                xp = x.transpose(swap)
                 if padded:
                     xp = np.full(grown, pad, dtype=x.dtype)
-                    xp[inner] = x[0]
-                cols: np.ndarray = np.empty((g, k, cg, *out), dtype=dt)
+                    xp[inner] = x.transpose(swap)
+                cols: np.ndarray = np.empty((g, k, cg, n, *out), dtype=dt)
                 for t, sl in enumerate(taps):
-                    cols[:, t] = xp[sl].reshape(g, cg, *out)
+                    cols[:, t] = xp[sl].reshape(g, cg, n, *out)
                 return cols
-        p = int(np.prod(out))
+        p = n * int(np.prod(out))
 
         def run(x: np.ndarray) -> tuple[np.ndarray, bool]:
             cols = columns(x)
             parts = [wmat @ cols[i].reshape(k * cg, p) for i, wmat in enumerate(self.wmats)]
             res = parts[0] if g == 1 else np.concatenate(parts, axis=0)
-            return res.reshape(1, self.m, *out), True
+            return res.reshape(self.m, n, *out).transpose(swap), True
 
         return run
 
@@ -237,56 +231,6 @@ class Correlator:
         return [o if e is None else (min(o, e) if e >= 0 else max(0, o + e))
                 for o, e in zip(out, self.crop, strict=True)]
 
-    def _gathered(self, x: np.ndarray, pad_value: float) -> np.ndarray:
-        """Small inputs: the columns in one gather from the flat input plus one padding cell,
-        through an index built once per input shape (tap-major columns, as ``kc``)."""
-        n, per = x.shape[0], int(np.prod(x.shape[1:]))
-        key = tuple(x.shape[1:])
-        if key not in self._gathers:
-            self._gathers[key] = self._gather_index(key)
-        index, out = self._gathers[key]
-        flat: np.ndarray = np.empty((n, per + 1), dtype=self.dtype)
-        flat[:, :per] = x.reshape(n, per)
-        flat[:, per] = pad_value
-        cols = flat[:, index]  # (N, P, K*C)
-        res = cols.reshape(-1, cols.shape[-1]) @ self.wmats[0].T
-        return res.reshape(n, *out, self.m)
-
-    def _gather_index(self, shape: tuple[int, ...]) -> tuple[np.ndarray, list[int]]:
-        """For input (C, *spatial): the flat source of every (output position, tap, channel)."""
-        c, spatial = shape[0], shape[1:]
-        begin, _end, out = self.window.resolve(spatial)
-        out = self._cropped(out)
-        nd = len(spatial)
-        inside = np.ones((*out, *self.window.kernel), dtype=bool)
-        flat = np.zeros((*out, *self.window.kernel), dtype=np.int64)
-        for i in range(nd):
-            o = np.arange(out[i]).reshape([-1 if j == i else 1 for j in range(nd)] + [1] * nd)
-            k = np.arange(self.window.kernel[i]).reshape([1] * nd + [-1 if j == i else 1 for j in range(nd)])
-            coord = o * self.window.strides[i] + k * self.window.dilations[i] - begin[i]
-            inside &= (coord >= 0) & (coord < spatial[i])
-            flat = flat * spatial[i] + coord
-        positions, taps = int(np.prod(out)), int(np.prod(self.window.kernel))
-        plane = int(np.prod(spatial))
-        src = flat.reshape(positions, taps, 1) + plane * np.arange(c).reshape(1, 1, c)
-        src = np.where(inside.reshape(positions, taps, 1), src, c * plane)  # the padding cell
-        return np.ascontiguousarray(src.reshape(positions, taps * c)), list(out)
-
-    def _channels_first(self, x: np.ndarray, pad_value: float) -> np.ndarray:
-        """Few input channels: gather (C/g*K, N*P) rows from the NCHW input (long inner
-        loops), one GEMM per group, and return a channels-first view of the (M, N*P) result."""
-        xp, out = self.window.padded(x, value=pad_value)
-        out = self._cropped(out)
-        k, n = int(np.prod(self.window.kernel)), x.shape[0]
-        parts = []
-        for g, wmat in enumerate(self.wmats):
-            cols = np.empty((k, self.cg, n, *out), dtype=self.dtype)
-            for t, (_k, view) in enumerate(self.window.taps(xp[:, g * self.cg:(g + 1) * self.cg], out)):
-                cols[t] = np.moveaxis(view, 1, 0)
-            parts.append(wmat @ cols.reshape(k * self.cg, -1))  # "kc" weights: (M/g, K*C/g)
-        res = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
-        return np.swapaxes(res.reshape(self.m, n, *out), 0, 1)  # (N, M, *out), a view
-
     def _columns(self, xp: np.ndarray, out: Sequence[int]) -> np.ndarray:
         k = int(np.prod(self.window.kernel))
         c = xp.shape[-1]
@@ -318,3 +262,8 @@ class Correlator:
                 np.multiply(view.reshape(part.shape) if flat else view, weights[t], out=tmp)
                 part += tmp
         return acc
+
+
+def _channels_last_memory(x: np.ndarray) -> bool:
+    """Whether ``x`` (N, C, *spatial) holds its channels innermost (a channels-last kernel's output)."""
+    return x.ndim > 2 and x.shape[1] > 1 and x.strides[1] == x.itemsize and x.strides[-1] != x.itemsize

@@ -35,7 +35,7 @@ import numpy as np
 
 from qprobe.backends.engine import numerics as nx
 from qprobe.backends.engine.kernels.affine import affine_binary, round_output
-from qprobe.backends.engine.kernels.base import Kernel, OpSpec, QType, centered, require_per_tensor
+from qprobe.backends.engine.kernels.base import Kernel, OpSpec, QType, centered, require_per_tensor, take_in_layout
 from qprobe.backends.engine.profiles import Numerics
 from qprobe.backends.engine.requant import Ratio, Requantizer, fixed_point
 from qprobe.errors import ProfileError
@@ -82,7 +82,7 @@ def _binary_kernel(fn: Binary, qa: QType, qb: QType, qc: QType) -> Kernel:
             assert a is not None and b is not None
             index = np.left_shift(np.asarray(a).view(np.uint8), 8, dtype=np.uint16)
             np.bitwise_or(index, np.asarray(b).view(np.uint8), out=index)
-            return [np.take(table, index)]
+            return [take_in_layout(table, index)]
 
         return run_table
 
