@@ -29,10 +29,11 @@ FLOAT_TOL = 4 * 2.0**-23  # relative to the tensor's largest magnitude
 
 
 def _traces(built: Built, ref: str, target: str, options: Mapping[str, str] | None = None,
-            samples: dict[str, np.ndarray] | None = None) -> tuple[list[tuple[Trace, Trace]], Comparison]:
+            samples: dict[str, np.ndarray] | None = None, batch_size: int = 64
+            ) -> tuple[list[tuple[Trace, Trace]], Comparison]:
     pairs: list[tuple[Trace, Trace]] = []
     comparison = compare_backends(load_model(built.int8), create_backend(ref), create_backend(target, options),
-                                  InputSet(samples or built.samples(), "corpus"), probe="all", batch_size=64,
+                                  InputSet(samples or built.samples(), "corpus"), probe="all", batch_size=batch_size,
                                   on_traces=lambda r, t: pairs.append((r, t)))
     return pairs, comparison
 
@@ -93,6 +94,17 @@ def test_engine_matches_ort_fused_on_every_tensor(name: str, corpus: dict[str, B
 def test_engine_matches_ort_fused_beyond_the_calibration_range(name: str, corpus: dict[str, Built]) -> None:
     built = corpus[name]
     pairs, _ = _traces(built, "ort-fused", "engine:onnxruntime", samples=_wider(built.samples(), 160, 11))
+    _check(built, *_differences(pairs))
+
+
+@pytest.mark.parametrize("name", list(CORPUS))
+def test_engine_matches_ort_fused_one_sample_at_a_time(name: str, corpus: dict[str, Built]) -> None:
+    """Batches of one take the engine's single-sample plans (channels-first convs, depthwise
+    over stride phases); every tensor must still match."""
+    built = corpus[name]
+    few = {k: v[:3] for k, v in built.samples().items()}
+    pairs, _ = _traces(built, "ort-fused", "engine:onnxruntime", samples=few, batch_size=1)
+    assert len(pairs) == 3
     _check(built, *_differences(pairs))
 
 

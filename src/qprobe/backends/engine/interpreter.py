@@ -118,7 +118,7 @@ def _qtype(view: GraphView, node: GNode, codes: str, dtype_default: str) -> QTyp
 
 
 def _group_spec(view: GraphView, unit: Unit, profile: Profile,
-                crops: Mapping[str, tuple[int | None, ...]] | None = None) -> OpSpec:
+                crops: Mapping[str, tuple[int | None, ...]] | None = None, channels_last: bool = False) -> OpSpec:
     node = unit.anchor
     ops: list[Operand] = []
     for i, name in enumerate(node.inputs):
@@ -130,7 +130,8 @@ def _group_spec(view: GraphView, unit: Unit, profile: Profile,
             ops.append(Operand(name, view.consts.get(name) if name else None))
     out_q = tuple(_qtype(view, q, "", "uint8") for q in unit.q)
     entry = KERNELS[node.op_type]
-    info: dict[str, object] = {"fixed_batch_one": view.fixed_batch_one, "opset": view.opset}
+    info: dict[str, object] = {"fixed_batch_one": view.fixed_batch_one, "opset": view.opset,
+                               "channels_last": channels_last}
     if crops and node.name in crops:
         info["crop"] = crops[node.name]
     return OpSpec(node.name, node.op_type, node.attrs, tuple(ops), tuple(q.outputs[0] for q in unit.q), out_q,
@@ -185,13 +186,15 @@ def _build_quantized(spec: OpSpec, unit: Unit, profile: Profile, notes: dict[str
 
 
 def _unit_step(view: GraphView, unit: Unit, profile: Profile, notes: dict[str, str],
-               crops: Mapping[str, tuple[int | None, ...]] | None = None) -> Step:
+               crops: Mapping[str, tuple[int | None, ...]] | None = None, channels_last: bool = False) -> Step:
     node = unit.anchor
     clamp = None
     if unit.kind == "group":
-        spec = _group_spec(view, unit, profile, crops)
+        spec = _group_spec(view, unit, profile, crops, channels_last)
+        clamp = spec.info["clamp"] = _fold_clamp(view, unit, spec.out_q)
         kernel = _build_quantized(spec, unit, profile, notes)
-        clamp = _fold_clamp(view, unit, spec.out_q)
+        if spec.info.get("clamped"):  # the kernel applied the folded clamp itself
+            clamp = None
     elif unit.kind == "qop":
         try:
             spec = _qop_spec(view, node, profile, view.consts)
@@ -303,15 +306,33 @@ def compile_program(model: ir.Model, profile: Profile) -> Program:
     view = fold_constants(view, model, lambda node, consts: _evaluate(view, profile, node, consts))
     view = quantize_float_weights(view, lambda node: _wants_ort_weights(profile, node), weight_notes)
     view, crops = causal_crops(view, plan_units(view), lambda: static_dims(model))
+    channels_last = _has_depthwise(view)
     steps = []
     for unit in plan_units(view):
         try:
-            steps.append(_unit_step(view, unit, profile, notes, crops))
+            steps.append(_unit_step(view, unit, profile, notes, crops, channels_last))
         except Ungroupable:
             for n in [unit.anchor, *unit.folded, *unit.q]:
                 steps.append(_unit_step(view, Unit("node", n), profile, notes))
     return Program(_live(steps, view.outputs), view.inputs, view.outputs, view.consts, notes, weight_notes,
                    split_blocker(view, model))
+
+
+def _has_depthwise(view: GraphView) -> bool:
+    """Whether the model has a depthwise conv: its batched convs then hand on channels-last
+    results (the layout the depthwise kernel works in) instead of channels first."""
+    for node in view.nodes:
+        index = {"Conv": 1, "QLinearConv": 3}.get(node.op_type)
+        if index is None or len(node.inputs) <= index:
+            continue
+        name = node.inputs[index]
+        producer = view.producer.get(name)
+        if producer is not None and producer.op_type == "DequantizeLinear":  # QDQ: the weights' codes
+            name = producer.inputs[0]
+        w = view.consts.get(name)
+        if w is not None and w.ndim > 2 and w.shape[1] == 1 and int(node.attrs.get("group", 1)) > 1:
+            return True
+    return False
 
 
 def _live(steps: list[Step], outputs: Sequence[str]) -> list[Step]:

@@ -12,6 +12,7 @@ multiplier ``sx * sw[m] / sy``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +70,7 @@ def int_accumulator(spec: OpSpec, w_index: int = 1, extra: int = 0) -> tuple[Cor
     raw_bound = max(abs(xq.qmin), abs(xq.qmax))
     dt = exact_dtype(max(raw_bound, x_bound(xq)), wc, extra + abs(xq.z) * acc_bound(1, wc))
     return Correlator(wc, int(spec.attr("group", 1)), _window(spec, w.shape), dt, order="kc",
-                      crop=spec.info.get("crop")), wc
+                      crop=spec.info.get("crop"), prefer_last=bool(spec.info.get("channels_last"))), wc
 
 
 def zero_point_correction(xq: QType, wc: np.ndarray) -> np.ndarray:
@@ -102,17 +103,22 @@ def build_conv_int(spec: OpSpec) -> Kernel:
     corr, wc = int_accumulator(spec, extra=bias_max)
     bias = bias + zero_point_correction(xq, wc)
     bias_max = int(np.abs(bias).max(initial=0))
-    requant = Requantizer(num, ratio, yq.zero_point, yq.qmin, yq.qmax)
+    lo, hi = spec.info.get("clamp") or (yq.qmin, yq.qmax)  # a folded Relu/Clip narrows the final clamp
+    spec.info["clamped"] = True
+    requant = Requantizer(num, ratio, yq.zero_point, int(lo), int(hi))
     bound = acc_bound(x_bound(xq), wc) + bias_max
     fits = num.acc_overflow == "exact" or bound < 2 ** (num.acc_bits - 1)
     bias_f: np.ndarray | None = bias.astype(corr.dtype) if bias_max else None
     pad = float(xq.z)
     biases: dict[int, np.ndarray] = {}  # bias shaped (M, 1, ...) per input rank
+    codes = _code_dtype(yq.dtype)
 
     def run(args: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         x = args[0]
         assert x is not None
         acc = corr.nchw(x, pad_value=pad)  # raw codes, (N, M, *out), possibly a channels-last view
+        if fits and codes is not None:
+            return [requantize_blocks(acc, requant, bias_f, codes)]
         if bias_f is not None:
             b = biases.get(acc.ndim)
             if b is None:
@@ -124,6 +130,38 @@ def build_conv_int(spec: OpSpec) -> Kernel:
         return [requant(acc, channel_axis=1)]
 
     return run
+
+
+_BLOCK_BYTES = 1 << 19  # requantization passes run on blocks of the accumulator that stay in cache
+
+
+def _code_dtype(name: str) -> np.dtype[Any] | None:
+    return np.dtype(name) if name in ("int8", "uint8", "int16", "uint16") else None
+
+
+def requantize_blocks(acc: np.ndarray, requant: Requantizer, bias: np.ndarray | None, codes: np.dtype[Any]
+                      ) -> np.ndarray:
+    """``requant.from_float(acc + bias)`` (channels on axis 1) as ``codes``, in ``acc``'s memory
+    layout, over blocks of the axes outside the channel axis in memory: the bias, the
+    multiply, rounding, zero point and clamp then read each block from cache, not from
+    memory (a conv's accumulator is often several MB). ``acc`` is overwritten."""
+    perm = sorted(range(acc.ndim), key=lambda i: -acc.strides[i])  # memory order, outermost first
+    mem = acc.transpose(perm)
+    if not mem.flags.c_contiguous:
+        mem, perm = np.ascontiguousarray(acc), list(range(acc.ndim))
+    ch = perm.index(1)
+    rows, inner = int(np.prod(mem.shape[:ch])), int(np.prod(mem.shape[ch + 1:]))
+    # channels innermost: 2-D, so that numpy's inner loops run along the channels, not over size-1 axes
+    grid = mem.reshape(rows, acc.shape[1]) if inner == 1 else mem.reshape(rows, acc.shape[1], inner)
+    out = np.empty(grid.shape, dtype=codes)
+    b = None if bias is None else bias.reshape(1, -1, *([1] * (grid.ndim - 2)))
+    step = max(1, _BLOCK_BYTES // max(1, grid[0].nbytes))
+    for lo in range(0, rows, step):
+        block = grid[lo:lo + step]
+        if b is not None:
+            block += b
+        out[lo:lo + step] = requant.from_float(block, channel_axis=1)
+    return out.reshape(mem.shape).transpose(np.argsort(perm))
 
 
 def build_conv_integer(spec: OpSpec) -> Kernel:

@@ -44,7 +44,8 @@ class Correlator:
     on integers)."""
 
     def __init__(self, w: np.ndarray, group: int, window: Window, dtype: type, order: str = "ck",
-                 crop: tuple[int | None, ...] | None = None) -> None:
+                 crop: tuple[int | None, ...] | None = None, prefer_last: bool = False) -> None:
+        self.prefer_last = prefer_last  # batches: hand on channels-last results (models with depthwise convs)
         self.crop = crop  # per spatial axis: compute only the first `end` outputs (negative: all but -end)
         self.m = int(w.shape[0])
         self.group = group
@@ -95,10 +96,10 @@ class Correlator:
         if self.crop is not None and self.pointwise:  # output position = input position
             crop = (slice(None), slice(None), *(slice(None, e) for e in self.crop))
             shape = (*shape[:2], *(len(range(d)[sl]) for d, sl in zip(shape[2:], crop[2:], strict=True)))
-        exact = self.order == "kc"
-        if exact and not self.depthwise and (shape[0] == 1 or not last_memory or self.cg < _FEW_CHANNELS):
-            inner = self._plan_first(shape, pad)
-        elif exact and shape[0] == 1 and self.depthwise:
+        exact, one = self.order == "kc", shape[0] == 1
+        if exact and not self.depthwise and (one or not last_memory or self.cg < _FEW_CHANNELS):
+            inner = self._plan_first(shape, pad, last_out=self.prefer_last and not one)
+        elif exact and self.depthwise and (one or not (last_memory or self.prefer_last)):
             inner = self._plan_depthwise_first(shape, pad)
         else:
             def inner(x: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -108,10 +109,12 @@ class Correlator:
         cut = crop
         return lambda x: inner(x[cut])
 
-    def _plan_first(self, shape: tuple[int, ...], pad: float) -> Plan:
+    def _plan_first(self, shape: tuple[int, ...], pad: float, last_out: bool = False) -> Plan:
         """Channels first with the batch inside: ``W (M/g, K*C/g) @ cols (K*C/g, N*P)`` per
         group; the (M, N, *out) result is returned as an (N, M, *out) view (for one sample,
-        plain NCHW). Columns are one copy per tap from a padded (C, N, *spatial) buffer."""
+        plain NCHW). Columns are one copy per tap from a padded (C, N, *spatial) buffer.
+        With ``last_out`` the GEMM runs transposed, ``cols.T @ W.T`` (BLAS reads the
+        transposed operand in place), and the result is channels last."""
         n, c, spatial, dt, g, cg, k = shape[0], shape[1], shape[2:], self.dtype, self.group, self.cg, self.ntaps
         nd = len(spatial)
         swap = (1, 0, *range(2, 2 + nd))
@@ -143,6 +146,10 @@ class Correlator:
 
         def run(x: np.ndarray) -> tuple[np.ndarray, bool]:
             cols = columns(x)
+            if last_out:
+                lparts = [cols[i].reshape(k * cg, p).T @ wmat.T for i, wmat in enumerate(self.wmats)]
+                res = lparts[0] if g == 1 else np.concatenate(lparts, axis=1)
+                return res.reshape(n, *out, self.m), False
             parts = [wmat @ cols[i].reshape(k * cg, p) for i, wmat in enumerate(self.wmats)]
             res = parts[0] if g == 1 else np.concatenate(parts, axis=0)
             return res.reshape(self.m, n, *out).transpose(swap), True
@@ -150,56 +157,68 @@ class Correlator:
         return run
 
     def _plan_depthwise_first(self, shape: tuple[int, ...], pad: float) -> Plan:
-        """One sample, depthwise: each tap multiplies one contiguous range of a flattened
-        plane by its per-channel weight. The padded input is split into its stride phases
-        (``xp[a0::s0, a1::s1, ...]``, one plane each; a single plane for unit strides); tap
-        ``k`` reads phase ``(k*d) % s`` from offset ``(k*d) // s``, so output ``o`` sits at
-        ``sum o_i * qstride_i`` of every phase grid. Rows are computed at the phase width and
-        the extra columns dropped by one compacting copy."""
-        c, spatial = shape[1], shape[2:]
+        """Depthwise, channels first with the batch inside: each tap multiplies one contiguous
+        range of a flattened (C, N) plane by its per-channel weight. The padded input is split
+        into its stride phases (``xp[a0::s0, a1::s1, ...]``, one plane each; a single plane for
+        unit strides); tap ``k`` reads phase ``(k*d) % s`` from offset ``(k*d) // s``, so output
+        ``o`` sits at ``sum o_i * qstride_i`` of every phase grid. Each channel's row holds the
+        grids of all samples back to back (one long inner loop); positions outside the
+        output are computed too and dropped by one compacting copy. Channel blocks fit in
+        cache; the (M, N, *out) result is returned as an (N, M, *out) view."""
+        n, c, spatial = shape[0], shape[1], shape[2:]
+        swap = (1, 0, *range(2, 2 + len(spatial)))
         strides, dil = self.window.strides, self.window.dilations
         pads, out = self.window.pad_widths(spatial)
         out = self._cropped(out)
         grown = [d + b + e for d, (b, e) in zip(spatial, pads, strict=True)]
-        inner = (slice(None), *(slice(b, b + d) for d, (b, _e) in zip(spatial, pads, strict=True)))
-        q = [-(-g // st) for g, st in zip(grown, strides, strict=True)]
-        q[0] += 1  # slack: the extra columns of the last row read past the plane
+        inner = (slice(None), slice(None), *(slice(b, b + d) for d, (b, _e) in zip(spatial, pads, strict=True)))
+        q = [-(-g // st) for g, st in zip(grown, strides, strict=True)]  # a phase grid's shape
         qstride = [int(np.prod(q[i + 1:])) for i in range(len(q))]
         phases = list(np.ndindex(*strides))
-        cuts = [(slice(None), *(slice(a_, None, st) for a_, st in zip(ph, strides, strict=True))) for ph in phases]
-        fills = [(slice(None), *(slice(0, len(range(a_, g, st))) for a_, g, st in zip(ph, grown, strides,
-                                                                                        strict=True)))
+        cuts = [(slice(None), slice(None), *(slice(a_, None, st) for a_, st in zip(ph, strides, strict=True)))
+                for ph in phases]
+        fills = [(slice(None), slice(None), *(slice(0, len(range(a_, g, st)))
+                                              for a_, g, st in zip(ph, grown, strides, strict=True)))
                  for ph in phases]
         reads = []
         for k in np.ndindex(*self.window.kernel):
             pos = [k[i] * dil[i] for i in range(len(k))]
             phase = phases.index(tuple(p % st for p, st in zip(pos, strides, strict=True)))
             reads.append((phase, sum((p // st) * qs for p, st, qs in zip(pos, strides, qstride, strict=True))))
-        length = out[0] * qstride[0]
+        plane = q[0] * qstride[0]
+        length = n * plane  # every sample's whole phase grid in one row per channel
+        slack = max(off for _ph, off in reads)  # dropped positions of the last sample read past its grid
         weights = [np.ascontiguousarray(self.wtaps[t].reshape(self.m, 1)) for t in range(self.ntaps)]
-        keep = (slice(None), slice(None), *(slice(0, o) for o in out[1:]))
-        dt, mult, single = self.dtype, self.mult, len(phases) == 1
+        keep = (slice(None), slice(None), *(slice(0, o) for o in out))
+        dt, mult, single, m = self.dtype, self.mult, len(phases) == 1, self.m
+        block = max(1, _CHUNK_BYTES // (3 * length * np.dtype(dt).itemsize))  # output channels per pass
 
         def run(x: np.ndarray) -> tuple[np.ndarray, bool]:
-            planes: np.ndarray = np.full((len(phases), c, *q), pad, dtype=dt)
+            rows: np.ndarray = np.full((len(phases), c, length + slack), pad, dtype=dt)
+            planes = rows[:, :, :length].reshape(len(phases), c, n, *q)
+            xt = x.transpose(swap)
             if single:
-                planes[0][inner] = x[0]
+                planes[0][inner] = xt
             else:
-                xp = np.full((c, *grown), pad, dtype=x.dtype)
-                xp[inner] = x[0]
-                for cut, fill, plane in zip(cuts, fills, planes, strict=True):
-                    plane[fill] = xp[cut]
-            flat = planes.reshape(len(phases), c, -1)
+                xp = np.full((c, n, *grown), pad, dtype=x.dtype)
+                xp[inner] = xt
+                for cut, fill, ph_plane in zip(cuts, fills, planes, strict=True):
+                    ph_plane[fill] = xp[cut]
             if mult > 1:
-                flat = np.repeat(flat, mult, axis=1)
+                rows = np.repeat(rows, mult, axis=1)
+            acc: np.ndarray = np.empty((m, length), dtype=dt)
+            tmp: np.ndarray = np.empty((min(block, m), length), dtype=dt)
             (ph0, off0), rest = reads[0], reads[1:]
-            acc = np.multiply(flat[ph0, :, off0:off0 + length], weights[0])
-            tmp = np.empty_like(acc)
-            for (ph, off), w in zip(rest, weights[1:], strict=True):
-                np.multiply(flat[ph, :, off:off + length], w, out=tmp)
-                acc += tmp
+            for lo in range(0, m, block):
+                hi = min(m, lo + block)
+                part, t_ = acc[lo:hi], tmp[:hi - lo]
+                np.multiply(rows[ph0, lo:hi, off0:off0 + length], weights[0][lo:hi], out=part)
+                for (ph, off), w in zip(rest, weights[1:], strict=True):
+                    np.multiply(rows[ph, lo:hi, off:off + length], w[lo:hi], out=t_)
+                    part += t_
             # one compacting copy: the requantizer's passes then run on contiguous memory
-            return np.ascontiguousarray(acc.reshape(self.m, out[0], *q[1:])[keep]).reshape(1, self.m, *out), True
+            res = np.ascontiguousarray(acc.reshape(m, n, *q)[keep])
+            return res.transpose(swap), True
 
         return run
 

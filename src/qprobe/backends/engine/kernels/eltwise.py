@@ -80,8 +80,13 @@ def _binary_kernel(fn: Binary, qa: QType, qb: QType, qc: QType) -> Kernel:
         def run_table(args: Sequence[np.ndarray | None]) -> list[np.ndarray]:
             a, b = args[0], args[1]
             assert a is not None and b is not None
-            index = np.left_shift(np.asarray(a).view(np.uint8), 8, dtype=np.uint16)
-            np.bitwise_or(index, np.asarray(b).view(np.uint8), out=index)
+            a8, b8 = np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8)
+            # the result takes a's memory layout, or b's where a is plain C order and b is not
+            lead = b8 if a8.flags.c_contiguous and not b8.flags.c_contiguous and b8.shape == a8.shape else a8
+            index = np.empty_like(lead, dtype=np.uint16) if lead.shape == np.broadcast_shapes(a8.shape, b8.shape) \
+                else None
+            index = np.left_shift(a8, 8, dtype=np.uint16, out=index)
+            np.bitwise_or(index, b8, out=index)
             return [take_in_layout(table, index)]
 
         return run_table
