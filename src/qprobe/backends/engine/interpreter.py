@@ -53,11 +53,16 @@ class Step:
     out_dtypes: tuple[str | None, ...]
     clamp: tuple[int, int] | None = None
 
+    def __post_init__(self) -> None:
+        self._args = tuple(zip(self.inputs, self.consts, strict=True))
+        self._outs = tuple(zip(self.outputs, self.out_dtypes, strict=True))
+
     def run(self, env: dict[str, np.ndarray]) -> None:
-        args = [env[n] if n else c for n, c in zip(self.inputs, self.consts, strict=True)]
-        for name, y, dt in zip(self.outputs, self.kernel(args), self.out_dtypes, strict=True):
-            if self.clamp is not None:
-                y = np.clip(y, *self.clamp)
+        ys = self.kernel([env[n] if n else c for n, c in self._args])
+        clamp = self.clamp
+        for (name, dt), y in zip(self._outs, ys, strict=True):
+            if clamp is not None:
+                y = np.clip(y, *clamp)
             env[name] = y.astype(dt) if dt is not None and y.dtype != dt else y
 
 
@@ -73,15 +78,16 @@ class Program:
 
     def __post_init__(self) -> None:
         self.last_uses = _last_uses(self.steps, self.outputs)  # tensors freed after each step
+        self._plan = [(s.run, tuple(self.last_uses.get(i, ()))) for i, s in enumerate(self.steps)]
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = [n for n in self.inputs if n not in feeds]
         if missing:
             raise InputError(f"missing model input(s) {missing}; the model takes {self.inputs}")
         env: dict[str, np.ndarray] = {n: np.asarray(feeds[n]) for n in self.inputs}
-        for i, step in enumerate(self.steps):
-            step.run(env)
-            for name in self.last_uses.get(i, ()):
+        for run, frees in self._plan:
+            run(env)
+            for name in frees:
                 env.pop(name, None)
         return {n: env[n] if n in env else self.consts[n] for n in self.outputs}
 

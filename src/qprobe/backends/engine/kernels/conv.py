@@ -145,6 +145,10 @@ def requantize_blocks(acc: np.ndarray, requant: Requantizer, bias: np.ndarray | 
     layout, over blocks of the axes outside the channel axis in memory: the bias, the
     multiply, rounding, zero point and clamp then read each block from cache, not from
     memory (a conv's accumulator is often several MB). ``acc`` is overwritten."""
+    if acc.nbytes <= _BLOCK_BYTES and acc.flags.c_contiguous:  # one block: no layout bookkeeping
+        if bias is not None:
+            acc += bias.reshape(-1, *([1] * (acc.ndim - 2)))
+        return requant.from_float(acc, channel_axis=1).astype(codes)
     perm = sorted(range(acc.ndim), key=lambda i: -acc.strides[i])  # memory order, outermost first
     mem = acc.transpose(perm)
     if not mem.flags.c_contiguous:

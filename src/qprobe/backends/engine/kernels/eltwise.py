@@ -82,9 +82,8 @@ def _binary_kernel(fn: Binary, qa: QType, qb: QType, qc: QType) -> Kernel:
             assert a is not None and b is not None
             a8, b8 = np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8)
             # the result takes a's memory layout, or b's where a is plain C order and b is not
-            lead = b8 if a8.flags.c_contiguous and not b8.flags.c_contiguous and b8.shape == a8.shape else a8
-            index = np.empty_like(lead, dtype=np.uint16) if lead.shape == np.broadcast_shapes(a8.shape, b8.shape) \
-                else None
+            lead = b8 if a8.flags.c_contiguous and not b8.flags.c_contiguous else a8
+            index = np.empty_like(lead, dtype=np.uint16) if a8.shape == b8.shape else None
             index = np.left_shift(a8, 8, dtype=np.uint16, out=index)
             np.bitwise_or(index, b8, out=index)
             return [take_in_layout(table, index)]
