@@ -22,7 +22,8 @@ from qprobe.backends.engine.kernels.base import (
     centered,
     require_per_tensor,
 )
-from qprobe.backends.engine.kernels.conv import int_bias, x_bound
+from qprobe.backends.engine.kernels.conv import acc_bound, exact_dtype, int_bias, x_bound
+from qprobe.backends.engine.profiles import Numerics
 from qprobe.backends.engine.requant import Ratio, Requantizer
 
 
@@ -117,17 +118,40 @@ def build_gemm_int(spec: OpSpec) -> Kernel:
     cols = b_const.shape[-1]
     ratio = Ratio.of([aq.scale, rhs.q.scale], [yq.scale])
     bias = _gemm_bias(spec, ratio, cols)
-    requant = Requantizer(num, ratio, yq.zero_point, yq.qmin, yq.qmax)
+    lo, hi = spec.info.get("clamp") or (yq.qmin, yq.qmax)  # a folded Relu/Clip narrows the final clamp
+    spec.info["clamped"] = True
+    requant = Requantizer(num, ratio, yq.zero_point, int(lo), int(hi))
     a_bound = x_bound(aq)
+    fast = _raw_code_gemm(aq, b_const, bias, num, a_bound) if not trans_a else None
 
     def run(args: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         a = args[0]
         assert a is not None
+        if fast is not None:
+            b_f, bias_f = fast
+            return [requant.from_float(np.asarray(a).astype(b_f.dtype) @ b_f + bias_f, channel_axis=1)]
         acc = exact_matmul(_lhs(a, aq, trans_a), b_const, a_bound, rhs.colsum) + bias
         acc = nx.limit(acc, num.acc_bits, num.acc_overflow)
         return [requant(acc, channel_axis=1)]
 
     return run
+
+
+def _raw_code_gemm(aq: QType, b: np.ndarray, bias: np.ndarray, num: Numerics, a_bound: int
+                   ) -> tuple[np.ndarray, np.ndarray] | None:
+    """``A @ B' + (bias - za * sum B')`` on the raw codes of A, in float32 or float64 where every
+    partial sum is an exact integer (as the conv kernel does): no int64 round trip. None where
+    the accumulator policy could act (a bound over ``acc_bits``) or float64 is not exact."""
+    correction = bias - aq.z * b.sum(axis=0)
+    extra = int(np.abs(correction).max(initial=0))
+    bound = acc_bound(a_bound, b.T) + int(np.abs(bias).max(initial=0))
+    if not (num.acc_overflow == "exact" or bound < 2 ** (num.acc_bits - 1)):
+        return None
+    try:
+        dt = exact_dtype(max(abs(aq.qmin), abs(aq.qmax), a_bound), b.T, extra)
+    except Ungroupable:
+        return None
+    return b.astype(dt), correction.astype(dt)
 
 
 def _gemm_bias(spec: OpSpec, ratio: Ratio, cols: int) -> np.ndarray:
