@@ -41,10 +41,11 @@ _clip_ufunc: Any = getattr(getattr(np, "_core", None) or np.core, "umath").clip 
 # microseconds of Python per call
 
 
-def clip_into(v: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """``np.clip(v, lo, hi, out=v)`` without the wrapper's overhead (``v`` a writable array)."""
-    out: np.ndarray = _clip_ufunc(v, lo, hi, out=v)
-    return out
+def clip_into(v: np.ndarray, lo: float, hi: float, out: np.ndarray | None = None) -> np.ndarray:
+    """``np.clip(v, lo, hi, out=v)`` without the wrapper's overhead (``v`` a writable array);
+    with ``out`` (integer codes), the clamped values are written there, cast (they are integral)."""
+    res: np.ndarray = _clip_ufunc(v, lo, hi, out=v if out is None else out, casting="unsafe")
+    return res
 
 
 def as_i64(x: Any) -> np.ndarray:

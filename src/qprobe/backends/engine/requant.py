@@ -115,16 +115,21 @@ class Requantizer:
             raise ValueError(f"unknown scale representation {rep!r}")
         return np.clip(out, self.lo, self.hi)
 
-    def from_float(self, acc: np.ndarray, channel_axis: int | None = None) -> np.ndarray:
+    def from_float(self, acc: np.ndarray, channel_axis: int | None = None, out: np.ndarray | None = None
+                   ) -> np.ndarray:
         """The same on an accumulator held as exact integers in a float array (a BLAS result).
 
         float32 (``|acc| < 2**24``) and float64 accumulators skip the int64 round trip for
         ``scale`` = ``float32``/``double``; the result holds codes as floats. ``acc`` may be
-        overwritten.
+        overwritten. ``out`` (an integer array of ``acc``'s shape) receives the codes instead.
         """
         rep, num = self.numerics.scale, self.numerics
         if rep not in ("float32", "double") or (rep == "float32" and acc.dtype != np.float32):
-            return self(np.rint(acc).astype(np.int64), channel_axis)
+            codes = self(np.rint(acc).astype(np.int64), channel_axis)
+            if out is None:
+                return codes
+            out[...] = codes
+            return out
         dt = np.float32 if rep == "float32" else np.float64
         m, zp = self._float_factors(acc.ndim, channel_axis, dt)
         v = np.multiply(acc, m, out=acc) if acc.dtype == dt else np.multiply(acc, m, dtype=dt)
@@ -136,7 +141,7 @@ class Requantizer:
             v = nx.round_float(v, num.rounding).astype(dt)
         if num.zero_point != "before":
             v += zp
-        return nx.clip_into(v, self.lo, self.hi)
+        return nx.clip_into(v, self.lo, self.hi, out)
 
     def _float_factors(self, ndim: int, axis: int | None, dt: type) -> tuple[np.ndarray, np.ndarray]:
         """The multiplier and zero point shaped for ``from_float`` (kept per layout: built once)."""

@@ -148,7 +148,7 @@ def requantize_blocks(acc: np.ndarray, requant: Requantizer, bias: np.ndarray | 
     if acc.nbytes <= _BLOCK_BYTES and acc.flags.c_contiguous:  # one block: no layout bookkeeping
         if bias is not None:
             acc += bias.reshape(-1, *([1] * (acc.ndim - 2)))
-        return requant.from_float(acc, channel_axis=1).astype(codes)
+        return requant.from_float(acc, channel_axis=1, out=np.empty(acc.shape, dtype=codes))
     perm = sorted(range(acc.ndim), key=lambda i: -acc.strides[i])  # memory order, outermost first
     mem = acc.transpose(perm)
     if not mem.flags.c_contiguous:
@@ -164,7 +164,7 @@ def requantize_blocks(acc: np.ndarray, requant: Requantizer, bias: np.ndarray | 
         block = grid[lo:lo + step]
         if b is not None:
             block += b
-        out[lo:lo + step] = requant.from_float(block, channel_axis=1)
+        requant.from_float(block, channel_axis=1, out=out[lo:lo + step])
     return out.reshape(mem.shape).transpose(np.argsort(perm))
 
 

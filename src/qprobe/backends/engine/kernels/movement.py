@@ -106,17 +106,28 @@ def slice_(spec: OpSpec) -> Kernel:
     starts, ends = _Param(spec, 1, "starts"), _Param(spec, 2, "ends")
     axes, steps = _Param(spec, 3, "axes"), _Param(spec, 4, "steps")
 
-    def fn(x: np.ndarray, args: Sequence[np.ndarray | None]) -> np.ndarray:
+    fixed = not any(p.runtime for p in (starts, ends, axes, steps))
+    indices: dict[tuple[int, ...], tuple[slice, ...]] = {}  # constant parameters: the index per input shape
+
+    def index_for(shape: tuple[int, ...], args: Sequence[np.ndarray | None]) -> tuple[slice, ...]:
         b0, e0, a0, s0 = starts(args), ends(args), axes(args), steps(args)
-        index: list[slice] = [slice(None)] * x.ndim
+        index: list[slice] = [slice(None)] * len(shape)
         ax = list(a0) if a0 is not None else list(range(len(b0)))
         st = list(s0) if s0 is not None else [1] * len(b0)
         for a, b, e, s in zip(ax, b0, e0, st, strict=True):
-            dim = x.shape[a]
+            dim = shape[a]
             b = max(min(b, dim), -dim - 1) if b < 0 else min(b, dim)
             e = max(e, -dim - 1) if e < 0 else min(e, dim)
-            index[a % x.ndim] = slice(b, e if not (s < 0 and e < -dim) else None, s)
-        return x[tuple(index)]
+            index[a % len(shape)] = slice(b, e if not (s < 0 and e < -dim) else None, s)
+        return tuple(index)
+
+    def fn(x: np.ndarray, args: Sequence[np.ndarray | None]) -> np.ndarray:
+        if not fixed:
+            return x[index_for(x.shape, args)]
+        index = indices.get(x.shape)
+        if index is None:
+            index = indices[x.shape] = index_for(x.shape, args)
+        return x[index]
 
     return _unary(fn)
 
