@@ -7,7 +7,14 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from qprobe.cli.common import parse_bytes
-from qprobe.compare.budget import SYMBOLIC_DIM, choose_batch_size, fixed_bytes, sample_bytes
+from qprobe.compare.budget import (
+    SYMBOLIC_DIM,
+    WORKING_COPIES,
+    choose_batch_size,
+    fixed_bytes,
+    sample_bytes,
+    working_bytes,
+)
 from qprobe.errors import InputError
 from qprobe.model.loader import model_from_proto
 from qprobe.tensors import ProbePlan
@@ -35,11 +42,16 @@ def test_symbolic_dims_use_the_stated_assumption() -> None:
     assert sample_bytes(m, None) == (4 + 3) * SYMBOLIC_DIM * 4
 
 
+def test_working_set_is_float_copies_of_the_largest_value_by_hand() -> None:
+    m = _model(16)  # largest value per sample: c and y, 4 x 1 x 16 elements (not the weights)
+    assert working_bytes(m) == WORKING_COPIES * 4 * (4 * 16)
+
+
 def test_batch_fits_the_budget_and_is_bounded() -> None:
     m = _model(16)
     plan = ProbePlan("all", ("c", "y"), ("c",))
-    per = sample_bytes(m, plan)
-    budget = fixed_bytes(m) + 4 * per * 10 + 3
+    per = 4 * sample_bytes(m, plan) + working_bytes(m)
+    budget = fixed_bytes(m) + per * 10 + 3
     assert choose_batch_size(m, plan, budget) == 10
     assert choose_batch_size(m, plan, fixed_bytes(m) // 2) == 1
     assert choose_batch_size(m, plan, 1 << 40, maximum=77) == 77
