@@ -167,24 +167,16 @@ class Correlator:
         cache; the (M, N, *out) result is returned as an (N, M, *out) view."""
         n, c, spatial = shape[0], shape[1], shape[2:]
         swap = (1, 0, *range(2, 2 + len(spatial)))
-        strides, dil = self.window.strides, self.window.dilations
+        strides = self.window.strides
         pads, out = self.window.pad_widths(spatial)
         out = self._cropped(out)
         grown = [d + b + e for d, (b, e) in zip(spatial, pads, strict=True)]
         inner = (slice(None), slice(None), *(slice(b, b + d) for d, (b, _e) in zip(spatial, pads, strict=True)))
         q = [-(-g // st) for g, st in zip(grown, strides, strict=True)]  # a phase grid's shape
-        qstride = [int(np.prod(q[i + 1:])) for i in range(len(q))]
         phases = list(np.ndindex(*strides))
-        cuts = [(slice(None), slice(None), *(slice(a_, None, st) for a_, st in zip(ph, strides, strict=True)))
-                for ph in phases]
-        fills = [(slice(None), slice(None), *(slice(0, len(range(a_, g, st)))
-                                              for a_, g, st in zip(ph, grown, strides, strict=True)))
-                 for ph in phases]
-        reads = []
-        for k in np.ndindex(*self.window.kernel):
-            pos = [k[i] * dil[i] for i in range(len(k))]
-            phase = phases.index(tuple(p % st for p, st in zip(pos, strides, strict=True)))
-            reads.append((phase, sum((p // st) * qs for p, st, qs in zip(pos, strides, qstride, strict=True))))
+        cuts, fills = _phase_cuts(phases, strides, grown)
+        reads = _phase_reads(self.window, phases, q)
+        qstride = [int(np.prod(q[i + 1:])) for i in range(len(q))]
         plane = q[0] * qstride[0]
         length = n * plane  # every sample's whole phase grid in one row per channel
         slack = max(off for _ph, off in reads)  # dropped positions of the last sample read past its grid
@@ -192,10 +184,11 @@ class Correlator:
         keep = (slice(None), slice(None), *(slice(0, o) for o in out))
         dt, mult, single, m = self.dtype, self.mult, len(phases) == 1, self.m
         block = max(1, _CHUNK_BYTES // (3 * length * np.dtype(dt).itemsize))  # output channels per pass
+        phase_grid = (len(phases), c, n, *q)
 
         def run(x: np.ndarray) -> tuple[np.ndarray, bool]:
             rows: np.ndarray = np.full((len(phases), c, length + slack), pad, dtype=dt)
-            planes = rows[:, :, :length].reshape(len(phases), c, n, *q)
+            planes = rows[:, :, :length].reshape(phase_grid)
             xt = x.transpose(swap)
             if single:
                 planes[0][inner] = xt
@@ -206,16 +199,7 @@ class Correlator:
                     ph_plane[fill] = xp[cut]
             if mult > 1:
                 rows = np.repeat(rows, mult, axis=1)
-            acc: np.ndarray = np.empty((m, length), dtype=dt)
-            tmp: np.ndarray = np.empty((min(block, m), length), dtype=dt)
-            (ph0, off0), rest = reads[0], reads[1:]
-            for lo in range(0, m, block):
-                hi = min(m, lo + block)
-                part, t_ = acc[lo:hi], tmp[:hi - lo]
-                np.multiply(rows[ph0, lo:hi, off0:off0 + length], weights[0][lo:hi], out=part)
-                for (ph, off), w in zip(rest, weights[1:], strict=True):
-                    np.multiply(rows[ph, lo:hi, off:off + length], w[lo:hi], out=t_)
-                    part += t_
+            acc = _tap_sums(rows, reads, weights, length, block)
             # one compacting copy: the requantizer's passes then run on contiguous memory
             res = np.ascontiguousarray(acc.reshape(m, n, *q)[keep])
             return res.transpose(swap), True
@@ -281,6 +265,47 @@ class Correlator:
                 np.multiply(view.reshape(part.shape) if flat else view, weights[t], out=tmp)
                 part += tmp
         return acc
+
+
+def _tap_sums(rows: np.ndarray, reads: Sequence[tuple[int, int]], weights: Sequence[np.ndarray], length: int,
+              block: int) -> np.ndarray:
+    """``sum_t rows[phase_t, :, off_t:off_t + length] * weights[t]`` (weights per row), over row
+    blocks of ``block`` so that the accumulator and its temporary stay in cache."""
+    m = rows.shape[1]
+    acc: np.ndarray = np.empty((m, length), dtype=rows.dtype)
+    tmp: np.ndarray = np.empty((min(block, m), length), dtype=rows.dtype)
+    (ph0, off0), rest = reads[0], reads[1:]
+    for lo in range(0, m, block):
+        hi = min(m, lo + block)
+        part, t_ = acc[lo:hi], tmp[:hi - lo]
+        np.multiply(rows[ph0, lo:hi, off0:off0 + length], weights[0][lo:hi], out=part)
+        for (ph, off), w in zip(rest, weights[1:], strict=True):
+            np.multiply(rows[ph, lo:hi, off:off + length], w[lo:hi], out=t_)
+            part += t_
+    return acc
+
+
+def _phase_cuts(phases: list[tuple[int, ...]], strides: Sequence[int], grown: Sequence[int]
+                ) -> tuple[list[tuple[slice, ...]], list[tuple[slice, ...]]]:
+    """Per stride phase: its elements in a padded (C, N, *grown) buffer, and where they go in
+    the phase's grid."""
+    cuts = [(slice(None), slice(None), *(slice(a_, None, st) for a_, st in zip(ph, strides, strict=True)))
+            for ph in phases]
+    fills = [(slice(None), slice(None), *(slice(0, len(range(a_, g, st)))
+                                          for a_, g, st in zip(ph, grown, strides, strict=True)))
+             for ph in phases]
+    return cuts, fills
+
+
+def _phase_reads(window: Window, phases: list[tuple[int, ...]], grid: Sequence[int]) -> list[tuple[int, int]]:
+    """Per tap: (stride phase it reads, offset in that phase's flattened grid of shape ``grid``)."""
+    qstride = [int(np.prod(grid[i + 1:])) for i in range(len(grid))]
+    reads = []
+    for k in np.ndindex(*window.kernel):
+        pos = [k[i] * window.dilations[i] for i in range(len(k))]
+        phase = phases.index(tuple(p % st for p, st in zip(pos, window.strides, strict=True)))
+        reads.append((phase, sum((p // st) * qs for p, st, qs in zip(pos, window.strides, qstride, strict=True))))
+    return reads
 
 
 def _channels_last_memory(x: np.ndarray) -> bool:
