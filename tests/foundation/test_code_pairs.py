@@ -27,11 +27,14 @@ def _deq(codes: np.ndarray, s: float, z: int) -> np.ndarray:
 
 @pytest.mark.parametrize(("dtype", "zp"), [("int8", -3), ("uint8", 131)])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_code_pairs_equal_plain_numpy(dtype: str, zp: int, seed: int) -> None:
+@pytest.mark.parametrize("identical_batch", [False, True])
+def test_code_pairs_equal_plain_numpy(dtype: str, zp: int, seed: int, identical_batch: bool) -> None:
     rng = np.random.default_rng(seed)
     lo, hi = np.iinfo(dtype).min, np.iinfo(dtype).max
     ref = rng.integers(lo, hi + 1, size=(50, 7, 9)).astype(dtype)
     noise = rng.choice([-9, -1, 0, 0, 0, 1, 2], size=ref.shape)
+    if identical_batch:  # the second batch has identical codes on both sides (its own counting path)
+        noise[16:32] = 0
     tgt = np.clip(ref.astype(int) + noise, lo, hi).astype(dtype)
     q = QuantParams.from_arrays(0.0371, zp, dtype)
     acc = TensorAccumulator("t", q)

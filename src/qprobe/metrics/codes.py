@@ -3,7 +3,8 @@
 When both sides of a tensor are 8-bit codes of one per-tensor quantization, every metric
 (ST's, on the float32-dequantized values, and the LSB metrics, on the integer deltas) is a
 function of the pair ``(ref code, target code)``. ``CodePairs.add`` counts the pairs of a
-batch (one int32 index array and one ``bincount``: no float temporaries); ``st`` and ``lsb``
+batch (one uint16 index array and one ``bincount``, or a 256-bin count of the reference
+codes when both sides are identical: no float temporaries); ``st`` and ``lsb``
 turn the 256 x 256 counts into a ``StAccumulator`` and an ``LsbAccumulator`` with the same
 formulas as the element-wise path (``StAccumulator.add_weighted``,
 ``LsbAccumulator.add_code_counts``), summed over the distinct pairs, so results equal the
@@ -36,12 +37,15 @@ class CodePairs:
         self.counts = np.zeros(LEVELS * LEVELS, dtype=np.int64)
 
     def add(self, ref: np.ndarray, tgt: np.ndarray) -> None:
-        # the codes' bytes side by side, read as one little-endian uint16 per pair: ref << 8 | tgt
-        # (int8 codes -128..-1 land on 128..255 of their byte; ``_pairs`` maps them back)
-        pair = np.empty((ref.size, 2), dtype=np.uint8)
-        pair[:, 0] = tgt.reshape(-1).view(np.uint8)
-        pair[:, 1] = ref.reshape(-1).view(np.uint8)
-        self.counts += np.bincount(pair.view("<u2").reshape(-1), minlength=LEVELS * LEVELS)
+        # pairs indexed by the codes' bytes, ref << 8 | tgt (int8 codes -128..-1 land on 128..255
+        # of their byte; ``_pairs`` maps them back)
+        r8, t8 = ref.reshape(-1).view(np.uint8), tgt.reshape(-1).view(np.uint8)
+        if np.array_equal(r8, t8):  # every pair on the diagonal (r, r): a 256-bin count (~2x faster)
+            self.counts[::LEVELS + 1] += np.bincount(r8, minlength=LEVELS)
+            return
+        index = np.left_shift(r8, 8, dtype=np.uint16)
+        np.bitwise_or(index, t8, out=index)
+        self.counts += np.bincount(index, minlength=LEVELS * LEVELS)
 
     def merge(self, other: CodePairs) -> CodePairs:
         self.counts += other.counts
