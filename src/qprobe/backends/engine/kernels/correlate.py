@@ -9,8 +9,11 @@ the layout the path computes in. Two layouts, each one large GEMM per group:
   held channels last in memory, and on convs with few input channels):
   ``W (M/g, K*C/g) @ cols (K*C/g, N*P)``, the columns one copy per tap from a padded
   (C, N, *spatial) buffer; the (M, N, *out) result needs no transpose back (for one
-  sample it is NCHW). Exact depthwise convs on one sample accumulate each tap over one
-  contiguous range of the flattened padded plane, split into its stride phases (extra
+  sample it is NCHW). With ``prefer_last`` (models with depthwise convs, whose batched
+  kernel works channels last) batches run the transposed GEMM ``cols.T @ W.T`` and hand on
+  a channels-last result at no extra cost. Exact depthwise convs on one sample (and on
+  batches not held channels last, without ``prefer_last``) accumulate each tap over one
+  contiguous range of the flattened padded planes, split into their stride phases (extra
   columns between rows are computed and dropped).
 * **channels last** (everything else, and every float correlator): pointwise convs
   ``x (N*P, C) @ W (C, M)``; other convs gather the taps into columns (N*P, C/g*K) in the
