@@ -1,12 +1,13 @@
 """The bundled TCN example: what it ships, that it runs, that it forecasts, that it is reproducible.
 
 The trainer is tools/tcn_example (source checkout only); the package ships its files and a
-loader. Builds (trains) the example three times (15-40 s each).
+loader. Builds (trains) the example three times (15-40 s each), twice of them once per test run.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from onnx import numpy_helper
 
 from qprobe.errors import ModelError, QprobeError
 from qprobe.examples.tcn import FILES, PACKAGED_INPUTS, TcnExample, copy_example, packaged_example_dir
+from shared_build import built_once
 
 from tcn_example import build as tcn
 from tcn_example.build import block0_add_ratios, build_tcn_example, environment, run_model
@@ -30,14 +32,26 @@ def _build(root: Path, name: str, seed: int = 0) -> TcnExample:
     return build_tcn_example(out, seed=seed, n_inputs=PACKAGED_INPUTS)
 
 
+def _built_once(factory: pytest.TempPathFactory, name: str) -> TcnExample:
+    """A build with seed 0, trained once per test run: an xdist worker tears module fixtures down
+    whenever its queue runs dry, and both workers may ask for it."""
+    def build(out: Path) -> None:
+        out.mkdir()
+        (out / "example.pickle").write_bytes(pickle.dumps(build_tcn_example(out, n_inputs=PACKAGED_INPUTS)))
+
+    example = pickle.loads((built_once(factory, f"tcn-example-{name}", build) / "example.pickle").read_bytes())
+    assert isinstance(example, TcnExample)
+    return example
+
+
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory: pytest.TempPathFactory) -> TcnExample:
-    return _build(tmp_path_factory.mktemp("tcn"), "fresh")
+    return _built_once(tmp_path_factory, "fresh")
 
 
 @pytest.fixture(scope="module")
 def fresh_again(tmp_path_factory: pytest.TempPathFactory) -> TcnExample:
-    return _build(tmp_path_factory.mktemp("tcn"), "again")
+    return _built_once(tmp_path_factory, "again")
 
 
 def _load(directory: Path, key: str) -> dict[str, np.ndarray]:
@@ -191,6 +205,12 @@ def test_a_failed_write_leaves_no_files(tmp_path: Path, monkeypatch: pytest.Monk
     def broken(path: Path, arrays: object) -> None:
         raise OSError("disk full")
 
+    def trained(data: object, seed: int) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """The packaged example's weights: what fails here is the write, not the training (30 s)."""
+        inits = _initializers(PACKAGED / FILES["float_model"])
+        return {k: v for k, v in inits.items() if k.endswith((".weight", ".bias"))}, {}
+
+    monkeypatch.setattr(tcn, "fit_tcn_weights", trained)
     monkeypatch.setattr(tcn, "atomic_save_npz", broken)
     with pytest.raises(OSError, match="disk full"):
         build_tcn_example(tmp_path, n_inputs=4)

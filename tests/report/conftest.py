@@ -15,25 +15,29 @@ from qprobe.localize import localize
 from qprobe.report.build import Invocation, build_report
 from qprobe.report.document import Report
 from qprobe.report.write import render_files
+from shared_build import built_once
 
 
-def _diagnose(out: Path, target: str) -> Path:
-    done = qprobe("diagnose", "--example", "tcn", "--target", target, "-o", str(out))
-    assert done.returncode == 0, done.stdout + done.stderr
-    out.with_suffix(".stdout").write_text(done.stdout)  # what the CLI printed, for the tests that read it
-    return out
+def _diagnose(factory: pytest.TempPathFactory, name: str, target: str) -> Path:
+    """The diagnosis folder, made once per test run (both xdist workers read the same one)."""
+    def build(out: Path) -> None:
+        done = qprobe("diagnose", "--example", "tcn", "--target", target, "-o", str(out))
+        assert done.returncode == 0, done.stdout + done.stderr
+        out.with_suffix(".stdout").write_text(done.stdout)  # what the CLI printed, for the tests that read it
+
+    return built_once(factory, name, build)
 
 
 @pytest.fixture(scope="session")
 def tcn_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``qprobe diagnose --example tcn --target engine:arith16-wrap -o DIR``."""
-    return _diagnose(tmp_path_factory.mktemp("diag") / "tcn-arith16", TCN_FAILING)
+    return _diagnose(tmp_path_factory, "tcn-arith16", TCN_FAILING)
 
 
 @pytest.fixture(scope="session")
 def passing_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The TCN on the engine's bit-exact onnxruntime profile: a passing model."""
-    return _diagnose(tmp_path_factory.mktemp("diag") / "tcn-pass", TCN_PASSING)
+    return _diagnose(tmp_path_factory, "tcn-pass", TCN_PASSING)
 
 
 @pytest.fixture(scope="session")
