@@ -1,7 +1,8 @@
 """The bundled TCN example: what it ships, that it runs, that it forecasts, that it is reproducible.
 
 The trainer is tools/tcn_example (source checkout only); the package ships its files and a
-loader. Builds (trains) the example three times (15-40 s each), twice of them once per test run.
+loader. Builds (trains) the example three times (15-40 s each); the two seed-0 builds are made once
+per test run, whichever xdist worker asks first.
 """
 
 from __future__ import annotations
@@ -36,8 +37,7 @@ def _built_once(factory: pytest.TempPathFactory, name: str) -> TcnExample:
     """A build with seed 0, trained once per test run: an xdist worker tears module fixtures down
     whenever its queue runs dry, and both workers may ask for it."""
     def build(out: Path) -> None:
-        out.mkdir()
-        (out / "example.pickle").write_bytes(pickle.dumps(build_tcn_example(out, n_inputs=PACKAGED_INPUTS)))
+        (out / "example.pickle").write_bytes(pickle.dumps(_build(out.parent, out.name)))
 
     example = pickle.loads((built_once(factory, f"tcn-example-{name}", build) / "example.pickle").read_bytes())
     assert isinstance(example, TcnExample)
