@@ -103,3 +103,39 @@ def test_code_pair_metrics_do_not_depend_on_blas_threads() -> None:
             acc.add_weighted(r, p, w)
             results.append(acc.result())
     assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8"])
+@pytest.mark.parametrize("size", [1, 255, 256, 257, 70_001])
+def test_code_sums_are_exact(dtype: str, size: int) -> None:
+    """The float32-row sums against int64 numpy, at the codes whose squares are largest (the
+    rows' sums of squares closest to 2^24) and on random codes, with a tail past the last row."""
+    from qprobe.metrics.codes import code_sums
+
+    lo, hi = np.iinfo(dtype).min, np.iinfo(dtype).max
+    rng = np.random.default_rng(size)
+    for x in (np.full(size, lo if dtype == "int8" else hi, dtype=dtype),
+              rng.integers(lo, hi + 1, size=size).astype(dtype)):
+        w = x.astype(np.int64)
+        assert code_sums(x) == (int(w.sum()), int((w * w).sum()))
+
+
+def test_many_differing_pairs_in_one_batch() -> None:
+    """A batch with more differing pairs than np.add.at is used for (the bincount branch),
+    against plain numpy on the same codes."""
+    from qprobe.metrics.codes import DENSE
+
+    rng = np.random.default_rng(7)
+    q = QuantParams.from_arrays(0.0213, 5, "int8")
+    ref = rng.integers(-128, 128, size=(4, 3 * DENSE)).astype(np.int8)
+    tgt = np.clip(ref.astype(int) + rng.choice([-2, -1, 0, 1], size=ref.shape), -128, 127).astype(np.int8)
+    acc = TensorAccumulator("t", q)
+    acc.add(ref[:3], tgt[:3])
+    acc.add(ref[3:], tgt[3:])
+    st, lsb = acc.result()
+    want = _st_numpy(_deq(ref, 0.0213, 5), _deq(tgt, 0.0213, 5))
+    for k, v in want.items():
+        assert getattr(st, k) == pytest.approx(v, rel=1e-9, abs=1e-12), k
+    d = ref.astype(np.int64) - tgt.astype(np.int64)
+    assert lsb is not None and lsb.n == ref.size and lsb.exact_share == np.mean(d == 0)
+    assert lsb.one_lsb_share == np.mean(np.abs(d) == 1) and lsb.big_share == np.mean(np.abs(d) >= 2)

@@ -93,6 +93,12 @@ class LsbAccumulator:
         bins = np.clip(delta, -HIST_LIMIT, HIST_LIMIT) + HIST_LIMIT
         self._hist += np.bincount(bins, weights=counts, minlength=2 * HIST_LIMIT + 1).astype(np.int64)
 
+    def add_exact(self, n: int) -> None:
+        """``n`` code pairs with a delta of zero."""
+        self._n += n
+        self._exact += n
+        self._hist[HIST_LIMIT] += n
+
     def _add_counts(self, exact: np.ndarray, one: np.ndarray, big: np.ndarray, total: float, a: np.ndarray) -> None:
         self._n += int(a.size)
         self._exact += int(np.count_nonzero(exact))

@@ -166,6 +166,17 @@ class StAccumulator:
         self._sum_r2 += _dot(wf, r * r)
         self._sum_rp += _dot(wf, r * p)
 
+    def add_identical(self, n: int, mean: float, m2: float, sum_sq: float) -> None:
+        """``n`` pairs whose prediction equals the reference, given the references' mean, sum of
+        squared deviations and sum of squares (no accuracy)."""
+        if n <= 0:
+            return
+        self._d.merge(_Moments(n, 0.0, 0.0))
+        self._r.merge(_Moments(n, mean, m2))
+        self._sum_p2 += sum_sq
+        self._sum_r2 += sum_sq
+        self._sum_rp += sum_sq
+
     def merge(self, other: StAccumulator) -> StAccumulator:
         """Add the samples ``other`` accumulated (disjoint from ours); returns self."""
         self._d.merge(other._d)
