@@ -20,6 +20,7 @@ every tensor: 22 MB per sample against 2.9 MB of probed tensors and inputs).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import onnx
@@ -59,11 +60,13 @@ def _per_sample(vi: onnx.ValueInfoProto) -> int | None:
     return max(1, count) * _elem_size(vi)
 
 
-def sample_bytes(model: ir.Model, plan: ProbePlan | None) -> int:
-    """Bytes one sample of ``plan``'s tensors (None: the graph outputs) plus the model inputs occupies."""
+def sample_bytes(model: ir.Model, plan: ProbePlan | None,
+                 types: Mapping[str, onnx.ValueInfoProto] | None = None) -> int:
+    """Bytes one sample of ``plan``'s tensors (None: the graph outputs) plus the model inputs
+    occupies; ``types``: the model's ``value_types`` when the caller has them."""
     names = list(plan.tensors) if plan is not None else graph_output_names(model)
     names += [v.name for v in model.graph.inputs if v.name and v.name not in model.graph.initializers]
-    types = value_types(to_proto(model))
+    types = value_types(to_proto(model)) if types is None else types
     known = {n: _per_sample(types[n]) for n in names if n in types}
     sized = [b for b in known.values() if b is not None]
     largest = max(sized, default=4)
@@ -74,11 +77,11 @@ def sample_bytes(model: ir.Model, plan: ProbePlan | None) -> int:
     return max(1, total)
 
 
-def working_bytes(model: ir.Model) -> int:
+def working_bytes(model: ir.Model, types: Mapping[str, onnx.ValueInfoProto] | None = None) -> int:
     """Bytes per sample of a run's working set: ``WORKING_COPIES`` float32 copies of the
     model's largest value of known shape (any value, probed or not)."""
     largest = 0
-    for vi in value_types(to_proto(model)).values():
+    for vi in (value_types(to_proto(model)) if types is None else types).values():
         per = _per_sample(vi)
         if per is not None:
             largest = max(largest, per // _elem_size(vi))
@@ -107,5 +110,6 @@ def choose_batch_size(
     if budget <= 0:
         raise InputError(f"the memory budget must be positive, got {budget} bytes")
     free = budget - fixed_bytes(model)
-    per = streams * sample_bytes(model, plan) + working_bytes(model)
+    types = value_types(to_proto(model))
+    per = streams * sample_bytes(model, plan, types) + working_bytes(model, types)
     return int(max(1, min(maximum, free // per if free > 0 else 1)))

@@ -23,7 +23,7 @@ import onnx_ir as ir
 
 from qprobe.errors import InputError
 from qprobe.model.graph import DQ_OPS, Q_OPS, graph_output_names, is_constant, name_of, sample_tensors
-from qprobe.model.loader import clone_model, model_from_proto, to_proto
+from qprobe.model.loader import model_from_proto, to_proto
 from qprobe.model.quant import QuantIndex
 from qprobe.model.shapes import inferred
 from qprobe.tensors import ProbePlan
@@ -97,7 +97,7 @@ def apply_probe_plan(model: ir.Model, plan: ProbePlan) -> ir.Model:
     """A copy of ``model`` whose graph outputs are the original ones plus the probes."""
     if not plan.added_outputs:
         return model
-    proto = inferred(to_proto(clone_model(model)))
+    proto = inferred(to_proto(model))  # a new proto: the model itself is not touched
     typed = {vi.name: vi for vi in list(proto.graph.value_info) + list(proto.graph.output)}
     probed = model_from_proto(proto)
     g = probed.graph
