@@ -113,9 +113,18 @@ def build_conv_int(spec: OpSpec) -> Kernel:
     biases: dict[int, np.ndarray] = {}  # bias shaped (M, 1, ...) per input rank
     codes = _code_dtype(yq.dtype)
 
+    def finish(block: np.ndarray, out: np.ndarray) -> None:  # a (rows, M) block of the channels-last sums
+        if bias_f is not None:
+            block += bias_f
+        requant.from_float(block, channel_axis=1, out=out)
+
     def run(args: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         x = args[0]
         assert x is not None
+        if fits and codes is not None:  # requantized in cache-sized blocks as the sums are made, where the path can
+            done = corr.finished(x, pad, finish, codes)
+            if done is not None:
+                return [done]
         acc = corr.nchw(x, pad_value=pad)  # raw codes, (N, M, *out), possibly a channels-last view
         if fits and codes is not None:
             return [requantize_blocks(acc, requant, bias_f, codes)]

@@ -30,6 +30,7 @@ product and sum is exact, whatever order BLAS uses.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +40,9 @@ _CHUNK_BYTES = 1 << 20
 _FEW_CHANNELS = 16
 
 Plan = Callable[[np.ndarray], tuple[np.ndarray, bool]]  # x -> (result, result is channels first)
+# (accumulator block (rows, M), where its codes go (rows, M)): a requantizer applied to a block of
+# the channels-last result while it is in cache (``Correlator.finished``); may overwrite the block
+Finish = Callable[[np.ndarray, np.ndarray], object]
 
 
 class Correlator:
@@ -84,6 +88,36 @@ class Correlator:
         res, first = self._run(x, pad_value)
         return res if first else res.transpose(0, res.ndim - 1, *range(1, res.ndim - 1))
 
+    def finished(self, x: np.ndarray, pad_value: float, finish: Finish, codes: np.dtype[Any]) -> np.ndarray | None:
+        """The correlation handed to ``finish`` in cache-sized row blocks of the channels-last
+        result as it is computed, the codes gathered in a (N, *out, M) array and returned as an
+        (N, M, *out) view; None when this input takes a path without blocks (the caller then
+        finishes ``nchw``'s whole result). Blocks: pointwise convs (one GEMM per block of
+        positions) and depthwise convs (their sample chunks) on the channels-last path. The
+        accumulator is never held whole, so it never leaves the cache between the GEMM or the
+        tap sums and the requantization (a pointwise conv's accumulator is often several MB)."""
+        x = np.asarray(x)
+        if self.crop is not None or self.order != "kc" or not (self.depthwise or (self.pointwise and self.group == 1)):
+            return None
+        if self._path(x.shape, _channels_last_memory(x)) != "last":
+            return None
+        xl: np.ndarray = np.ascontiguousarray(np.moveaxis(x, 1, -1))  # narrow copy for codes
+        if self.depthwise:  # (a 1x1 depthwise conv too: it has no GEMM weights)
+            padded, out = self.window.padded(xl, value=pad_value, last=True)
+            res = self._depthwise(padded, out, (finish, codes))
+        else:
+            res = self._pointwise_blocks(xl, finish, codes)
+        return res.transpose(0, res.ndim - 1, *range(1, res.ndim - 1))
+
+    def _pointwise_blocks(self, xl: np.ndarray, finish: Finish, codes: np.dtype[Any]) -> np.ndarray:
+        rows = xl.reshape(-1, xl.shape[-1])
+        res = np.empty((rows.shape[0], self.m), dtype=codes)
+        wt = self.wmats[0].T
+        step = max(1, _CHUNK_BYTES // (self.m * np.dtype(self.dtype).itemsize))
+        for lo in range(0, rows.shape[0], step):
+            finish(rows[lo:lo + step].astype(self.dtype) @ wt, res[lo:lo + step])
+        return res.reshape(*xl.shape[:-1], self.m)
+
     def _run(self, x: np.ndarray, pad_value: float) -> tuple[np.ndarray, bool]:
         x = np.asarray(x)
         key = (x.shape, float(pad_value), _channels_last_memory(x))
@@ -99,10 +133,10 @@ class Correlator:
         if self.crop is not None and self.pointwise:  # output position = input position
             crop = (slice(None), slice(None), *(slice(None, e) for e in self.crop))
             shape = (*shape[:2], *(len(range(d)[sl]) for d, sl in zip(shape[2:], crop[2:], strict=True)))
-        exact, one = self.order == "kc", shape[0] == 1
-        if exact and not self.depthwise and (one or not last_memory or self.cg < _FEW_CHANNELS):
-            inner = self._plan_first(shape, pad, last_out=self.prefer_last and not one)
-        elif exact and self.depthwise and (one or not (last_memory or self.prefer_last)):
+        path = self._path(shape, last_memory)
+        if path == "first":
+            inner = self._plan_first(shape, pad, last_out=self.prefer_last and shape[0] != 1)
+        elif path == "depthwise_first":
             inner = self._plan_depthwise_first(shape, pad)
         else:
             def inner(x: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -111,6 +145,15 @@ class Correlator:
             return inner
         cut = crop
         return lambda x: inner(x[cut])
+
+    def _path(self, shape: tuple[int, ...], last_memory: bool) -> str:
+        """``first`` (channels first, batch inside), ``depthwise_first`` or ``last`` (channels last)."""
+        exact, one = self.order == "kc", shape[0] == 1
+        if exact and not self.depthwise and (one or not last_memory or self.cg < _FEW_CHANNELS):
+            return "first"
+        if exact and self.depthwise and (one or not (last_memory or self.prefer_last)):
+            return "depthwise_first"
+        return "last"
 
     def _plan_first(self, shape: tuple[int, ...], pad: float, last_out: bool = False) -> Plan:
         """Channels first with the batch inside: ``W (M/g, K*C/g) @ cols (K*C/g, N*P)`` per
@@ -249,25 +292,39 @@ class Correlator:
                 cols[..., t] = view
         return cols.reshape(-1, k * c)
 
-    def _depthwise(self, xp: np.ndarray, out: Sequence[int]) -> np.ndarray:
+    def _depthwise(self, xp: np.ndarray, out: Sequence[int],
+                   finishing: tuple[Finish, np.dtype[Any]] | None = None) -> np.ndarray:
+        """The tap sums over sample chunks that fit in cache; with ``finishing`` each chunk is
+        requantized into a codes array right after its sums, in one chunk-sized accumulator
+        (the result is then the codes)."""
         if self.mult > 1:
             xp = np.repeat(xp, self.mult, axis=-1)
-        acc = np.zeros((xp.shape[0], *out, self.m), dtype=self.dtype)
+        n, shape = xp.shape[0], (*out, self.m)
         # with a unit stride along the last spatial axis, each tap's (width, channel) block is
         # contiguous: flatten it and tile the weights so numpy runs one long inner loop
         flat = self.window.strides[-1] == 1
         weights = np.tile(self.wtaps, (1, out[-1])) if flat else self.wtaps
         per_sample = max(1, int(np.prod(out)) * self.m * np.dtype(self.dtype).itemsize * 3)
-        step = max(1, _CHUNK_BYTES // per_sample)
-        for lo in range(0, xp.shape[0], step):
-            part = acc[lo:lo + step]
+        step = min(n, max(1, _CHUNK_BYTES // per_sample))
+        acc = np.empty((n if finishing is None else step, *shape), dtype=self.dtype)
+        res = None if finishing is None else np.empty((n, *shape), dtype=finishing[1])
+        tmp_all = np.empty((step, *shape), dtype=self.dtype)
+        for lo in range(0, n, step):
+            hi = min(n, lo + step)
+            whole = acc[lo:hi] if finishing is None else acc[:hi - lo]
+            part, tmp = whole, tmp_all[:hi - lo]
             if flat:
-                part = part.reshape(*part.shape[:-2], -1)
-            tmp = np.empty_like(part)
-            for t, (_k, view) in enumerate(self.window.taps(xp[lo:lo + step], out, last=True)):
-                np.multiply(view.reshape(part.shape) if flat else view, weights[t], out=tmp)
-                part += tmp
-        return acc
+                part, tmp = part.reshape(*part.shape[:-2], -1), tmp.reshape(*tmp.shape[:-2], -1)
+            for t, (_k, view) in enumerate(self.window.taps(xp[lo:hi], out, last=True)):
+                v = view.reshape(part.shape) if flat else view
+                if t == 0:
+                    np.multiply(v, weights[0], out=part)
+                else:
+                    np.multiply(v, weights[t], out=tmp)
+                    part += tmp
+            if finishing is not None and res is not None:
+                finishing[0](whole.reshape(-1, self.m), res[lo:hi].reshape(-1, self.m))
+        return acc if res is None else res
 
 
 def _tap_sums(rows: np.ndarray, reads: Sequence[tuple[int, int]], weights: Sequence[np.ndarray], length: int,
