@@ -41,6 +41,8 @@ from qprobe.allocator import keep_freed_memory
 MAX_ORT_THREADS = 8
 
 _configured: int | None = None
+FRESH_S = 0.25  # a reading of the running threads this recent is reused (``running_elsewhere``)
+_reading: tuple[float, int, int | None] | None = None  # (when, samples, count)
 
 
 def _cpu_seconds() -> float:
@@ -92,7 +94,19 @@ def own_load() -> float:
 def running_elsewhere(samples: int = 5) -> int | None:
     """Threads of other processes running or runnable now (Linux ``/proc``; None elsewhere):
     the least of a few readings 0.5 ms apart, so that a thread passing by is not counted as
-    load (a busy process is runnable in every reading)."""
+    load (a busy process is runnable in every reading). A reading taken less than
+    ``FRESH_S`` ago is reused: a comparison opens several sessions within a fraction of a
+    second, and each reading costs ~3 ms of pauses."""
+    global _reading
+    now = time.monotonic()
+    if _reading is not None and _reading[1] == samples and now - _reading[0] < FRESH_S:
+        return _reading[2]
+    count = _read_running(samples)
+    _reading = (time.monotonic(), samples, count)
+    return count
+
+
+def _read_running(samples: int) -> int | None:
     counts = []
     for i in range(samples):
         if i:

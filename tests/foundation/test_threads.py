@@ -85,3 +85,15 @@ def test_the_threads_option_still_wins() -> None:
     m = load_model(packaged_example_dir() / "tcn_int8.onnx")
     trace = next(iter(run_traces(create_backend("ort-fused", {"threads": "1"}), m, None, random_inputs(m, 2, 0), 2)))
     assert trace.session_info["intra_op_num_threads"] == "1"
+
+
+def test_a_recent_reading_of_the_running_threads_is_reused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clock-free: the time and the readings are fed in."""
+    clock = iter([100.0, 100.0, 100.1, 100.5, 100.5])  # call, store; reuse; call past FRESH_S, store
+    readings = iter([3, 0])
+    monkeypatch.setattr(threads.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(threads, "_read_running", lambda samples: next(readings))
+    monkeypatch.setattr(threads, "_reading", None)
+    assert threads.running_elsewhere() == 3
+    assert threads.running_elsewhere() == 3  # 0.1 s later: the same reading, no new one
+    assert threads.running_elsewhere() == 0  # 0.5 s later: read again
