@@ -12,6 +12,7 @@ Python version, the platform and the command line.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import platform
@@ -109,14 +110,21 @@ def _version(text: str) -> int:
 
 
 def versions() -> dict[str, str]:
-    """Installed versions of qprobe and the runtimes it may use (absent ones are left out)."""
-    out: dict[str, str] = {}
+    """Installed versions of qprobe and the runtimes it may use (absent ones are left out).
+    Read once per process (each read scans the installed distributions, 5-10 ms; every
+    comparison and report records them)."""
+    return dict(_installed_versions())
+
+
+@functools.cache
+def _installed_versions() -> tuple[tuple[str, str], ...]:
+    out: list[tuple[str, str]] = []
     for name in _VERSIONED:
         try:
-            out[name] = metadata.version(name)
+            out.append((name, metadata.version(name)))
         except metadata.PackageNotFoundError:
             continue
-    return out
+    return tuple(out)
 
 
 def command_line() -> str:

@@ -105,11 +105,13 @@ def fixed_bytes(model: ir.Model) -> int:
 
 def choose_batch_size(
     model: ir.Model, plan: ProbePlan | None, budget: int, *, streams: int = 4, maximum: int = 1024,
+    types: Mapping[str, onnx.ValueInfoProto] | None = None,
 ) -> int:
-    """The largest batch (1..``maximum``) whose ``streams`` copies and working set fit in what ``budget`` leaves."""
+    """The largest batch (1..``maximum``) whose ``streams`` copies and working set fit in what
+    ``budget`` leaves; ``types``: the model's ``value_types`` when the caller has them."""
     if budget <= 0:
         raise InputError(f"the memory budget must be positive, got {budget} bytes")
     free = budget - fixed_bytes(model)
-    types = value_types(to_proto(model))
+    types = value_types(to_proto(model)) if types is None else types
     per = streams * sample_bytes(model, plan, types) + working_bytes(model, types)
     return int(max(1, min(maximum, free // per if free > 0 else 1)))

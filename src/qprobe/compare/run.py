@@ -26,9 +26,11 @@ from qprobe.compare.traces import Progress, run_traces, tee
 from qprobe.errors import InputError
 from qprobe.model.graph import graph_output_names
 from qprobe.model.inputs import InputSet
+from qprobe.model.loader import to_proto
 from qprobe.model.patterns import float_weights_in_qdq
 from qprobe.model.probe import apply_probe_plan, plan_probes
 from qprobe.model.quant import QuantIndex, build_quant_index
+from qprobe.model.shapes import inferred, value_types
 from qprobe.tensors import ProbePlan, Trace, TraceFolder
 
 
@@ -85,10 +87,14 @@ def compare_backends(
         b.bind(model)
     inputs = inputs or resolve_inputs(model, None, (ref, target))
     plan = restrict_plan(plan_probes(model, index, probe), ref, target)
-    batch = batch_size or choose_batch_size(model, plan, memory_budget, maximum=FASTEST_BATCH)
+    # one shape inference for the batch size and the probed copy (none when neither needs it)
+    typed = inferred(to_proto(model)) if batch_size is None or plan.added_outputs else None
+    batch = batch_size or choose_batch_size(model, plan, memory_budget, maximum=FASTEST_BATCH,
+                                            types=None if typed is None else value_types(typed, already_inferred=True))
     reasons = {role: unprobed_reason(b, plan, check_probe_effect) for role, b in (("ref", ref), ("target", target))}
 
-    done = _accumulate_runs(model, (ref, target), plan, inputs, batch, index, reasons,
+    done = _accumulate_runs(model, apply_probe_plan(model, plan, typed), (ref, target), plan, inputs, batch, index,
+                            reasons,
                             progress=progress, classifier=classifier, on_traces=on_traces, save_traces=save_traces)
     prov = serde.provenance(backends={"ref": describe_backend(ref), "target": describe_backend(target)},
                             batch_size=batch, memory_budget=memory_budget)
@@ -98,13 +104,14 @@ def compare_backends(
 
 
 def _accumulate_runs(
-    model: ir.Model, backends: tuple[Backend, Backend], plan: ProbePlan, inputs: InputSet, batch: int,
+    model: ir.Model, probed_model: ir.Model, backends: tuple[Backend, Backend], plan: ProbePlan, inputs: InputSet,
+    batch: int,
     index: QuantIndex, reasons: dict[str, str | None], *, progress: Progress | None, classifier: bool | None,
     on_traces: Callable[[Trace, Trace], None] | None, save_traces: TraceFolder | None,
 ) -> Accumulated:
-    """Both backends' probed streams (and the unprobed ones ``reasons`` allow) accumulated batch by batch."""
+    """Both backends' probed streams (and the unprobed ones ``reasons`` allow) accumulated batch by batch;
+    ``probed_model``: ``apply_probe_plan(model, plan)``."""
     ref, target = backends
-    probed_model = apply_probe_plan(model, plan)
 
     def stream(role: str, b: Backend, p: ProbePlan | None,
                prog: Progress | None = None) -> Generator[Trace, None, None]:

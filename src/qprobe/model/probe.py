@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 
+import onnx
 import onnx_ir as ir
 
 from qprobe.errors import InputError
@@ -93,11 +94,12 @@ def _check_names(model: ir.Model, names: Sequence[str]) -> None:
             raise InputError(f"tensor {n!r} is not in the model{hint}")
 
 
-def apply_probe_plan(model: ir.Model, plan: ProbePlan) -> ir.Model:
-    """A copy of ``model`` whose graph outputs are the original ones plus the probes."""
+def apply_probe_plan(model: ir.Model, plan: ProbePlan, typed_proto: onnx.ModelProto | None = None) -> ir.Model:
+    """A copy of ``model`` whose graph outputs are the original ones plus the probes.
+    ``typed_proto``: ``shapes.inferred(to_proto(model))`` when the caller has made it (read, not changed)."""
     if not plan.added_outputs:
         return model
-    proto = inferred(to_proto(model))  # a new proto: the model itself is not touched
+    proto = inferred(to_proto(model)) if typed_proto is None else typed_proto  # the model itself is not touched
     typed = {vi.name: vi for vi in list(proto.graph.value_info) + list(proto.graph.output)}
     probed = model_from_proto(proto)
     g = probed.graph

@@ -14,9 +14,10 @@ def inferred(proto: onnx.ModelProto) -> onnx.ModelProto:
         return proto
 
 
-def value_types(proto: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
-    """Every typed value of the main graph, inferred and declared; declarations win."""
-    g = inferred(proto).graph
+def value_types(proto: onnx.ModelProto, *, already_inferred: bool = False) -> dict[str, onnx.ValueInfoProto]:
+    """Every typed value of the main graph, inferred and declared; declarations win.
+    ``already_inferred``: ``proto`` is ``inferred``'s result (not inferred again)."""
+    g = proto.graph if already_inferred else inferred(proto).graph
     types: dict[str, onnx.ValueInfoProto] = {}
     for vi in [*g.value_info, *g.output, *proto.graph.value_info, *proto.graph.input, *proto.graph.output]:
         if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type:
