@@ -59,3 +59,38 @@ def test_a_target_run_failing_on_a_worker_is_reported_once_without_a_traceback(t
     assert r.returncode == 2, r.stdout + r.stderr
     assert "Traceback" not in r.stderr and "Compute Failed" not in r.stderr, r.stderr
     assert "the command exited with code 3" in r.stderr and "work directory kept" in r.stderr
+
+
+def test_a_local_cluster_whose_loop_closed_first_still_closes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without Dask: a fake distributed module whose client's close finds the event loop closed."""
+    from types import SimpleNamespace
+
+    from qprobe.execute import cluster as cl
+
+    closed: list[str] = []
+
+    class Local:
+        def __init__(self, **_kw: object) -> None: ...
+
+        def close(self) -> None:
+            closed.append("cluster")
+
+    class Client:
+        def __init__(self, _local: object) -> None: ...
+
+        def close(self) -> None:
+            closed.append("client")
+            raise RuntimeError("IOLoop is closed")
+
+    monkeypatch.setattr(cl, "_distributed", lambda: SimpleNamespace(LocalCluster=Local, Client=Client))
+    with cl.connect("local:2") as c:
+        assert isinstance(c.client, Client)
+    assert closed == ["client", "cluster"]
+
+    class Broken(Client):
+        def close(self) -> None:
+            raise RuntimeError("something else")
+
+    monkeypatch.setattr(cl, "_distributed", lambda: SimpleNamespace(LocalCluster=Local, Client=Broken))
+    with pytest.raises(RuntimeError, match="something else"), cl.connect("local:2"):
+        pass
