@@ -26,7 +26,7 @@ from qprobe.compare.traces import Progress, run_traces, tee
 from qprobe.errors import InputError
 from qprobe.model.graph import graph_output_names
 from qprobe.model.inputs import InputSet
-from qprobe.model.loader import to_proto
+from qprobe.model.loader import model_bytes, serialized_once
 from qprobe.model.patterns import float_weights_in_qdq
 from qprobe.model.probe import apply_probe_plan, plan_probes
 from qprobe.model.quant import QuantIndex, build_quant_index
@@ -82,25 +82,26 @@ def compare_backends(
     ``batch_size=None`` chooses the batch from ``memory_budget`` (bytes; ``compare.budget``), at
     most ``FASTEST_BATCH``.
     """
-    index = build_quant_index(model)
-    for b in (ref, target):
-        b.bind(model)
-    inputs = inputs or resolve_inputs(model, None, (ref, target))
-    plan = restrict_plan(plan_probes(model, index, probe), ref, target)
-    # one shape inference for the batch size and the probed copy (none when neither needs it)
-    typed = inferred(to_proto(model)) if batch_size is None or plan.added_outputs else None
-    batch = batch_size or choose_batch_size(model, plan, memory_budget, maximum=FASTEST_BATCH,
-                                            types=None if typed is None else value_types(typed, already_inferred=True))
-    reasons = {role: unprobed_reason(b, plan, check_probe_effect) for role, b in (("ref", ref), ("target", target))}
+    with serialized_once():  # the model and its probed copy serialized once for all four sessions
+        index = build_quant_index(model)
+        for b in (ref, target):
+            b.bind(model)
+        inputs = inputs or resolve_inputs(model, None, (ref, target))
+        plan = restrict_plan(plan_probes(model, index, probe), ref, target)
+        # one shape inference for the batch size and the probed copy (none when neither needs it)
+        typed = inferred(model_bytes(model)) if batch_size is None or plan.added_outputs else None
+        types = None if typed is None else value_types(typed, already_inferred=True)
+        batch = batch_size or choose_batch_size(model, plan, memory_budget, maximum=FASTEST_BATCH, types=types)
+        reasons = {role: unprobed_reason(b, plan, check_probe_effect) for role, b in (("ref", ref), ("target", target))}
 
-    done = _accumulate_runs(model, apply_probe_plan(model, plan, typed), (ref, target), plan, inputs, batch, index,
-                            reasons,
-                            progress=progress, classifier=classifier, on_traces=on_traces, save_traces=save_traces)
-    prov = serde.provenance(backends={"ref": describe_backend(ref), "target": describe_backend(target)},
-                            batch_size=batch, memory_budget=memory_budget)
-    cmp = finish(done, policy, model=model_name, inputs=inputs.source, index=index,
-                 unchecked={r: why for r, why in reasons.items() if why}, provenance=prov)
-    return replace(cmp, notes=tuple(model_notes(model, (ref, target))))
+        done = _accumulate_runs(model, apply_probe_plan(model, plan, typed), (ref, target), plan, inputs, batch, index,
+                                reasons,
+                                progress=progress, classifier=classifier, on_traces=on_traces, save_traces=save_traces)
+        prov = serde.provenance(backends={"ref": describe_backend(ref), "target": describe_backend(target)},
+                                batch_size=batch, memory_budget=memory_budget)
+        cmp = finish(done, policy, model=model_name, inputs=inputs.source, index=index,
+                     unchecked={r: why for r, why in reasons.items() if why}, provenance=prov)
+        return replace(cmp, notes=tuple(model_notes(model, (ref, target))))
 
 
 def _accumulate_runs(

@@ -5,13 +5,14 @@ from __future__ import annotations
 import onnx
 
 
-def inferred(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """``proto`` with inferred value_info where ONNX can infer it; the input itself when it cannot
-    (custom domains, models shape inference rejects): declared types still work then."""
+def inferred(proto: onnx.ModelProto | bytes) -> onnx.ModelProto:
+    """``proto`` (or its serialized form) with inferred value_info where ONNX can infer it; the
+    input itself when it cannot (custom domains, models shape inference rejects): declared types
+    still work then."""
     try:
         return onnx.shape_inference.infer_shapes(proto, strict_mode=False)
     except Exception:  # onnx raises several unrelated types on models it cannot handle
-        return proto
+        return onnx.load_from_string(proto) if isinstance(proto, bytes) else proto
 
 
 def value_types(proto: onnx.ModelProto, *, already_inferred: bool = False) -> dict[str, onnx.ValueInfoProto]:
