@@ -35,13 +35,29 @@ def keep_freed_memory() -> str:
     _done = "default"
     if os.environ.get("QPROBE_MALLOC", "").strip().lower() == "default" or not sys.platform.startswith("linux"):
         return _done
+    libc = _libc()
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc
+        mallopt = libc.mallopt if libc is not None else None
+    except AttributeError:  # not glibc
+        mallopt = None
+    if mallopt is None:
         return _done
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     if mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1:
         _done = f"glibc mmap_threshold={MMAP_THRESHOLD} trim_threshold={TRIM_THRESHOLD}"
     return _done
+
+
+def _libc() -> ctypes.CDLL | None:
+    """glibc by its soname first: ``ctypes.util.find_library`` runs ``ldconfig -p`` in a
+    subprocess (10-35 ms), paid by the first comparison of a process."""
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        pass
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name) if name else None
+    except OSError:
+        return None

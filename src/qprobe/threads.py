@@ -38,6 +38,11 @@ from dataclasses import dataclass
 
 from qprobe.allocator import keep_freed_memory
 
+try:  # imported with this module (12 ms), not inside the first comparison that opens a session
+    from threadpoolctl import threadpool_limits
+except ImportError:  # declared as a dependency; a broken install only loses the limit
+    threadpool_limits = None
+
 MAX_ORT_THREADS = 8
 
 _configured: int | None = None
@@ -161,9 +166,7 @@ def configure() -> ThreadSettings:
     keep_freed_memory()
     s = settings()
     if _configured != s.blas:
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:  # declared as a dependency; a broken install only loses the limit
+        if threadpool_limits is None:
             return s
         threadpool_limits(limits=s.blas, user_api="blas")
         _configured = s.blas
