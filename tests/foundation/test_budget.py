@@ -8,6 +8,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from qprobe.cli.common import parse_bytes
 from qprobe.compare.budget import (
+    STREAMS,
     SYMBOLIC_DIM,
     WORKING_COPIES,
     choose_batch_size,
@@ -50,7 +51,7 @@ def test_working_set_is_float_copies_of_the_largest_value_by_hand() -> None:
 def test_batch_fits_the_budget_and_is_bounded() -> None:
     m = _model(16)
     plan = ProbePlan("all", ("c", "y"), ("c",))
-    per = 4 * sample_bytes(m, plan) + working_bytes(m)
+    per = STREAMS * sample_bytes(m, plan) + working_bytes(m)
     budget = fixed_bytes(m) + per * 10 + 3
     assert choose_batch_size(m, plan, budget) == 10
     assert choose_batch_size(m, plan, fixed_bytes(m) // 2) == 1

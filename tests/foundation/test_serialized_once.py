@@ -11,11 +11,12 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from models.corpus import CORPUS, Built
 from qprobe.model import loader
 from qprobe.model.loader import load_model, model_bytes, serialized_once, to_proto
 from qprobe.model.probe import apply_probe_plan, plan_probes
 from qprobe.model.quant import build_quant_index
+
+from models.corpus import CORPUS, Built
 
 
 def _by_name(items: object) -> dict[str, bytes]:
@@ -49,7 +50,11 @@ def test_each_model_is_serialized_once_inside_and_afresh_outside(corpus: dict[st
     model = load_model(corpus["tcn_dilated"].int8)
     calls: list[object] = []
     real = loader.to_proto
-    monkeypatch.setattr(loader, "to_proto", lambda m: calls.append(m) or real(m))
+    def counted(m: object) -> onnx.ModelProto:
+        calls.append(m)
+        return real(m)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loader, "to_proto", counted)
     with serialized_once():
         first = model_bytes(model)
         with serialized_once():  # nested: the outer memo

@@ -8,9 +8,10 @@ known shape (at least its element type's size).
 
 ``choose_batch_size`` divides what the budget leaves after the fixed cost of the run (the
 Python process, the backends' sessions and two copies of the weights, ``fixed_bytes``) by
-the bytes one sample costs: ``streams`` copies of its probed tensors (the reference and the
-target stream each hold one batch of them, and the comparison makes about as much again in
-float32 temporaries) plus the **working set of a run** (``working_bytes``): while a backend
+the bytes one sample costs: ``STREAMS`` copies of its probed tensors (the reference and the
+target stream each hold one batch of them, the comparison makes about as much again in
+float32 temporaries, and while it computes one batch's metrics the streams run the next:
+``compare.accumulate``) plus the **working set of a run** (``working_bytes``): while a backend
 runs, it holds float32 copies of its largest activation (a QDQ op's dequantized input, its
 float output before QuantizeLinear, the next op's dequantized input: ``WORKING_COPIES``),
 which an int8 model's probed codes do not show (measured on the ResNet-18-sized model, 224x224,
@@ -40,6 +41,7 @@ DEFAULT_MEMORY_BUDGET = 1 << 30
 FASTEST_BATCH = 64
 SYMBOLIC_DIM = 64  # assumed size of a symbolic dimension other than the sample axis
 BASE_BYTES = 256 << 20  # the interpreter, numpy, onnxruntime and their arenas before any batch
+STREAMS = 6  # copies of a batch's probed tensors held at once (see above)
 WORKING_COPIES = 3  # float32 copies of the largest activation a backend holds while it runs
 
 
@@ -104,7 +106,7 @@ def fixed_bytes(model: ir.Model) -> int:
 
 
 def choose_batch_size(
-    model: ir.Model, plan: ProbePlan | None, budget: int, *, streams: int = 4, maximum: int = 1024,
+    model: ir.Model, plan: ProbePlan | None, budget: int, *, streams: int = STREAMS, maximum: int = 1024,
     types: Mapping[str, onnx.ValueInfoProto] | None = None,
 ) -> int:
     """The largest batch (1..``maximum``) whose ``streams`` copies and working set fit in what
