@@ -35,6 +35,7 @@ from qprobe.backends.engine.kernels.quantize import (
 from qprobe.backends.engine.ort_weights import quantize_float_weights
 from qprobe.backends.engine.profiles import Profile
 from qprobe.backends.engine.qoperator import LAYOUT, RuntimeParams, lower
+from qprobe.backends.engine.window_push import pushed_windows
 from qprobe.errors import InputError, ProfileError, UnsupportedOpError
 from qprobe.tensors import ONNX_INT_TYPES
 
@@ -311,7 +312,15 @@ def compile_program(model: ir.Model, profile: Profile) -> Program:
     weight_notes: dict[str, str] = {}
     view = fold_constants(view, model, lambda node, consts: _evaluate(view, profile, node, consts))
     view = quantize_float_weights(view, lambda node: _wants_ort_weights(profile, node), weight_notes)
-    view, crops = causal_crops(view, plan_units(view), lambda: static_dims(model))
+    shapes: list[Mapping[str, tuple[int | None, ...]]] = []
+
+    def dims() -> Mapping[str, tuple[int | None, ...]]:  # shape inference once, and only when asked
+        if not shapes:
+            shapes.append(static_dims(model))
+        return shapes[0]
+
+    view = pushed_windows(view, dims)
+    view, crops = causal_crops(view, plan_units(view), dims)
     channels_last = _has_depthwise(view)
     steps = []
     for unit in plan_units(view):
