@@ -11,7 +11,7 @@ are dropped. Read backwards from such a Slice (window ``[s, e)`` of width ``W`` 
 * Add / Sub / Mul (every operand as wide as the output on ``a``, or a constant of width 1
   there): the window of each operand;
 * a Slice of step 1 on ``a`` only, starting at ``s0``: the window ``[s0 + s, s0 + e)`` of its
-  input, and the Slice goes (it was the identity on the window);
+  input; the Slice stays as the identity on it (``DQ -> Slice -> Q`` remains one step on codes);
 * a Conv (explicit pads): outputs ``[s, e)`` read the input positions ``[s*st - pb, (e-1)*st +
   ext - pb)``; the Conv gets that part of its input (clipped to ``[0, W_in)``) and the pads
   that make up the rest, so it computes ``e - s`` outputs (``conv_window``).
@@ -53,7 +53,6 @@ class _Edit:
     widths: dict[tuple[str, int], int]  # (renamed tensor, axis) -> its width there (absent from ``dims``)
     axis: int
     replace: dict[int, list[GNode]] = field(default_factory=dict)  # id(original node) -> nodes in its place
-    dropped: set[int] = field(default_factory=set)
     consts: dict[str, np.ndarray] = field(default_factory=dict)
     count: int = 0
 
@@ -66,6 +65,13 @@ class _Edit:
     def fresh(self, base: str, s: int, e: int) -> str:
         self.count += 1
         return f"{base}__window{s}_{e}__{self.count}"
+
+    def bounds(self, base: str, s: int, e: int) -> list[str]:
+        """Constants ``[s]`` and ``[e]`` (starts, ends) for a Slice named ``base``."""
+        names = [f"{base}__window_start{s}", f"{base}__window_end{e}"]
+        for n, v in zip(names, (s, e), strict=True):
+            self.consts[n] = np.asarray([v], dtype=np.int64)
+        return names
 
     def slice_node(self, x: str, s: int, e: int, before: GNode) -> str:
         """A new Slice of ``x`` to ``[s, e)`` on the axis, placed before ``before``."""
@@ -146,17 +152,13 @@ def _push_slice(view: GraphView, node: GNode, window: tuple[int, int, int], dims
     inner = _push(edit, x, s, e, w, rank)
     if inner is None:
         return None
-    end = f"{node.name}__pushed_end"
-    edit.consts[end] = np.asarray([e - s], dtype=np.int64)
-    start = f"{node.name}__pushed_start"
-    edit.consts[start] = np.asarray([0], dtype=np.int64)
-    new = dataclasses.replace(node, inputs=[inner, start, end, *node.inputs[3:]])
+    new = dataclasses.replace(node, inputs=[inner, *edit.bounds(node.name, 0, e - s), *node.inputs[3:]])
     edit.replace.setdefault(id(node), []).append(new)
     widths.clear()
     widths.update(edit.widths)
     nodes: list[GNode] = []
-    for n in view.nodes:  # a dropped node keeps the helpers made for it (no rewritten version)
-        nodes.extend(edit.replace.get(id(n), [] if id(n) in edit.dropped else [n]))
+    for n in view.nodes:
+        nodes.extend(edit.replace.get(id(n), [n]))
     return dataclasses.replace(view, nodes=nodes, consts={**view.consts, **edit.consts}, producer={},
                                consumers=defaultdict(list))
 
@@ -206,8 +208,8 @@ def _push(edit: _Edit, t: str, s: int, e: int, w: int, rank: int) -> str | None:
         inner = _window_of(edit, x, s0 + s, s0 + e, wx, rank, p)
         if inner is None:
             return None
-        edit.dropped.add(id(p))
-        return inner
+        # kept as the identity on its new input: a DQ -> Slice -> Q stays one step on the codes
+        return _rewritten(edit, p, [inner, *edit.bounds(p.name, 0, e - s), *p.inputs[3:]], t, s, e)
     if op == "Conv":
         return _conv(edit, p, t, s, e, rank)
     return None
