@@ -84,6 +84,12 @@ def group_search(graph: OpGraph, traits: TargetTraits, k: Knowledge) -> Generato
         cands = [g for g in [*(known if size == 2 else []), *connected_groups(graph, size, heads)]
                  if g.ops not in tried]
         tried.update(g.ops for g in cands)
+        # a group whose leaving tensors are more than one run returns cannot be isolated in a run
+        wide = [g for g in cands if len(g.outputs) > traits.outputs_per_run]
+        if wide:
+            cands = [g for g in cands if len(g.outputs) <= traits.outputs_per_run]
+            k.notes.append(f"{len(wide)} group(s) of {size} ops leave more tensors than the target returns per run "
+                           f"({traits.outputs_per_run:.0f}), e.g. {wide[0].name}: not isolated")
         purpose = (f"isolate groups of {size} ops (fed the reference's inputs): a target may fuse what it "
                    "computes right alone")
         cuts = [RunCut(groups=tuple(g.ops for g in b),
