@@ -36,10 +36,7 @@ def keep_freed_memory() -> str:
     if os.environ.get("QPROBE_MALLOC", "").strip().lower() == "default" or not sys.platform.startswith("linux"):
         return _done
     libc = _libc()
-    try:
-        mallopt = libc.mallopt if libc is not None else None
-    except AttributeError:  # not glibc
-        mallopt = None
+    mallopt = getattr(libc, "mallopt", None) if libc is not None else None  # None: not glibc
     if mallopt is None:
         return _done
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]

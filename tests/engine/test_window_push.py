@@ -21,7 +21,7 @@ from qprobe.backends.engine import EngineBackend, get_profile
 from qprobe.backends.engine.window_push import conv_window
 from qprobe.examples.tcn import packaged_example_dir
 
-from models.corpus import Built
+from models.corpus import CORPUS, Built
 
 
 def _correlate(x: np.ndarray, w: np.ndarray, stride: int, dilation: int, pb: int, pe: int) -> np.ndarray:
@@ -160,3 +160,21 @@ def test_the_corpus_tcns_are_pushed_and_exact(corpus: dict[str, Built], name: st
     want, got = run_ort(proto, feeds, fused=True), session.run(feeds)
     for o in proto.graph.output:
         assert np.array_equal(got[o.name], want[o.name]), o.name
+
+
+@pytest.mark.parametrize("name", sorted(CORPUS))
+def test_every_corpus_model_runs_the_same_with_and_without_the_push(corpus: dict[str, Built], name: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every export pattern of the corpus (PyTorch flatten, ReduceMean, QOperator, float-weight QDQ,
+    attention, 1-D): unprobed, the pass changes no output (the engine without it is checked
+    against onnxruntime on the same models by test_corpus_engine.py)."""
+    import qprobe.backends.engine.interpreter as interpreter
+
+    built = corpus[name]
+    samples = {k: v[:1] for k, v in built.samples().items()}  # one sample: some have a fixed batch of 1
+    pushed = EngineBackend(get_profile("onnxruntime")).open(ir.load(built.int8)).run(samples)
+    monkeypatch.setattr(interpreter, "pushed_windows", lambda view, dims: view)
+    plain = EngineBackend(get_profile("onnxruntime")).open(ir.load(built.int8)).run(samples)
+    assert pushed.keys() == plain.keys()
+    for k in plain:
+        assert np.array_equal(pushed[k], plain[k], equal_nan=True), k

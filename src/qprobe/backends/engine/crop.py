@@ -108,7 +108,8 @@ def _slice_after(view: GraphView, codes: str, outputs: set[str]) -> GNode | None
     return after[0]
 
 
-def _const(view: GraphView, node: GNode, i: int) -> np.ndarray | None:
+def const_ints(view: GraphView, node: GNode, i: int) -> np.ndarray | None:
+    """Input ``i`` of ``node`` as a flat int64 array when it is a constant (None otherwise)."""
     name = node.inputs[i] if len(node.inputs) > i else ""
     return np.asarray(view.consts[name]).reshape(-1).astype(np.int64) if name in view.consts else None
 
@@ -116,8 +117,8 @@ def _const(view: GraphView, node: GNode, i: int) -> np.ndarray | None:
 def _spatial_ends(view: GraphView, node: GNode, rank: int) -> tuple[int | None, ...] | None:
     """The Slice's end on each spatial axis (None: not sliced), when it starts at 0 with step 1 on
     spatial axes only; None when it does anything else."""
-    starts, ends, axes = _const(view, node, 1), _const(view, node, 2), _const(view, node, 3)
-    steps = _const(view, node, 4) if len(node.inputs) > 4 and node.inputs[4] else None
+    starts, ends, axes = const_ints(view, node, 1), const_ints(view, node, 2), const_ints(view, node, 3)
+    steps = const_ints(view, node, 4) if len(node.inputs) > 4 and node.inputs[4] else None
     if starts is None or ends is None or axes is None or len({starts.size, ends.size, axes.size}) != 1:
         return None
     if steps is not None and (steps.size != axes.size or (steps != 1).any()):

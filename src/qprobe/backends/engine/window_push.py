@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from qprobe.backends.engine.crop import const_ints
 from qprobe.backends.engine.graph import GNode, GraphView
 
 Dims = Mapping[str, tuple[int | None, ...]]
@@ -76,17 +77,17 @@ class _Edit:
     def slice_node(self, x: str, s: int, e: int, before: GNode) -> str:
         """A new Slice of ``x`` to ``[s, e)`` on the axis, placed before ``before``."""
         out = self.fresh(x, s, e)
-        names = [f"{out}__{k}" for k in ("starts", "ends", "axes")]
-        for n, v in zip(names, (s, e, self.axis), strict=True):
-            self.consts[n] = np.asarray([v], dtype=np.int64)
-        self.replace.setdefault(id(before), []).append(GNode(out, "Slice", "", [x, *names], [out], {}))
+        axes = f"{out}__axes"
+        self.consts[axes] = np.asarray([self.axis], dtype=np.int64)
+        self.replace.setdefault(id(before), []).append(
+            GNode(out, "Slice", "", [x, *self.bounds(out, s, e), axes], [out], {}))
         self.widths[out, self.axis] = e - s
         return out
 
 
 def pushed_windows(view: GraphView, dims: Callable[[], Dims]) -> GraphView:
-    """The view with every window Slice it can push moved up (see the module docstring)."""
-    shapes: Dims | None = None
+    """The view with every window Slice it can push moved up (see the module docstring);
+    ``dims()`` gives the static shapes (called only when a Slice qualifies; the caller memoizes it)."""
     widths: dict[tuple[str, int], int] = {}
     done: set[str] = set()
     for _ in range(4 * len(view.nodes) + 1):  # each pass marks a Slice done; pushes add a few
@@ -97,8 +98,7 @@ def pushed_windows(view: GraphView, dims: Callable[[], Dims]) -> GraphView:
             window = _window(view, node)
             if window is None or _causal(view, node, window):
                 continue
-            shapes = dims() if shapes is None else shapes
-            pushed = _push_slice(view, node, window, shapes, widths)
+            pushed = _push_slice(view, node, window, dims(), widths)
             if pushed is not None:
                 view = pushed
                 break
@@ -110,8 +110,8 @@ def pushed_windows(view: GraphView, dims: Callable[[], Dims]) -> GraphView:
 def _window(view: GraphView, node: GNode) -> tuple[int, int, int] | None:
     """(axis, start, end) of a Slice of step 1 on one axis >= 2 with constant bounds (raw values)."""
     def const(i: int) -> list[int] | None:
-        name = node.inputs[i] if len(node.inputs) > i else ""
-        return np.asarray(view.consts[name]).reshape(-1).astype(np.int64).tolist() if name in view.consts else None
+        found = const_ints(view, node, i)
+        return None if found is None else found.tolist()
 
     starts, ends, axes = const(1), const(2), const(3)
     steps = const(4) if len(node.inputs) > 4 and node.inputs[4] else [1]
@@ -154,8 +154,7 @@ def _push_slice(view: GraphView, node: GNode, window: tuple[int, int, int], dims
         return None
     new = dataclasses.replace(node, inputs=[inner, *edit.bounds(node.name, 0, e - s), *node.inputs[3:]])
     edit.replace.setdefault(id(node), []).append(new)
-    widths.clear()
-    widths.update(edit.widths)
+    widths.update(edit.widths)  # edit.widths began as a copy of widths
     nodes: list[GNode] = []
     for n in view.nodes:
         nodes.extend(edit.replace.get(id(n), [n]))
