@@ -81,3 +81,17 @@ def test_bad_memory_budget_is_a_one_line_user_error() -> None:
     assert res.returncode == 2, res.stderr
     assert "Traceback" not in res.stderr and res.stderr.strip().count("\n") == 0
     assert "--memory-budget 'lots'" in res.stderr
+
+
+def test_working_set_leaves_out_values_computed_from_constants() -> None:
+    """A value made from constants only (here a 1 x 4096 Expand, as float_math's) is one tensor for
+    the whole batch: not counted per sample; the per-sample Add output is."""
+    shape = numpy_helper.from_array(np.array([1, 4096], np.int64), "shape")
+    one = numpy_helper.from_array(np.ones((1, 1), np.float32), "one")
+    nodes = [helper.make_node("Expand", ["one", "shape"], ["big"], name="expand"),
+             helper.make_node("ReduceSum", ["big"], ["s"], name="sum", keepdims=1),
+             helper.make_node("Add", ["x", "s"], ["y"], name="add")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8])], [shape, one])
+    m = model_from_proto(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
+    assert working_bytes(m) == WORKING_COPIES * 4 * 8

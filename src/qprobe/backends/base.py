@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+import onnx
 import onnx_ir as ir
 
 
@@ -46,6 +47,9 @@ class Capabilities:
     differently), so the probe-effect check must always run.
     ``resource``: the Dask resource one session holds while it runs (``board``: workers started
     with ``--resources board=1`` each own one board); None: any worker may run it (qprobe.execute).
+    ``types_outputs``: it runs models whose added graph outputs carry no type (it types them
+    itself), and its sessions are ``TypedSession``s: a comparison then takes the probed
+    tensors' types and shapes from the reference session instead of ONNX shape inference.
     """
 
     accepts_models: bool = True
@@ -57,6 +61,7 @@ class Capabilities:
     deterministic: bool = True
     probe_sensitive: bool = False
     resource: str | None = None
+    types_outputs: bool = False
 
     @property
     def whole_run(self) -> bool:
@@ -79,6 +84,16 @@ class Session(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class TypedSession(Session, Protocol):
+    """A session that reports the types its runtime inferred (``Capabilities.types_outputs``)."""
+
+    def value_types(self) -> dict[str, onnx.ValueInfoProto]:
+        """Every input and output the session knows the element type of, with its shape where
+        known (a dimension of unknown size has neither value nor name; an unknown shape, none)."""
+        ...
 
 
 @runtime_checkable

@@ -29,13 +29,14 @@ import json
 from collections.abc import Mapping
 
 import numpy as np
+import onnx
 import onnx_ir as ir
 import onnxruntime as ort
 
 from qprobe.backends.base import BackendBase, Capabilities
 from qprobe.backends.fusion import FusionMap, RawKernel, build_fusion_map
 from qprobe.errors import BackendError
-from qprobe.model.loader import model_bytes
+from qprobe.model.loader import model_bytes, weight_bytes
 from qprobe.threads import settings
 
 _KNOWN_OPTIONS = ("threads", "save_optimized", "arena", "session.*")
@@ -44,6 +45,9 @@ _KNOWN_OPTIONS = ("threads", "save_optimized", "arena", "session.*")
 # at 1 291 MB instead of 2 194 MB (58.6 s vs 53.0 s); small nets keep it (TCN: 5-10 % faster)
 ARENA_OFF_WEIGHT_BYTES = 4 << 20
 _SESSION_KEYS = ("threads", "save_optimized")
+# onnxruntime's type strings ("tensor(float)") -> ONNX element types
+_ELEM_TYPES = {f"tensor({name.lower()})": int(value) for name, value in onnx.TensorProto.DataType.items()
+               if name != "UNDEFINED"}
 _ASSIGNMENT_KEY = "session.record_ep_graph_assignment_info"
 # where a provider missing from the installed wheel comes from
 _WHEELS = {
@@ -70,7 +74,7 @@ class OrtBackend(BackendBase):
             raise BackendError(f"arena={self.options['arena']!r}: use arena=on, arena=off or arena=auto")
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(batch_size=None, cost_per_run_s=0.0)
+        return Capabilities(batch_size=None, cost_per_run_s=0.0, types_outputs=True)
 
     def session_options(self) -> tuple[ort.SessionOptions, dict[str, str]]:
         so = ort.SessionOptions()
@@ -102,8 +106,7 @@ def _arena_on(choice: str, model: ir.Model) -> bool:
     ``ARENA_OFF_WEIGHT_BYTES`` of weights or more)."""
     if choice != "auto":
         return choice == "on"
-    weights = sum(int(v.const_value.nbytes) for v in model.graph.initializers.values() if v.const_value is not None)
-    return weights < ARENA_OFF_WEIGHT_BYTES
+    return weight_bytes(model) < ARENA_OFF_WEIGHT_BYTES
 
 
 def _apply_common(so: ort.SessionOptions, options: Mapping[str, str], info: dict[str, str]) -> None:
@@ -219,6 +222,19 @@ class OrtSession:
         except Exception as e:  # onnxruntime raises its own exception types
             raise BackendError(f"onnxruntime failed to run the model: {e}") from e
         return {name: np.concatenate([p[j] for p in parts], axis=0) for j, name in enumerate(self._outputs)}
+
+    def value_types(self) -> dict[str, onnx.ValueInfoProto]:
+        """The inputs' and outputs' types as onnxruntime inferred them when it loaded the model
+        (its shape inference, the contrib operators' included)."""
+        out = {}
+        for arg in [*self._sess.get_inputs(), *self._sess.get_outputs()]:
+            elem = _ELEM_TYPES.get(arg.type)
+            if elem is None:
+                continue
+            # a per-sample tensor has the sample axis: onnxruntime reports an unknown shape as []
+            dims = [d if isinstance(d, int | str) else None for d in arg.shape] if arg.shape else None
+            out[arg.name] = onnx.helper.make_tensor_value_info(arg.name, elem, dims)
+        return out
 
     def close(self) -> None:
         self._sess = None  # type: ignore[assignment,unused-ignore]

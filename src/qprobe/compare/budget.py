@@ -28,8 +28,8 @@ import onnx
 import onnx_ir as ir
 
 from qprobe.errors import InputError
-from qprobe.model.graph import graph_output_names
-from qprobe.model.loader import to_proto
+from qprobe.model.graph import graph_output_names, sample_tensors
+from qprobe.model.loader import to_proto, weight_bytes
 from qprobe.model.shapes import value_types
 from qprobe.tensors import ProbePlan
 
@@ -81,23 +81,15 @@ def sample_bytes(model: ir.Model, plan: ProbePlan | None,
 
 def working_bytes(model: ir.Model, types: Mapping[str, onnx.ValueInfoProto] | None = None) -> int:
     """Bytes per sample of a run's working set: ``WORKING_COPIES`` float32 copies of the
-    model's largest value of known shape (any value, probed or not)."""
+    model's largest per-sample value of known shape (any value, probed or not; a value computed
+    from constants only is one tensor for the whole batch, not counted per sample)."""
+    per_sample = sample_tensors(model)
     largest = 0
-    for vi in (value_types(to_proto(model)) if types is None else types).values():
-        per = _per_sample(vi)
+    for name, vi in (value_types(to_proto(model)) if types is None else types).items():
+        per = _per_sample(vi) if name in per_sample else None
         if per is not None:
             largest = max(largest, per // _elem_size(vi))
     return WORKING_COPIES * 4 * largest
-
-
-def weight_bytes(model: ir.Model) -> int:
-    """Bytes of the model's initializers."""
-    total = 0
-    for v in model.graph.initializers.values():
-        c = v.const_value
-        if c is not None:
-            total += int(c.nbytes)
-    return total
 
 
 def fixed_bytes(model: ir.Model) -> int:

@@ -9,14 +9,15 @@ memory per stream.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import ExitStack, closing
 from dataclasses import replace
 
+import onnx
 import onnx_ir as ir
 
 from qprobe import serde
-from qprobe.backends.base import Backend, describe_backend
+from qprobe.backends.base import Backend, Session, TypedSession, describe_backend
 from qprobe.compare.budget import DEFAULT_MEMORY_BUDGET, FASTEST_BATCH, choose_batch_size
 from qprobe.compare.compare import Accumulated, Streams, accumulate, finish
 from qprobe.compare.inputs import resolve_inputs
@@ -88,14 +89,10 @@ def compare_backends(
             b.bind(model)
         inputs = inputs or resolve_inputs(model, None, (ref, target))
         plan = restrict_plan(plan_probes(model, index, probe), ref, target)
-        # one shape inference for the batch size and the probed copy (none when neither needs it)
-        typed = inferred(model_bytes(model)) if batch_size is None or plan.added_outputs else None
-        types = None if typed is None else value_types(typed, already_inferred=True)
-        batch = batch_size or choose_batch_size(model, plan, memory_budget, maximum=FASTEST_BATCH, types=types)
         reasons = {role: unprobed_reason(b, plan, check_probe_effect) for role, b in (("ref", ref), ("target", target))}
-
-        done = _accumulate_runs(model, apply_probe_plan(model, plan, typed), (ref, target), plan, inputs, batch, index,
-                                reasons,
+        probed, opened, types = _probed_and_types(model, plan, ref, target, batch_size)
+        batch = batch_size or choose_batch_size(model, plan, memory_budget, maximum=FASTEST_BATCH, types=types)
+        done = _accumulate_runs(model, probed, (ref, target), plan, inputs, batch, index, reasons, opened=opened,
                                 progress=progress, classifier=classifier, on_traces=on_traces, save_traces=save_traces)
         prov = serde.provenance(backends={"ref": describe_backend(ref), "target": describe_backend(target)},
                                 batch_size=batch, memory_budget=memory_budget)
@@ -104,25 +101,60 @@ def compare_backends(
         return replace(cmp, notes=tuple(model_notes(model, (ref, target))))
 
 
+# probe modes whose probed tensors include every activation a run holds (the budget's working set
+# is then their largest: ``budget.working_bytes``)
+_COVERING_MODES = ("all", "op-outputs")
+
+
+def _probed_and_types(
+    model: ir.Model, plan: ProbePlan, ref: Backend, target: Backend, batch_size: int | None,
+) -> tuple[ir.Model, Session | None, Mapping[str, onnx.ValueInfoProto] | None]:
+    """The probed copy, the reference's probed session when it was opened here, and the value
+    types the batch size is chosen from (None when ``batch_size`` is given).
+
+    When both backends type untyped outputs themselves (onnxruntime), the copy's added outputs
+    stay untyped and the types come from the reference's probed session, which the comparison
+    opens anyway: no ONNX shape inference, whose first call in a process costs 15-25 ms of
+    operator-schema registration (a TCN comparison of 10^2 samples takes ~0.2 s). Otherwise
+    one shape inference serves the batch size and the copy's types."""
+    if plan.added_outputs and all(b.capabilities().types_outputs for b in (ref, target)):
+        if batch_size is not None:
+            return apply_probe_plan(model, plan, declare_types=False), None, None
+        if plan.mode in _COVERING_MODES:
+            probed = apply_probe_plan(model, plan, declare_types=False)
+            session = ref.open(probed)
+            if isinstance(session, TypedSession):
+                return probed, session, session.value_types()
+            session.close()
+    if batch_size is not None and not plan.added_outputs:
+        return model, None, None
+    typed = inferred(model_bytes(model))
+    return apply_probe_plan(model, plan, typed), None, value_types(typed, already_inferred=True)
+
+
 def _accumulate_runs(
     model: ir.Model, probed_model: ir.Model, backends: tuple[Backend, Backend], plan: ProbePlan, inputs: InputSet,
     batch: int,
-    index: QuantIndex, reasons: dict[str, str | None], *, progress: Progress | None, classifier: bool | None,
-    on_traces: Callable[[Trace, Trace], None] | None, save_traces: TraceFolder | None,
+    index: QuantIndex, reasons: dict[str, str | None], *, opened: Session | None, progress: Progress | None,
+    classifier: bool | None, on_traces: Callable[[Trace, Trace], None] | None, save_traces: TraceFolder | None,
 ) -> Accumulated:
     """Both backends' probed streams (and the unprobed ones ``reasons`` allow) accumulated batch by batch;
-    ``probed_model``: ``apply_probe_plan(model, plan)``."""
+    ``probed_model``: ``apply_probe_plan(model, plan)``; ``opened``: the reference's probed session
+    when the caller has opened it."""
     ref, target = backends
 
     def stream(role: str, b: Backend, p: ProbePlan | None,
                prog: Progress | None = None) -> Generator[Trace, None, None]:
         traces = run_traces(b, model, p, inputs, batch, index=index, progress=prog,
-                            probed=probed_model if p is not None else None)
+                            probed=probed_model if p is not None else None,
+                            session=opened if p is not None and role == "ref" else None)
         if save_traces is None:
             return traces
         return tee(traces, lambda t: save_traces.save(role if p is not None else f"{role}.plain", t))
 
     with ExitStack() as stack:
+        if opened is not None:
+            stack.callback(opened.close)  # when its stream never starts
         probed = [stack.enter_context(closing(stream(r, b, plan, progress if r == "ref" else None)))
                   for r, b in (("ref", ref), ("target", target))]
         plain = [None if reasons[r] else stack.enter_context(closing(stream(r, b, None)))

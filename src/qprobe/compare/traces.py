@@ -16,7 +16,7 @@ import numpy as np
 import onnx_ir as ir
 
 from qprobe import threads
-from qprobe.backends.base import Backend, backend_label
+from qprobe.backends.base import Backend, Session, backend_label
 from qprobe.errors import BackendError
 from qprobe.model.graph import graph_output_names
 from qprobe.model.inputs import InputSet
@@ -42,6 +42,7 @@ def run_traces(
     index: QuantIndex | None = None,
     progress: Progress | None = None,
     probed: ir.Model | None = None,
+    session: Session | None = None,
 ) -> Generator[Trace, None, None]:
     """Run ``backend`` on ``model`` probed by ``plan`` (None: outputs only), one Trace per batch.
 
@@ -49,12 +50,14 @@ def run_traces(
     tensor is quantized), the session's provenance (with the thread settings of
     ``qprobe.threads``, which are applied first) and the index of its first sample.
     ``index`` (the model's ``QuantIndex``) is built when not given; ``probed``, when given, is
-    ``apply_probe_plan(model, plan)`` made once by a caller that runs several backends.
+    ``apply_probe_plan(model, plan)`` made once by a caller that runs several backends;
+    ``session``, when given, is ``backend.open(probed)`` opened by the caller (closed here).
     """
     plan = plan or outputs_plan(model)
     index = index or build_quant_index(model)
     pools = threads.describe()
-    session = backend.open(probed if probed is not None else apply_probe_plan(model, plan))
+    if session is None:
+        session = backend.open(probed if probed is not None else apply_probe_plan(model, plan))
     try:
         whole: Mapping[str, np.ndarray] | None = None
         if backend.capabilities().whole_run:

@@ -65,16 +65,18 @@ def to_proto(model: ir.Model) -> onnx.ModelProto:
     return ir.to_proto(model)
 
 
-# inside ``serialized_once``: id(model) -> (the model, its bytes)
-_SERIALIZED: ContextVar[dict[int, tuple[ir.Model, bytes]] | None] = ContextVar("qprobe_serialized", default=None)
+# inside ``serialized_once``: (what, id(model)) -> (the model, its bytes or its weights' size)
+_SERIALIZED: ContextVar[dict[tuple[str, int], tuple[ir.Model, object]] | None] = ContextVar(
+    "qprobe_serialized", default=None)
 
 
 @contextmanager
 def serialized_once() -> Iterator[None]:
     """Within the block ``model_bytes`` serializes each model object once and hands back the same
-    bytes after (or those given to ``remember_bytes``): a comparison opens two or four sessions
-    on two models, and onnx_ir's serializer costs 5-15 ms a time on the example models. The
-    models must not change inside the block. Nested blocks share the outer one's memo."""
+    bytes after (or those given to ``remember_bytes``), and ``weight_bytes`` sums each model's
+    weights once: a comparison opens two or four sessions on two models, and onnx_ir's
+    serializer costs 5-15 ms a time on the example models. The models must not change inside
+    the block. Nested blocks share the outer one's memo."""
     if _SERIALIZED.get() is not None:
         yield
         return
@@ -85,11 +87,21 @@ def serialized_once() -> Iterator[None]:
         _SERIALIZED.reset(token)
 
 
-def remember_bytes(model: ir.Model, data: bytes) -> None:
-    """Inside ``serialized_once``: ``data`` is ``model``'s serialized form (nothing outside it)."""
+def _memo(what: str, model: ir.Model) -> object | None:
+    memo = _SERIALIZED.get()
+    hit = None if memo is None else memo.get((what, id(model)))
+    return hit[1] if hit is not None and hit[0] is model else None
+
+
+def _remember(what: str, model: ir.Model, value: object) -> None:
     memo = _SERIALIZED.get()
     if memo is not None:
-        memo[id(model)] = (model, data)
+        memo[(what, id(model))] = (model, value)
+
+
+def remember_bytes(model: ir.Model, data: bytes) -> None:
+    """Inside ``serialized_once``: ``data`` is ``model``'s serialized form (nothing outside it)."""
+    _remember("bytes", model, data)
 
 
 def serializing_once() -> bool:
@@ -97,12 +109,23 @@ def serializing_once() -> bool:
 
 
 def model_bytes(model: ir.Model) -> bytes:
-    memo = _SERIALIZED.get()
-    if memo is not None and (hit := memo.get(id(model))) is not None and hit[0] is model:
-        return hit[1]
+    hit = _memo("bytes", model)
+    if isinstance(hit, bytes):
+        return hit
     data = to_proto(model).SerializeToString()
     remember_bytes(model, data)
     return data
+
+
+def weight_bytes(model: ir.Model) -> int:
+    """Bytes of the model's initializers (each model once inside ``serialized_once``: ~1 ms on the
+    TCN, and every session a comparison opens asks)."""
+    hit = _memo("weights", model)
+    if isinstance(hit, int):
+        return hit
+    total = sum(int(v.const_value.nbytes) for v in model.graph.initializers.values() if v.const_value is not None)
+    _remember("weights", model, total)
+    return total
 
 
 def clone_model(model: ir.Model) -> ir.Model:

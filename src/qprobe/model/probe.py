@@ -24,7 +24,7 @@ import onnx_ir as ir
 
 from qprobe.errors import InputError
 from qprobe.model.graph import DQ_OPS, Q_OPS, graph_output_names, is_constant, name_of, sample_tensors
-from qprobe.model.loader import model_bytes, model_from_proto, remember_bytes, serializing_once
+from qprobe.model.loader import model_bytes, remember_bytes, serializing_once
 from qprobe.model.quant import QuantIndex
 from qprobe.model.shapes import inferred
 from qprobe.tensors import ProbePlan
@@ -94,35 +94,52 @@ def _check_names(model: ir.Model, names: Sequence[str]) -> None:
             raise InputError(f"tensor {n!r} is not in the model{hint}")
 
 
-def apply_probe_plan(model: ir.Model, plan: ProbePlan, typed_proto: onnx.ModelProto | None = None) -> ir.Model:
-    """A copy of ``model`` whose graph outputs are the original ones plus the probes.
-    ``typed_proto``: ``shapes.inferred(to_proto(model))`` when the caller has made it (read, not changed)."""
+def apply_probe_plan(model: ir.Model, plan: ProbePlan, typed_proto: onnx.ModelProto | None = None, *,
+                     declare_types: bool = True) -> ir.Model:
+    """A copy of ``model`` whose graph outputs are the original ones plus the probes, each typed
+    (and shaped where ONNX shape inference knows it). Nodes, values and metadata are copied
+    (``ir.Model.clone``); the weight tensors are shared with ``model``, which is not touched.
+    ``typed_proto``: ``shapes.inferred(model_bytes(model))`` when the caller has made it (read,
+    not changed). ``declare_types=False``: the added outputs keep the types the model gave them
+    (often none), for backends that type outputs themselves (``Capabilities.types_outputs``;
+    no shape inference is run)."""
     if not plan.added_outputs:
         return model
-    # the model itself is not touched
-    proto = inferred(model_bytes(model)) if typed_proto is None else typed_proto
-    typed = {vi.name: vi for vi in list(proto.graph.value_info) + list(proto.graph.output)}
-    probed = model_from_proto(proto)
+    typed: dict[str, onnx.ValueInfoProto] = {}
+    if declare_types:
+        proto = inferred(model_bytes(model)) if typed_proto is None else typed_proto
+        typed = {vi.name: vi for vi in list(proto.graph.value_info) + list(proto.graph.output)}
+    probed = model.clone()
     g = probed.graph
     by_name = {name_of(v): v for n in g for v in n.outputs}
     by_name.update({name_of(v): v for v in g.inputs})
     added = [by_name[name] for name in plan.added_outputs]
     for name, v in zip(plan.added_outputs, added, strict=True):
-        if v.type is None and name in typed:
-            v.type = ir.TensorType(ir.DataType(typed[name].type.tensor_type.elem_type))
+        if name in typed:
+            _declare(v, typed[name].type.tensor_type)
         g.outputs.append(v)
     if serializing_once():
-        remember_bytes(probed, probed_bytes(proto, added))
+        remember_bytes(probed, probed_bytes(model_bytes(model), added))
     return probed
 
 
-def probed_bytes(typed_proto: onnx.ModelProto, added: Sequence[ir.Value]) -> bytes:
-    """The serialized probed copy made from the typed proto it was read from and its ``added``
-    outputs, without onnx_ir's serializer (a protobuf copy in C++: 0.3 ms on the TCN where
+def _declare(v: ir.Value, tt: onnx.TypeProto.Tensor) -> None:
+    """``v``'s element type and shape from an inferred tensor type, where ``v`` has none."""
+    if v.type is None and tt.elem_type:
+        v.type = ir.TensorType(ir.DataType(tt.elem_type))
+    if v.shape is None and tt.HasField("shape"):
+        v.shape = ir.Shape([d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                            for d in tt.shape.dim])
+
+
+def probed_bytes(original: bytes, added: Sequence[ir.Value]) -> bytes:
+    """The serialized probed copy made from the original model's bytes and its ``added`` outputs,
+    without onnx_ir's serializer (a protobuf parse and copy in C++: ~0.3 ms on the TCN where
     ``model_bytes`` takes 5-15 ms). The same model as ``to_proto(probed)``: the added outputs move
-    from ``value_info`` to the graph outputs, serialized by onnx_ir as it would."""
+    from ``value_info`` (where the original declared them) to the graph outputs, serialized by
+    onnx_ir as it would."""
     out = onnx.ModelProto()
-    out.CopyFrom(typed_proto)
+    out.ParseFromString(original)
     g = out.graph
     names = {name_of(v) for v in added}
     keep = [vi for vi in g.value_info if vi.name not in names]
