@@ -116,12 +116,13 @@ def _probed_and_types(
     stay untyped and the types come from the reference's probed session, which the comparison
     opens anyway: no ONNX shape inference, whose first call in a process costs 15-25 ms of
     operator-schema registration (a TCN comparison of 10^2 samples takes ~0.2 s). Otherwise
-    one shape inference serves the batch size and the copy's types."""
+    one shape inference serves the batch size (and the copy's types, where a backend needs them)."""
+    probed: ir.Model | None = None
     if plan.added_outputs and all(b.capabilities().types_outputs for b in (ref, target)):
+        probed = apply_probe_plan(model, plan, declare_types=False)
         if batch_size is not None:
-            return apply_probe_plan(model, plan, declare_types=False), None, None
+            return probed, None, None
         if plan.mode in _COVERING_MODES:
-            probed = apply_probe_plan(model, plan, declare_types=False)
             session = ref.open(probed)
             if isinstance(session, TypedSession):
                 return probed, session, session.value_types()
@@ -129,7 +130,9 @@ def _probed_and_types(
     if batch_size is not None and not plan.added_outputs:
         return model, None, None
     typed = inferred(model_bytes(model))
-    return apply_probe_plan(model, plan, typed), None, value_types(typed, already_inferred=True)
+    if probed is None:
+        probed = apply_probe_plan(model, plan, typed)
+    return probed, None, value_types(typed, already_inferred=True)
 
 
 def _accumulate_runs(

@@ -116,20 +116,19 @@ def apply_probe_plan(model: ir.Model, plan: ProbePlan, typed_proto: onnx.ModelPr
     added = [by_name[name] for name in plan.added_outputs]
     for name, v in zip(plan.added_outputs, added, strict=True):
         if name in typed:
-            _declare(v, typed[name].type.tensor_type)
+            _declare(v, typed[name].type)
         g.outputs.append(v)
     if serializing_once():
         remember_bytes(probed, probed_bytes(model_bytes(model), added))
     return probed
 
 
-def _declare(v: ir.Value, tt: onnx.TypeProto.Tensor) -> None:
-    """``v``'s element type and shape from an inferred tensor type, where ``v`` has none."""
-    if v.type is None and tt.elem_type:
-        v.type = ir.TensorType(ir.DataType(tt.elem_type))
-    if v.shape is None and tt.HasField("shape"):
-        v.shape = ir.Shape([d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-                            for d in tt.shape.dim])
+def _declare(v: ir.Value, tp: onnx.TypeProto) -> None:
+    """``v``'s type and shape from an inferred type (onnx_ir's own reading of it), where ``v`` has none."""
+    if v.type is None and tp.tensor_type.elem_type:
+        v.type = ir.serde.deserialize_type_proto_for_type(tp)
+    if v.shape is None:
+        v.shape = ir.serde.deserialize_type_proto_for_shape(tp)
 
 
 def probed_bytes(original: bytes, added: Sequence[ir.Value]) -> bytes:
