@@ -14,7 +14,7 @@ without any kernel stops compilation with an ``UnsupportedOpError`` naming it.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,16 +55,51 @@ class Step:
     clamp: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
-        self._args = tuple(zip(self.inputs, self.consts, strict=True))
-        self._outs = tuple(zip(self.outputs, self.out_dtypes, strict=True))
+        self.execute = self._compiled()
 
     def run(self, env: dict[str, np.ndarray]) -> None:
-        ys = self.kernel([env[n] if n else c for n, c in self._args])
-        clamp = self.clamp
-        for (name, dt), y in zip(self._outs, ys, strict=True):
-            if clamp is not None:
-                y = np.clip(y, *clamp)
-            env[name] = y.astype(dt) if dt is not None and y.dtype != dt else y
+        """Compute the outputs from ``env`` into ``env``."""
+        self.execute(env)
+
+    def _compiled(self) -> Callable[[dict[str, np.ndarray]], None]:
+        """``run`` as one closure made for this step's shape: the arguments of a step whose
+        first input is its only tensor input are ``[env[x], *constants]``, one output without
+        a clamp is stored without a loop, and a cast is made only where the kernel's dtype
+        differs (the engine runs every step on every call: on one sample this glue is a
+        tenth of the run)."""
+        kernel, clamp = self.kernel, self.clamp
+        names, consts = self.inputs, self.consts
+        dtypes = tuple(None if d is None else np.dtype(d) for d in self.out_dtypes)
+        args: Callable[[dict[str, np.ndarray]], list[np.ndarray | None]]
+        if names and names[0] and not any(names[1:]):
+            first, rest = names[0], list(consts[1:])
+
+            def args(env: dict[str, np.ndarray]) -> list[np.ndarray | None]:
+                return [env[first], *rest]
+        else:
+            pairs = tuple(zip(names, consts, strict=True))
+
+            def args(env: dict[str, np.ndarray]) -> list[np.ndarray | None]:
+                return [env[n] if n else c for n, c in pairs]
+
+        if len(self.outputs) == 1 and clamp is None:
+            name, dt = self.outputs[0], dtypes[0]
+
+            def single(env: dict[str, np.ndarray]) -> None:
+                y = kernel(args(env))[0]
+                env[name] = y if dt is None or y.dtype == dt else y.astype(dt)
+
+            return single
+        outs = tuple(zip(self.outputs, dtypes, strict=True))
+
+        def general(env: dict[str, np.ndarray]) -> None:
+            ys = kernel(args(env))
+            for (name, dt), y in zip(outs, ys, strict=True):
+                if clamp is not None:
+                    y = np.clip(y, *clamp)
+                env[name] = y.astype(dt) if dt is not None and y.dtype != dt else y
+
+        return general
 
 
 @dataclass
@@ -79,7 +114,7 @@ class Program:
 
     def __post_init__(self) -> None:
         self.last_uses = _last_uses(self.steps, self.outputs)  # tensors freed after each step
-        self._plan = [(s.run, tuple(self.last_uses.get(i, ()))) for i, s in enumerate(self.steps)]
+        self._plan = [(s.execute, tuple(self.last_uses.get(i, ()))) for i, s in enumerate(self.steps)]
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = [n for n in self.inputs if n not in feeds]

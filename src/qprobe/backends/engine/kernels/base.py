@@ -144,15 +144,15 @@ def require_per_tensor(spec: OpSpec, *idx: int) -> None:
 
 
 def take_in_layout(table: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """``np.take(table, index)`` with the result in ``index``'s memory layout (np.take itself
+    """``table.take(index)`` with the result in ``index``'s memory layout (np.take itself
     returns C order, which would turn a channels-last or batch-inside tensor around)."""
     if index.ndim < 2 or index.flags.c_contiguous:
-        return np.take(table, index)
+        return table.take(index)
     perm = tuple(sorted(range(index.ndim), key=lambda i: -index.strides[i]))
     moved = index.transpose(perm)
     if not moved.flags.c_contiguous:
-        return np.take(table, index)
-    return np.take(table, moved).transpose(np.argsort(perm))
+        return table.take(index)
+    return table.take(moved).transpose(np.argsort(perm))
 
 
 class CodeTable:
