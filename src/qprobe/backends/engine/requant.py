@@ -124,6 +124,10 @@ class Requantizer:
         overwritten. ``out`` (an integer array of ``acc``'s shape) receives the codes instead.
         """
         rep, num = self.numerics.scale, self.numerics
+        if rep == "float32" and acc.dtype == np.float64:
+            # exact integers below 2**53: float64 -> float32 rounds the exact value to nearest even,
+            # as int32 -> float32 does in onnxruntime's requantizer (``fl32(acc)``)
+            acc = acc.astype(np.float32)
         if rep not in ("float32", "double") or (rep == "float32" and acc.dtype != np.float32):
             codes = self(np.rint(acc).astype(np.int64), channel_axis)
             if out is None:

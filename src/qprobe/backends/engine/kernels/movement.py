@@ -10,6 +10,7 @@ scales and sizes must be constants.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -73,7 +74,7 @@ def reshape(spec: OpSpec) -> Kernel:
 
 def flatten(spec: OpSpec) -> Kernel:
     axis = int(spec.attr("axis", 1))
-    return _unary(lambda x, _a: x.reshape(int(np.prod(x.shape[: axis % (x.ndim + 1) if axis < 0 else axis])), -1))
+    return _unary(lambda x, _a: x.reshape(math.prod(x.shape[: axis % (x.ndim + 1) if axis < 0 else axis]), -1))
 
 
 def transpose(spec: OpSpec) -> Kernel:

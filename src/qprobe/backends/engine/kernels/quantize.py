@@ -82,15 +82,16 @@ def quantize_float(x: np.ndarray, s: np.ndarray, z: np.ndarray, dtype: str, num:
 
 
 def _quantize_mlas(x: np.ndarray, s32: np.ndarray, z: np.ndarray, lo: int, hi: int, dtype: str) -> np.ndarray:
-    """MLAS's QuantizeLinear: ``v = fl32(x / s)`` clamped in float to ``[lo - z, hi - z]``, RNE, ``+ z``."""
+    """MLAS's QuantizeLinear: ``v = fl32(x / s)`` clamped in float to ``[lo - z, hi - z]``, RNE, ``+ z``.
+    The clamp is x86's MAXPS then MINPS, which return their second operand for a NaN: NaN
+    becomes the low end, as ``np.fmax`` (the non-NaN operand) then ``np.minimum`` give."""
     v = np.divide(nx.fl32(x), s32, dtype=np.float32)
     zf = np.asarray(z, np.float32)
-    np.clip(v, lo - zf, hi - zf, out=v)
+    np.fmax(v, lo - zf, out=v)
+    np.minimum(v, hi - zf, out=v)
     np.rint(v, out=v)
-    nan = np.isnan(v)
-    if nan.any():  # x86 MAXPS returns its second operand: NaN becomes the low end
-        v = np.where(nan, lo - zf, v)
-    return (v + zf).astype(dtype)
+    v += zf
+    return v.astype(dtype)
 
 
 def _bounded(v: np.ndarray) -> np.ndarray:
