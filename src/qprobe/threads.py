@@ -39,9 +39,10 @@ from dataclasses import dataclass
 from qprobe.allocator import keep_freed_memory
 
 try:  # imported with this module (12 ms), not inside the first comparison that opens a session
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import ThreadpoolController, threadpool_limits
 except ImportError:  # declared as a dependency; a broken install only loses the limit
     threadpool_limits = None
+    ThreadpoolController = None
 
 MAX_ORT_THREADS = 8
 
@@ -171,6 +172,35 @@ def configure() -> ThreadSettings:
         threadpool_limits(limits=s.blas, user_api="blas")
         _configured = s.blas
     return s
+
+
+class BlasThreads:
+    """numpy's BLAS thread count, raised around one call and put back (``set``: a C call into
+    each BLAS library, ~1 us). The engine's batch runner uses it for one-model runs whose
+    GEMMs dominate (``backends/engine/batch_split.py``)."""
+
+    def __init__(self, libraries: list[object], base: int) -> None:
+        self._libraries, self.base = libraries, base
+
+    def set(self, n: int) -> None:
+        for lib in self._libraries:
+            lib.set_num_threads(n)  # type: ignore[attr-defined]
+
+
+_blas_threads: list[BlasThreads | None] = []
+
+
+def blas_threads() -> BlasThreads | None:
+    """The setter for numpy's BLAS libraries (found once per process), or None when threadpoolctl
+    finds none or the BLAS thread count was set by hand (``QPROBE_BLAS_THREADS``)."""
+    if os.environ.get("QPROBE_BLAS_THREADS", "").strip() or ThreadpoolController is None:
+        return None
+    if not _blas_threads:
+        import numpy  # noqa: F401  (threadpoolctl finds the BLAS numpy has loaded)
+
+        libraries = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+        _blas_threads.append(BlasThreads(libraries, configure().blas) if libraries else None)
+    return _blas_threads[0]
 
 
 def describe() -> dict[str, str]:

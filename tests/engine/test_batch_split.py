@@ -40,7 +40,8 @@ def test_split_equals_whole_on_every_corpus_model(name: str, corpus: dict[str, B
     session = _session(ir.load(built.int8), monkeypatch)
     blocker = session.program.split_blocker
     if name == "fixed_batch_one":
-        assert blocker is not None and "fixed at 1" in blocker and session.info["threads"] == "1"
+        assert blocker is not None and "fixed at 1" in blocker and session._runner.disabled == blocker
+        assert session.info["batch_split"] == f"off: {blocker}"
         return
     assert blocker is None, blocker
     feeds = _samples(built, 4 * bs.MIN_CHUNK)
@@ -66,7 +67,7 @@ def test_the_runner_times_both_ways_and_keeps_the_faster(monkeypatch: pytest.Mon
     x = np.arange(64, dtype=np.int32).reshape(32, 2)
     for _ in range(2 * bs.TRIALS + 1):
         assert np.array_equal(runner(x_feed := {"x": x})["y"], x * 2)
-    assert runner.decided == {32: True} and runner.disabled is None
+    assert runner.decided == {32: bs.SPLIT} and runner.disabled is None
     calls.clear()
     assert np.array_equal(runner(x_feed)["y"], x * 2)
     assert calls == [16, 16]  # split from now on
@@ -84,7 +85,7 @@ def test_the_runner_keeps_whole_when_the_split_is_slower(monkeypatch: pytest.Mon
     x = np.zeros((64, 3), np.float32)
     for _ in range(2 * bs.TRIALS + 1):
         runner({"x": x})
-    assert runner.decided == {64: False}
+    assert runner.decided == {64: bs.WHOLE}
     calls.clear()
     runner({"x": x})
     runner({"x": x[:40]})  # smaller than a size that ran whole: whole too, no trial
@@ -108,7 +109,7 @@ def test_a_split_that_does_not_clearly_win_is_not_taken(monkeypatch: pytest.Monk
     assert timed == [] and runner.decided == {}  # the checked pair: untimed
     for _ in range(2 * bs.TRIALS):
         runner({"x": x})
-    assert len(timed) == 2 * bs.TRIALS and runner.decided == {64: False}
+    assert len(timed) == 2 * bs.TRIALS and runner.decided == {64: bs.WHOLE}
     runner.close()
 
 
@@ -121,6 +122,67 @@ def test_a_runner_that_mixes_samples_is_caught_and_answered_whole() -> None:
     for _ in range(5):
         assert np.array_equal(runner({"x": x})["y"], centre({"x": x})["y"])
     assert runner.disabled is not None and "whole batch" in runner.disabled
+
+
+class _FakeBlas(bs.BlasThreads):
+    """Records the BLAS thread counts set; ``now`` is the count in force."""
+
+    def __init__(self) -> None:
+        super().__init__([], 1)
+        self.now, self.calls = 1, []
+
+    def set(self, n: int) -> None:
+        self.now = n
+        self.calls.append(n)
+
+
+def test_the_runner_takes_wide_blas_when_it_is_fastest(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clock-free: after the checked (untimed) split pair, whole and split in turn, then the checked
+    wide-BLAS pair and its runs (its BLAS workers spin after a run: they must not slow the runs
+    of the other ways); wide is the fastest by more than the margin, so the size runs with BLAS
+    raised for the call only."""
+    blas = _FakeBlas()
+    seen: list[tuple[int, int]] = []  # (rows, BLAS threads in force) per run
+
+    def run(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        seen.append((len(feeds["x"]), blas.now))
+        return {"y": feeds["x"] + 1}
+
+    fake = iter([1.0, 0.95, 1.0, 0.9, 1.1, 0.97, 0.5, 0.6, 0.55] + [0.0] * 50)
+    monkeypatch.setattr(bs, "_timed", lambda fn, feeds: (fn(feeds), next(fake)))
+    runner = bs.SplitRunner(run, ["x"], 2, blas)
+    x = np.arange(128, dtype=np.int16).reshape(64, 2)
+    for i in range(2 + 3 * bs.TRIALS):
+        assert np.array_equal(runner({"x": x})["y"], x + 1)
+        if i < 1 + 2 * bs.TRIALS:
+            assert all(threads == 1 for _rows, threads in seen), i  # no wide run before the others' trials
+    assert runner.decided == {64: bs.WIDE} and runner.wide_off is None and runner.disabled is None
+    seen.clear()
+    blas.calls.clear()
+    runner({"x": x})
+    assert seen == [(64, 2)] and blas.calls == [2, 1] and blas.now == 1  # raised for the call, then back
+    runner.close()
+
+
+def test_a_wide_blas_run_that_differs_is_turned_off() -> None:
+    blas = _FakeBlas()
+
+    def run(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"y": feeds["x"] * blas.now}  # a result that depends on the thread count: wrong
+
+    runner = bs.SplitRunner(run, ["x"], 2, blas)
+    x = np.ones((32, 2), np.float32)
+    for _ in range(2 + 3 * bs.TRIALS):  # the wide way is checked after the whole/split trials
+        assert np.array_equal(runner({"x": x})["y"], x)
+    assert runner.wide_off is not None and "whole batch" in runner.wide_off and runner.disabled is None
+    assert blas.now == 1
+    runner.close()
+
+
+def test_a_runner_without_a_blas_setter_never_offers_wide() -> None:
+    runner = bs.SplitRunner(lambda f: {"y": f["x"]}, ["x"], 2)
+    assert runner.wide_off is not None and bs.WIDE not in runner._ways()
+    assert bs.SplitRunner(lambda f: {"y": f["x"]}, ["x"], 2, _FakeBlas())._ways() == [bs.SPLIT, bs.WIDE]
 
 
 def test_small_batches_and_one_thread_run_whole() -> None:
@@ -169,13 +231,24 @@ def test_static_rules_let_per_sample_graphs_through() -> None:
     assert "fixed batch of 64" in str(bs.split_blocker(read_graph(fixed), fixed))
 
 
-def test_the_tcn_runs_split_bit_exact_and_records_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_tcn_runs_every_way_bit_exact_and_records_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Split and wide-BLAS runs of the real TCN (numpy's OpenBLAS on 2 threads) give the whole
+    program's codes; BLAS is back at its base count after every run."""
+    from qprobe.threads import blas_threads
+
     session = _session(ir.load(packaged_example_dir() / "tcn_int8.onnx"), monkeypatch)
     assert session.info["threads"] == "2" and "batch_split" not in session.info
+    blas = blas_threads()
     x = np.random.default_rng(1).standard_normal((64, 8, 1, 64)).astype(np.float32)
     whole = session.program.run({"window": x})
-    for _ in range(2 * bs.TRIALS + 2):
+    for _ in range(2 + 3 * bs.TRIALS + 1):
         got = session.run({"window": x})
         assert all(np.array_equal(got[k], v) for k, v in whole.items())
-    assert session._runner.disabled is None and 64 in session._runner.decided
+        if blas is not None:
+            from threadpoolctl import threadpool_info
+
+            assert {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"} == {blas.base}
+    runner = session._runner
+    assert runner.disabled is None and 64 in runner.decided
+    assert blas is None or runner.wide_off is None  # the wide-BLAS run matched the whole one
     session.close()

@@ -23,6 +23,7 @@ from qprobe.backends.engine.interpreter import Program, compile_program
 from qprobe.backends.engine.profiles import Profile
 from qprobe.errors import BackendError
 from qprobe.model.extract import CLONE_SUFFIX
+from qprobe.threads import blas_threads
 
 
 class EngineBackend(BackendBase):
@@ -64,8 +65,8 @@ class EngineBackend(BackendBase):
 class EngineSession:
     def __init__(self, program: Program, profile: Profile, threads: int = 1) -> None:
         self.program = program
-        threads = threads if program.split_blocker is None else 1
-        self._runner = SplitRunner(program.run, program.inputs, threads)
+        self._runner = SplitRunner(program.run, program.inputs, threads, blas_threads() if threads > 1 else None,
+                                   split_blocker=program.split_blocker)
         self.info: dict[str, str] = {
             "profile": profile.name,
             "profile_description": profile.description,

@@ -5,10 +5,10 @@ bit, and the engine's numpy kernels release the GIL in their inner loops (ufuncs
 copies): a batch cut into ``k`` chunks along axis 0 and run on ``k`` threads gives the same
 codes in about ``1/k`` of the time. ``split_blocker`` says why a model cannot be split (a
 tensor whose axis 0 is not the sample axis, an op that mixes samples), read statically from
-the graph. ``SplitRunner`` checks the first split run of a session against the whole-batch
-run (a mismatch turns splitting off, so a model the static rules let through by mistake is
-never answered wrongly) and times both ways on the first batches of each size, running that
-size the faster way.
+the graph. ``SplitRunner`` chooses per batch size between the whole batch, the split, and
+the whole batch with numpy's BLAS on every core for the call (the better way for GEMM-bound
+models), by checking each way's first result against the whole batch's and timing them on
+the first batches of that size.
 
 The thread count is ``qprobe.threads.settings().engine`` (the cores); chunks hold at least
 ``MIN_CHUNK`` samples.
@@ -25,6 +25,7 @@ import numpy as np
 import onnx_ir as ir
 
 from qprobe.backends.engine.graph import GNode, GraphView
+from qprobe.threads import BlasThreads
 
 MIN_CHUNK = 8
 TRIALS = 3  # warm timed runs each way per batch size
@@ -148,75 +149,106 @@ _T = TypeVar("_T")
 Runner = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
 
 
-class SplitRunner:
-    """Runs a program on ``threads`` chunks of the batch when that is faster.
+WHOLE, SPLIT, WIDE = "whole", "split", "wide-blas"  # the ways a batch can run (``SplitRunner.decided``)
 
-    The first split run is checked against the whole batch's (run once more for it); a
-    mismatch turns splitting off. Those two runs are not timed for the decision: each is
-    the first at its shape, which builds the kernels' plans (measured on the TCN at
-    batch 64: twice the warm time). The next batches of each size are run whole and split
-    in turn (``TRIALS`` each) and timed; that size is then split only when the split's
-    best time is at most ``MARGIN`` of the whole run's (timings on a small VM vary by 2x
-    between calls: a decision from a few close calls is a coin toss, and a split that
-    does not clearly win costs the cores that the other pools need). Small batches
-    usually lose (numpy's short loops hand the GIL back and forth), large ones gain up
-    to the thread count, or nothing where the cores share their caches and memory
-    (measured on this 2-core VM: the MobileNet-like model at batch 64 0.77x the whole
-    run's time split, the TCN 1.1x).
+
+class SplitRunner:
+    """Runs a program on a batch whichever way is fastest for its size: whole, cut into
+    ``threads`` chunks (``SPLIT``), or whole with numpy's BLAS on ``threads`` threads for the
+    call (``WIDE``, offered when a ``BlasThreads`` setter is given).
+
+    A split pays where many numpy ops each release the GIL long enough (the MobileNet-like
+    model at batch 64: 0.77x the whole run's time); a GEMM-bound model gains little from it,
+    every op's GIL hand-over costs a wake-up of the other thread (35-55 us on this VM), but
+    gains from BLAS's own threads, which split each large GEMM (the TCN at batch 64: 3.5-3.8 ms
+    against 4.5-6 ms whole). BLAS is set back to its base count right after the call; its
+    workers then spin for up to ~0.1 s of CPU before sleeping, yielding to runnable threads.
+
+    The first run of each way is checked against the whole batch's (run once more for it); a
+    mismatch turns that way off, so a model the static rules let through by mistake is never
+    answered wrongly. Those runs are not timed for the decision: each is the first at its
+    shape, which builds the kernels' plans (measured on the TCN at batch 64: twice the warm
+    time). The next batches of each size are run each way in turn (``TRIALS`` each) and
+    timed; that size then runs the fastest way, and another way than whole only when its best
+    time is at most ``MARGIN`` of the whole run's (timings on a small VM vary by 2x between
+    calls: a decision from a few close calls is a coin toss, and a way that does not clearly
+    win costs the cores that the other pools need).
     """
 
-    def __init__(self, run: Runner, inputs: Sequence[str], threads: int) -> None:
+    def __init__(self, run: Runner, inputs: Sequence[str], threads: int, blas: BlasThreads | None = None,
+                 split_blocker: str | None = None) -> None:
         self._run, self._inputs, self.threads = run, list(inputs), max(1, threads)
+        self._blas = blas if blas is not None and blas.base < self.threads else None
         self._pool: ThreadPoolExecutor | None = None
-        self.decided: dict[int, bool] = {}  # batch size -> split it
-        self._trials: dict[int, tuple[list[float], list[float]]] = {}  # batch size -> run times whole, split
-        self._verified = False
-        self.disabled: str | None = None
+        self.decided: dict[int, str] = {}  # batch size -> the way it runs
+        self._trials: dict[int, dict[str, list[float]]] = {}  # batch size -> run times per way
+        self._checked: set[str] = set()
+        self.disabled: str | None = split_blocker  # why the split is off
+        self.wide_off: str | None = None if self._blas is not None else "no BLAS thread setter"
 
     def _batch(self, feeds: Mapping[str, np.ndarray]) -> int:
-        if self.disabled or self.threads < 2 or not self._inputs:
+        if self.threads < 2 or not self._inputs:
             return 0
         n = {int(np.shape(feeds[i])[0]) if np.ndim(feeds[i]) else -1 for i in self._inputs}
         return n.pop() if len(n) == 1 else 0
 
+    def _ways(self) -> list[str]:
+        return [w for w, off in ((SPLIT, self.disabled), (WIDE, self.wide_off)) if off is None]
+
     def __call__(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         batch = self._batch(feeds)
         k = min(self.threads, batch // MIN_CHUNK)
+        ways = self._ways()
         decision = self._known(batch)
-        if k < 2 or decision is False:
+        if k < 2 or not ways or decision == WHOLE:
             return self._run(feeds)
-        if decision:
-            split = self._split(feeds, batch, k)
-            return split if split is not None else self._run(feeds)
-        times = self._trials.setdefault(batch, ([], []))
-        if not self._verified:  # the first split run is checked against the whole batch's
+        if decision is not None and decision in ways:
+            out = self._by(decision, feeds, batch, k)
+            return out if out is not None else self._run(feeds)
+        times = self._trials.setdefault(batch, {})
+        early = [w for w in ways if w != WIDE and w not in self._checked]  # checked before any timing: the
+        way = early[0] if early else _next_trial(times, [WHOLE, *ways])  # pair also builds the kernels' plans
+        if way != WHOLE and way not in self._checked:  # a way's first run is checked against the whole batch's
             whole = self._run(feeds)
-            split = self._split(feeds, batch, k)
-            self._verified = True
-            if split is None or any(split[n].dtype != w.dtype or not np.array_equal(split[n], w, equal_nan=True)
-                                    for n, w in whole.items()):
-                self.disabled = "the split batch did not give the whole batch's result"
+            got = self._by(way, feeds, batch, k)
+            self._checked.add(way)
+            if got is None or any(got[n].dtype != w.dtype or not np.array_equal(got[n], w, equal_nan=True)
+                                  for n, w in whole.items()):
+                self._turn_off(way, f"the {way} run did not give the whole batch's result")
             return whole
-        out: dict[str, np.ndarray] | None
-        if len(times[1]) < len(times[0]):
-            out, t = _timed(lambda f: self._split(f, batch, k), feeds)
-            times[1].append(t)
-        else:
-            out, t = _timed(self._run, feeds)
-            times[0].append(t)
-        if min(len(times[0]), len(times[1])) >= TRIALS:
-            self.decided[batch] = min(times[1]) <= MARGIN * min(times[0])
+        out, t = _timed(lambda f: self._by(way, f, batch, k), feeds)
+        times.setdefault(way, []).append(t)
+        if all(len(times.get(w, ())) >= TRIALS for w in (WHOLE, *ways)):
+            best = min(ways, key=lambda w: min(times[w]))
+            self.decided[batch] = best if min(times[best]) <= MARGIN * min(times[WHOLE]) else WHOLE
         return out if out is not None else self._run(feeds)
 
-    def _known(self, batch: int) -> bool | None:
-        """The decision for this size: measured, or implied (a larger size ran whole, a smaller one split)."""
+    def _turn_off(self, way: str, reason: str) -> None:
+        if way == SPLIT:
+            self.disabled = reason
+        else:
+            self.wide_off = reason
+
+    def _known(self, batch: int) -> str | None:
+        """The way for this size: measured, or implied (a larger size ran whole; else the way
+        of the largest smaller size that did not run whole)."""
         if batch in self.decided:
             return self.decided[batch]
-        if any(not split and b >= batch for b, split in self.decided.items()):
-            return False
-        if any(split and b <= batch for b, split in self.decided.items()):
-            return True
-        return None
+        if any(way == WHOLE and b >= batch for b, way in self.decided.items()):
+            return WHOLE
+        below = [(b, way) for b, way in self.decided.items() if way != WHOLE and b <= batch]
+        return max(below)[1] if below else None
+
+    def _by(self, way: str, feeds: Mapping[str, np.ndarray], batch: int, k: int) -> dict[str, np.ndarray] | None:
+        if way == SPLIT:
+            return self._split(feeds, batch, k)
+        if way == WIDE and self._blas is not None:
+            self._blas.set(self.threads)
+            try:
+                return self._run(feeds)
+            finally:
+                self._blas.set(self._blas.base)
+        return self._run(feeds)
 
     def _split(self, feeds: Mapping[str, np.ndarray], batch: int, k: int) -> dict[str, np.ndarray] | None:
         bounds = np.linspace(0, batch, k + 1).astype(int)
@@ -235,6 +267,14 @@ class SplitRunner:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+
+
+def _next_trial(times: Mapping[str, Sequence[float]], ways: Sequence[str]) -> str:
+    """The way to time next: whole and split in turn first, wide-BLAS after them (its BLAS
+    workers spin for a while after each run and would slow the runs timed right after)."""
+    short = [w for w in ways if len(times.get(w, ())) < TRIALS]
+    first = [w for w in short if w != WIDE] or short or list(ways)
+    return min(first, key=lambda w: len(times.get(w, ())))
 
 
 def _timed(fn: Callable[[Mapping[str, np.ndarray]], _T], feeds: Mapping[str, np.ndarray]) -> tuple[_T, float]:
