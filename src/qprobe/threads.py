@@ -16,8 +16,10 @@ cores, and numpy's BLAS, which only the engine's few float GEMMs use, gets one t
   next session. The ``threads=N`` backend option overrides it;
 * ``engine``: the cores (at most ``MAX_ORT_THREADS``): the engine may cut a batch into
   that many chunks and run them on its own threads (``backends/engine/batch_split.py``;
-  numpy releases the GIL in its loops); it times both ways on the first batches of each
-  size and keeps the faster, so on a busy machine it stays on one thread by measurement.
+  numpy releases the GIL in its loops), or run it whole with numpy's BLAS raised to that many
+  threads for the one call (``BlasThreads``; back to ``blas`` when the call returns); it
+  times the ways on the first batches of each size and keeps the fastest, so on a busy
+  machine it stays on one thread by measurement.
 
 The load average counts qprobe's own work of the last minute too, which would make a
 long run see its own cores as busy: ``idle_cores`` takes off the share of it that this
