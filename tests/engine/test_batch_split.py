@@ -251,4 +251,5 @@ def test_the_tcn_runs_every_way_bit_exact_and_records_it(monkeypatch: pytest.Mon
     runner = session._runner
     assert runner.disabled is None and 64 in runner.decided
     assert blas is None or runner.wide_off is None  # the wide-BLAS run matched the whole one
+    assert session.info["batch_ways"] == f"64: {runner.decided[64]}"  # recorded in the Trace's provenance
     session.close()

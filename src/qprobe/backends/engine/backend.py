@@ -67,6 +67,7 @@ class EngineSession:
         self.program = program
         self._runner = SplitRunner(program.run, program.inputs, threads, blas_threads() if threads > 1 else None,
                                    split_blocker=program.split_blocker)
+        self._ways_seen = 0
         self.info: dict[str, str] = {
             "profile": profile.name,
             "profile_description": profile.description,
@@ -81,7 +82,12 @@ class EngineSession:
             self.info["quantized_float_weights"] = "; ".join(f"{k}: {v}" for k, v in program.weight_notes.items())
 
     def run(self, feeds: Mapping[str, np.ndarray], *, first_sample: int = 0) -> dict[str, np.ndarray]:
-        return self._runner(feeds)
+        out = self._runner(feeds)
+        decided = self._runner.decided
+        if len(decided) != self._ways_seen:  # provenance: how each batch size runs, once measured
+            self._ways_seen = len(decided)
+            self.info["batch_ways"] = ", ".join(f"{size}: {way}" for size, way in sorted(decided.items()))
+        return out
 
     def close(self) -> None:
         self._runner.close()
