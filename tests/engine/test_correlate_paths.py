@@ -106,3 +106,45 @@ def test_single_sample_paths_match_a_naive_loop(xs: tuple[int, ...], ws: tuple[i
     if layout == "channels_last_memory":
         cl = _channels_last_memory(batch)
         assert np.array_equal(corr.nchw(cl, pad_value=5).astype(np.int64), both)
+
+
+CHUNKED = [  # batches whose chunk loops run many times with tiny chunks: depthwise, pointwise, grouped
+    ((5, 6, 9, 8), (6, 1, 3, 3), 6, {"strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ((4, 16, 6, 6), (16, 1, 3, 3), 16, {"auto_pad": "SAME_LOWER"}),
+    ((4, 4, 7, 10), (8, 1, 3, 2), 4, {"strides": [1, 3], "dilations": [2, 1], "pads": [2, 0, 1, 2]}),
+    ((6, 8, 6, 6), (12, 8, 1, 1), 1, {}),
+    ((4, 16, 5, 5), (24, 16, 1, 1), 1, {}),  # channels-last memory: the pointwise row blocks
+    ((3, 20, 1, 12), (8, 20, 1, 3), 1, {"pads": [0, 4, 0, 4], "dilations": [1, 4]}),
+]
+
+
+@pytest.mark.parametrize("chunk", [64, 4096])
+@pytest.mark.parametrize(("xs", "ws", "group", "attrs"), CHUNKED)
+@pytest.mark.parametrize("layout", ["nchw", "channels_last_memory"])
+def test_chunked_loops_match_a_naive_loop(xs: tuple[int, ...], ws: tuple[int, ...], group: int,
+                                          attrs: dict[str, object], layout: str, chunk: int,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """With chunks of a few samples, channels or rows (the default is several MB, so the tests'
+    small inputs would run one chunk), every chunk loop and the blockwise finishing agree with
+    the naive loop, on plain and requantizing (``finished``) calls."""
+    from qprobe.backends.engine.kernels import correlate
+
+    monkeypatch.setattr(correlate, "_CHUNK_BYTES", chunk)
+    rng = np.random.default_rng(sum(xs) * 7 + len(ws))
+    x = rng.integers(-128, 128, xs).astype(np.int8)
+    if layout == "channels_last_memory":
+        x = _channels_last_memory(x)
+    w = rng.integers(-127, 128, ws).astype(np.int64)
+    window = Window.from_attrs(attrs, ws[2:])
+    want = np.moveaxis(_naive(x, w, group, window, 2), -1, 1)
+    for prefer_last in (False, True):
+        corr = Correlator(w, group, window, np.float32, order="kc", prefer_last=prefer_last)
+        assert np.array_equal(corr.nchw(x, pad_value=2).astype(np.int64), want)
+
+        def finish(block: np.ndarray, out: np.ndarray) -> None:
+            np.rint(block, out=block)
+            out[...] = block
+
+        done = corr.finished(x, 2.0, finish, np.dtype(np.int32))
+        if done is not None:
+            assert np.array_equal(done.astype(np.int64), want)
