@@ -33,6 +33,7 @@ for a Trace's ``session_info`` (its provenance).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -189,20 +190,20 @@ class BlasThreads:
             lib.set_num_threads(n)  # type: ignore[attr-defined]
 
 
-_blas_threads: list[BlasThreads | None] = []
-
-
 def blas_threads() -> BlasThreads | None:
     """The setter for numpy's BLAS libraries (found once per process), or None when threadpoolctl
     finds none or the BLAS thread count was set by hand (``QPROBE_BLAS_THREADS``)."""
     if os.environ.get("QPROBE_BLAS_THREADS", "").strip() or ThreadpoolController is None:
         return None
-    if not _blas_threads:
-        import numpy  # noqa: F401  (threadpoolctl finds the BLAS numpy has loaded)
+    return _found_blas()
 
-        libraries = list(ThreadpoolController().select(user_api="blas").lib_controllers)
-        _blas_threads.append(BlasThreads(libraries, configure().blas) if libraries else None)
-    return _blas_threads[0]
+
+@functools.cache
+def _found_blas() -> BlasThreads | None:
+    import numpy  # noqa: F401  (threadpoolctl finds the BLAS numpy has loaded)
+
+    libraries = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+    return BlasThreads(libraries, configure().blas) if libraries else None
 
 
 def describe() -> dict[str, str]:

@@ -50,6 +50,11 @@ def test_split_equals_whole_on_every_corpus_model(name: str, corpus: dict[str, B
     assert split is not None and split.keys() == whole.keys()
     for k, w in whole.items():
         assert split[k].dtype == w.dtype and np.array_equal(split[k], w, equal_nan=True), k
+    if session._runner._blas is not None:  # the wide-BLAS way too, on every export pattern
+        wide = session._runner._by(bs.WIDE, feeds, 4 * bs.MIN_CHUNK, 2)
+        assert wide is not None
+        for k, w in whole.items():
+            assert wide[k].dtype == w.dtype and np.array_equal(wide[k], w, equal_nan=True), k
 
 
 def test_the_runner_times_both_ways_and_keeps_the_faster(monkeypatch: pytest.MonkeyPatch) -> None:
